@@ -1,0 +1,444 @@
+"""Numerical gradients of batch norm from its forward pass alone, and their comparison.
+
+Pure numpy, no I/O. :func:`check_gradients` differentiates the forward pass of
+:mod:`bncli.core` numerically (central differences or complex step), compares
+the result with gradients computed analytically (bncli's own or the user's)
+and returns a :class:`CheckReport`.
+
+Notes
+-----
+*Where to differentiate.* Training-mode batch norm is exactly invariant to a
+shift of a column, so the derivatives are taken at the centered data
+``x − mean``: a step of 1e-6·σ is then not lost in the last digits of a large
+offset (timestamps ~1.7e9 with a spread of seconds, 1e8 + noise). The bias is
+left out of the function differentiated for dx and dw (∂y/∂x and ∂y/∂w do not
+depend on it), so a large bias adds no rounding error either.
+
+*Step.* Each column's step is ``step · σ``, relative to its own scale, and the
+perturbation actually applied, ``(x + h) − (x − h)``, is the one divided by.
+Central differences err by ≈ h² (truncation) plus ≈ ε_mach·k/h (rounding, which
+grows with k because every output shares the rounded mean and σ), so the
+default relative step is ``(ε_mach · k)^(1/3)``. Complex step,
+``Im f(x + i·h) / h``, has no cancellation and is exact to rounding for tiny h.
+
+*Error measure.* An error is divided by the natural scale of the element
+compared: the sum of the magnitudes of the terms that make it up, e.g. for dx
+``|u|·(k|g_i| + Σ|g| + |s_i|·Σ|g s|)`` with ``u = w/(kσ)``. Rounding error is
+bounded by ε_mach times that sum, so the measure is the same whether the data
+are ~1e-6 or ~1e12, a correct gradient that is exactly 0 (dy constant down a
+column) does not fail on noise, and a wrong element fails by its own size.
+
+*Cost.* The full check takes 2k forward passes of the whole matrix (the rows i
+of all columns are perturbed at once, since columns are independent), batched:
+O(k²·n). The probe check compares directional derivatives along random
+directions instead: O(k·n) per probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import core
+
+METHODS = ("central", "complex")
+SWEEP_STEPS = tuple(10.0**-e for e in range(1, 13))
+# Bounds on the relative error (see the module notes), keyed by the precision of the
+# gradient checked: float64 central differences are accurate to ~1e-9 at large k,
+# complex step to rounding, and float32 gradients to ~1e-6·√k.
+DEFAULT_RTOL = {
+    ("central", "float64"): 1e-6,
+    ("complex", "float64"): 1e-10,
+    ("central", "float32"): 1e-3,
+    ("complex", "float32"): 1e-3,
+}
+# Elements per batched forward pass: bounds the memory of a full check (~100 MB).
+_CHUNK_ELEMENTS = 1 << 21
+_TINY = np.finfo(np.float64).tiny
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def default_step(method: str, rows: int) -> float:
+    """The default step relative to each column's σ (see the module notes)."""
+    if method == "complex":
+        return 1e-20
+    return float(np.cbrt(np.finfo(np.float64).eps * max(rows, 1)))
+
+
+def default_rtol(method: str, dtype: str) -> float:
+    return DEFAULT_RTOL[(method, dtype)]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One batch-norm evaluation to differentiate, in float64.
+
+    ``running`` holds (mean, var) in eval mode and is None in training mode.
+    """
+
+    x: np.ndarray  # (k, n)
+    dy: np.ndarray  # (k, n)
+    weight: np.ndarray  # (n,)
+    bias: np.ndarray  # (n,)
+    eps: float
+    running: tuple[np.ndarray, np.ndarray] | None = None
+
+    def forward(self, x: np.ndarray, weight=None, bias=None) -> core.BatchNorm:
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
+        if self.running is None:
+            return core.forward(x, weight, bias, self.eps)
+        return core.forward_eval(x, *self.running, weight, bias, self.eps)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The comparison of one quantity (dx, dw, db or jacobian) with its numerical value.
+
+    ``row`` and ``column`` locate the worst element (row is None for per-column
+    quantities and for probe checks of dx); ``wrt_row`` is the second index of a
+    Jacobian element ∂y[row]/∂x[wrt_row]. ``checked`` and ``reference`` are the
+    checked and the numerical value there. ``analytic_rel_error`` is, for a
+    gradient given with --against, its distance from bncli's analytic gradient.
+    """
+
+    quantity: str
+    max_abs_error: float
+    max_rel_error: float
+    row: int | None
+    column: int
+    checked: float
+    reference: float
+    passed: bool
+    wrt_row: int | None = None
+    analytic_rel_error: float | None = None
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    step: float
+    max_rel_error: float
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    method: str
+    step: float
+    rtol: float
+    probes: int | None  # None: every element was compared
+    results: dict[str, Comparison]
+    sweep: list[SweepPoint] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.results.values())
+
+
+# ----------------------------------------------------------------------------- scales
+
+
+@dataclass(frozen=True)
+class _Scales:
+    dx: np.ndarray  # (k, n)
+    dw: np.ndarray  # (n,)
+    db: np.ndarray  # (n,)
+    u: np.ndarray  # (n,) |∂y_i/∂x_i| per unit of R: |w|/(kσ) in training, |w|/σ in eval
+    abs_s: np.ndarray  # (k, n)
+    training: bool
+
+    def jacobian(self, column: int) -> np.ndarray:
+        """Natural scale of each element of J = u·R: |u|·(k·δ_ij + 1 + |s_i s_j|)."""
+        k = self.abs_s.shape[0]
+        if not self.training:
+            return np.diag(np.full(k, self.u[column]))
+        s = self.abs_s[:, column]
+        r = np.outer(s, s) + 1
+        r[np.diag_indices(k)] += k
+        return self.u[column] * r
+
+
+def _natural_scales(bn: core.BatchNorm, dy: np.ndarray, weight: np.ndarray) -> _Scales:
+    abs_g, abs_s = np.abs(dy), np.abs(bn.s)
+    sum_abs_g = abs_g.sum(axis=0)
+    sum_abs_gs = (abs_g * abs_s).sum(axis=0)
+    if bn.training:
+        k = bn.rows
+        u = np.abs(weight) / (k * bn.std)
+        dx = u * (k * abs_g + sum_abs_g + abs_s * sum_abs_gs)
+    else:
+        u = np.abs(weight) / bn.std
+        dx = u * abs_g
+    return _Scales(dx=dx, dw=sum_abs_gs, db=sum_abs_g, u=u, abs_s=abs_s, training=bn.training)
+
+
+# ----------------------------------------------------------------------- derivatives
+
+
+def _difference(f: Callable[[np.ndarray], np.ndarray], point, direction, method: str):
+    """The change of f across a step and the step actually applied.
+
+    central: f(p + d) − f(p − d) and (p + d) − (p − d), the perturbation the
+    floats really carry; complex: Im f(p + i·d) and d.
+    """
+    if method == "central":
+        plus, minus = point + direction, point - direction
+        return f(plus) - f(minus), plus - minus
+    return f(point + 1j * direction).imag, direction
+
+
+def _differentiation_point(problem: Problem) -> np.ndarray:
+    """The data shifted by the column means (training mode), where steps are not lost."""
+    if problem.running is None:
+        return problem.x - problem.x.mean(axis=0)
+    return problem.x
+
+
+def _chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, total, size):
+        yield start, min(start + size, total)
+
+
+def _numerical_dx_and_jacobians(
+    problem: Problem,
+    method: str,
+    step: float,
+    columns: Sequence[int],
+    progress: ProgressCallback | None,
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Numerical dx = Jᵀg for every element, and J of the given columns, in O(k²·n).
+
+    Rows i of all columns are perturbed together (columns are independent) and
+    many rows are batched into one forward pass along a leading axis.
+    """
+    x0 = _differentiation_point(problem)
+    k, n = x0.shape
+    h = step * problem.forward(problem.x).std
+    normalized = lambda x: problem.forward(x, bias=0.0).y  # noqa: E731  (∂y/∂x without the bias)
+    dx = np.empty((k, n))
+    jac = {c: np.empty((k, k)) for c in columns}
+    batch = max(1, _CHUNK_ELEMENTS // (k * n))
+    for start, stop in _chunks(k, batch):
+        rows = np.arange(start, stop)
+        direction = np.zeros((stop - start, k, n))
+        direction[np.arange(stop - start), rows, :] = h
+        change, applied = _difference(normalized, x0, direction, method)
+        applied = applied[np.arange(stop - start), rows, :]  # (B, n)
+        dx[rows] = np.einsum("tj,btj->bj", problem.dy, change) / applied
+        for c in columns:
+            jac[c][:, rows] = (change[:, :, c] / applied[:, None, c]).T
+        if progress:
+            progress(stop, k)
+    return dx, jac
+
+
+def _numerical_parameter_gradients(problem: Problem, method: str, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Numerical dw and db. y is affine in w and b, so any step is exact but for rounding."""
+    w, b = problem.weight, problem.bias
+    g = problem.dy
+    if method == "complex":
+        h_w = h_b = np.full_like(w, step)
+    else:
+        h_w = np.maximum(np.abs(w), 1.0)
+        h_b = np.maximum(np.maximum(np.abs(b), np.abs(w)), 1.0)
+    change, applied = _difference(lambda w_: problem.forward(problem.x, weight=w_, bias=0.0).y, w, h_w, method)
+    dw = (g * change).sum(axis=0) / applied
+    change, applied = _difference(lambda b_: problem.forward(problem.x, bias=b_).y, b, h_b, method)
+    db = (g * change).sum(axis=0) / applied
+    return dw, db
+
+
+# ------------------------------------------------------------------------ comparison
+
+
+def _compare(
+    quantity: str,
+    checked: np.ndarray,
+    reference: np.ndarray,
+    scale: np.ndarray,
+    rtol: float,
+    locate: Callable[[tuple[int, ...]], tuple[int | None, int, int | None]],
+    analytic: np.ndarray | None = None,
+) -> Comparison:
+    abs_error = np.abs(checked - reference)
+    denominator = np.maximum(scale, _TINY)
+    rel_error = abs_error / denominator
+    worst = np.unravel_index(np.argmax(rel_error), rel_error.shape)
+    row, column, wrt_row = locate(tuple(int(i) for i in worst))
+    max_rel = float(rel_error[worst])
+    analytic_rel = None if analytic is None else float(np.max(np.abs(checked - analytic) / denominator))
+    return Comparison(
+        quantity=quantity,
+        max_abs_error=float(abs_error.max()),
+        max_rel_error=max_rel,
+        row=row,
+        column=column,
+        checked=float(checked[worst]),
+        reference=float(reference[worst]),
+        passed=bool(max_rel <= rtol),
+        wrt_row=wrt_row,
+        analytic_rel_error=analytic_rel,
+    )
+
+
+def _at_matrix(index):
+    return index[0], index[1], None
+
+
+def _at_vector(index):
+    return None, index[-1], None
+
+
+def _probe_directions(shape: tuple[int, int], probes: int, seed: int) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    for _ in range(probes):
+        yield rng.standard_normal(shape)
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """Gradients to check: any of dx (k, n), dw (n,), db (n,), jacobian {column: (k, k)}."""
+
+    dx: np.ndarray | None = None
+    dw: np.ndarray | None = None
+    db: np.ndarray | None = None
+    jacobian: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def check_gradients(
+    problem: Problem,
+    checked: Gradient,
+    *,
+    analytic: Gradient | None = None,
+    method: str = "central",
+    step: float | None = None,
+    rtol: float = 1e-6,
+    probes: int | None = None,
+    seed: int = 0,
+    sweep: bool = False,
+    progress: ProgressCallback | None = None,
+) -> CheckReport:
+    """Compare ``checked`` gradients with numerical derivatives of ``problem``'s forward pass.
+
+    Parameters
+    ----------
+    checked : Gradient
+        What to check; quantities left None are not compared.
+    analytic : Gradient, optional
+        bncli's own gradients, when ``checked`` came from elsewhere: each
+        comparison then also reports the distance between the two.
+    step : float, optional
+        Relative to each column's σ; default :func:`default_step`.
+    probes : int, optional
+        Compare directional derivatives along this many seeded random
+        directions (O(k·n) each) instead of every element (O(k²·n)).
+    sweep : bool
+        Also measure the numerical dx error for the steps 1e-1 … 1e-12.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    k, n = problem.x.shape
+    step = default_step(method, k) if step is None else step
+    bn = problem.forward(problem.x)
+    scales = _natural_scales(bn, problem.dy, problem.weight)
+    columns = sorted(checked.jacobian)
+    results: dict[str, Comparison] = {}
+
+    def compare(name, reference, scale, locate):
+        ours = None if analytic is None else getattr(analytic, name)
+        results[name] = _compare(name, getattr(checked, name), reference, scale, rtol, locate, ours)
+
+    if checked.dw is not None or checked.db is not None:
+        dw, db = _numerical_parameter_gradients(problem, method, step)
+        if checked.dw is not None:
+            compare("dw", dw, scales.dw, _at_vector)
+        if checked.db is not None:
+            compare("db", db, scales.db, _at_vector)
+
+    if probes is None:
+        if checked.dx is not None or columns:
+            dx, jac = _numerical_dx_and_jacobians(problem, method, step, columns, progress)
+            if checked.dx is not None:
+                compare("dx", dx, scales.dx, _at_matrix)
+            if columns:
+                _compare_jacobians(results, checked, jac, scales, rtol, columns)
+    else:
+        _compare_probes(results, problem, checked, analytic, scales, method, step, rtol, probes, seed, progress)
+
+    sweep_points = []
+    if sweep:
+        reference_dx = checked.dx if checked.dx is not None else (analytic.dx if analytic else None)
+        if reference_dx is not None:
+            sweep_points = _sweep(problem, reference_dx, scales, method, step, probes, seed)
+    return CheckReport(method, step, rtol, probes, results, sweep_points)
+
+
+def _compare_jacobians(results, checked: Gradient, numerical: dict, scales: _Scales, rtol: float, columns):
+    stacked = lambda d: np.stack([d[c] for c in columns])  # noqa: E731
+    results["jacobian"] = _compare(
+        "jacobian",
+        stacked(checked.jacobian),
+        stacked(numerical),
+        np.stack([scales.jacobian(c) for c in columns]),
+        rtol,
+        lambda i: (i[1], columns[i[0]], i[2]),
+    )
+
+
+def _compare_probes(results, problem, checked, analytic, scales, method, step, rtol, probes, seed, progress):
+    """Directional derivatives along random directions v: Σ_i dx_i v_i per column, and J·v."""
+    x0 = _differentiation_point(problem)
+    k, n = x0.shape
+    h = step * problem.forward(problem.x).std
+    columns = sorted(checked.jacobian)
+    normalized = lambda x: problem.forward(x, bias=0.0).y  # noqa: E731
+    rows: dict[str, list] = {"checked": [], "numerical": [], "scale": [], "analytic": []}
+    jac_rows: dict[str, list] = {"checked": [], "numerical": [], "scale": []}
+    for done, v in enumerate(_probe_directions((k, n), probes, seed), start=1):
+        change, applied = _difference(normalized, x0, h * v, method)
+        nominal = h if method == "complex" else 2 * h  # report in units of the gradient
+        if checked.dx is not None:
+            rows["checked"].append((checked.dx * applied).sum(axis=0) / nominal)
+            rows["numerical"].append((problem.dy * change).sum(axis=0) / nominal)
+            rows["scale"].append((scales.dx * np.abs(applied)).sum(axis=0) / nominal)
+            if analytic is not None:
+                rows["analytic"].append((analytic.dx * applied).sum(axis=0) / nominal)
+        for c in columns:
+            jac_rows["checked"].append(checked.jacobian[c] @ applied[:, c] / nominal[c])
+            jac_rows["numerical"].append(change[:, c] / nominal[c])
+            jac_rows["scale"].append(scales.jacobian(c) @ np.abs(applied[:, c]) / nominal[c])
+        if progress:
+            progress(done, probes)
+    if checked.dx is not None:
+        results["dx"] = _compare(
+            "dx",
+            np.array(rows["checked"]),
+            np.array(rows["numerical"]),
+            np.array(rows["scale"]),
+            rtol,
+            _at_vector,
+            np.array(rows["analytic"]) if analytic is not None else None,
+        )
+    if columns:
+        shape = (probes, len(columns), k)
+        results["jacobian"] = _compare(
+            "jacobian",
+            np.reshape(jac_rows["checked"], shape),
+            np.reshape(jac_rows["numerical"], shape),
+            np.reshape(jac_rows["scale"], shape),
+            rtol,
+            lambda i: (i[2], columns[i[1]], None),
+        )
+
+
+def _sweep(problem, dx, scales, method, default, probes, seed) -> list[SweepPoint]:
+    """The numerical dx error against ``dx`` for steps 1e-1 … 1e-12 and the default."""
+    steps = sorted(set(SWEEP_STEPS) | {default}, reverse=True)
+    points = []
+    for step in steps:
+        report = check_gradients(problem, Gradient(dx=dx), method=method, step=step, probes=probes, seed=seed)
+        points.append(SweepPoint(step, report.results["dx"].max_rel_error, step == default))
+    return points

@@ -1,0 +1,283 @@
+"""Reading matrices (CSV, TSV, whitespace, .npy) and writing results (csv, tsv, json).
+
+No numerics beyond parsing and no terminal rendering. Every input problem is an
+:class:`InputError` whose message is one line naming the source, the line and
+the column where that applies.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+STDIN_NAME = "<stdin>"
+SAMPLE_NAME = "blood.csv"
+SAMPLE_DY_NAME = "blood_dy.csv"
+FORMATS = ("table", "csv", "tsv", "json")
+WHITESPACE = "whitespace"
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": WHITESPACE, WHITESPACE: WHITESPACE}
+_SNIFFED = ("\t", ",", ";")
+
+
+class InputError(Exception):
+    """Bad usage or bad input: one line for the user, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A table of numbers as read: values (k, n), column names, and whether a header was read."""
+
+    values: np.ndarray
+    columns: list[str]
+    has_header: bool
+    source: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.values.shape
+
+
+def sample_path(name: str = SAMPLE_NAME) -> Path:
+    """A file of the bundled sample (the article's blood-count example)."""
+    from importlib.resources import files
+
+    return Path(str(files("bncli") / "sample_data" / name))
+
+
+def parse_delimiter(value: str | None) -> str | None:
+    """The delimiter named by --delimiter: one character, or tab/comma/semicolon/whitespace."""
+    if value is None:
+        return None
+    named = _DELIMITER_NAMES.get(value.lower())
+    if named:
+        return named
+    if len(value) != 1 or value in "\r\n\"#" or value.isalnum() or value in ".-+":
+        raise InputError(f"--delimiter: {value!r} is not usable; give one character such as , ; | or tab, whitespace")
+    return value
+
+
+def read_matrix(path: str, data: bytes | None = None, *, delimiter: str | None = None, header: bool | None = None) -> Matrix:
+    """Read a matrix from ``path`` (or from ``data`` already read, e.g. stdin, named ``path``).
+
+    ``.npy`` files are loaded with pickles refused; anything else is text.
+    """
+    if data is None and path.lower().endswith(".npy"):
+        return _read_npy(path)
+    if data is None:
+        data = read_bytes(path)
+    if delimiter is None and path.lower().endswith(".tsv"):
+        delimiter = "\t"
+    return parse_text(data, path, delimiter=delimiter, header=header)
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
+def _read_npy(path: str) -> Matrix:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError, OSError):
+        read_bytes(path)  # raises the same one-line errors as for text files
+        raise InputError(f"{path}: cannot read") from None
+    except ValueError as error:
+        raise InputError(f"{path}: not a readable .npy array of numbers ({error})") from None
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise InputError(f"{path}: a .npy array must be 1-D or 2-D; this one has shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
+        raise InputError(f"{path}: a .npy array must hold real numbers; this one holds {array.dtype}")
+    values = np.asarray(array, dtype=np.float64)
+    if values.size == 0:
+        raise InputError(f"{path}: no data (shape {array.shape})")
+    bad = np.argwhere(~np.isfinite(values))
+    if len(bad):
+        row, col = bad[0]
+        raise InputError(f"{path}: row {row + 1}, column {col + 1}: {values[row, col]} (NaN or infinity)")
+    return Matrix(values, [str(i) for i in range(values.shape[1])], False, path)
+
+
+def _decode(data: bytes, name: str) -> str:
+    if b"\0" in data:
+        raise InputError(f"{name}: binary data (NUL bytes); expected CSV/TSV text or a .npy file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InputError(
+            f"{name}: line {line}: byte 0x{data[error.start]:02x} is not valid UTF-8; bncli reads UTF-8 text"
+        ) from None
+
+
+def _records(text: str) -> list[tuple[int, str]]:
+    """Numbered lines that carry data: blank lines and #-comments are skipped."""
+    return [
+        (number, line)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def _sniff(line: str) -> str:
+    for candidate in _SNIFFED:
+        if candidate in line:
+            return candidate
+    return WHITESPACE
+
+
+def _split(lines: Iterable[str], delimiter: str) -> Iterable[list[str]]:
+    if delimiter == WHITESPACE:
+        return (line.split() for line in lines)
+    return csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
+
+
+def _number(field: str) -> float | None:
+    try:
+        return float(field)
+    except ValueError:
+        return None
+
+
+def _cell_name(column: int, names: Sequence[str] | None) -> str:
+    if names and names[column - 1] != str(column - 1):
+        return f"column {column} ({names[column - 1]!r})"
+    return f"column {column}"
+
+
+def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: bool | None = None) -> Matrix:
+    """Parse CSV/TSV/whitespace-separated numbers; see the contract for the rules."""
+    records = _records(_decode(data, name))
+    if not records:
+        raise InputError(f"{name}: no data (the input is empty or only blank and # lines)")
+    delimiter = delimiter or _sniff(records[0][1])
+    rows = list(_split((line for _, line in records), delimiter))
+    first = [field.strip() for field in rows[0]]
+    if header is None:
+        header = any(_number(field) is None for field in first)
+    columns = first if header else [str(i) for i in range(len(first))]
+    body, numbers = (rows[1:], records[1:]) if header else (rows, records)
+    if not body:
+        raise InputError(f"{name}: a header line but no data rows")
+    width = len(columns)
+    values = np.empty((len(body), width))
+    for index, (fields, (line_number, _)) in enumerate(zip(body, numbers)):
+        if len(fields) != width:
+            expected = "the header has" if header else "the first row has"
+            raise InputError(f"{name}: line {line_number}: {len(fields)} fields, but {expected} {width}")
+        for column, field in enumerate(fields, start=1):
+            value = _number(field)
+            if value is None or not math.isfinite(value):
+                problem = "an empty cell" if not field.strip() else f"{field.strip()!r} is not a number"
+                if value is not None:
+                    problem = f"{field.strip()!r}: NaN and infinity are not allowed (batch norm of that column is meaningless)"
+                raise InputError(f"{name}: line {line_number}, {_cell_name(column, columns if header else None)}: {problem}")
+            values[index, column - 1] = value
+    return Matrix(values, columns, header, name)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def format_float(value: float) -> str:
+    """The shortest text that reads back to the same float64."""
+    return repr(float(value))
+
+
+def format_delimited(values: np.ndarray, columns: Sequence[str] | None, delimiter: str, row_labels: Sequence[str] | None = None) -> str:
+    """One matrix as csv/tsv text, at full round-trip precision, with an optional header."""
+    lines = []
+    if columns is not None:
+        lines.append(_header_line(columns, delimiter))
+    rows = np.asarray(values, dtype=np.float64).tolist()
+    if row_labels is None:
+        lines.extend(delimiter.join(map(repr, row)) for row in rows)
+    else:
+        lines.extend(delimiter.join([label, *map(repr, row)]) for label, row in zip(row_labels, rows))
+    return "\n".join(lines) + "\n"
+
+
+def _header_line(columns: Sequence[str], delimiter: str) -> str:
+    import io as _io
+
+    buffer = _io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="").writerow(columns)
+    return buffer.getvalue()
+
+
+def to_jsonable(value):
+    """numpy arrays and scalars to lists and floats, for json.dumps."""
+    if isinstance(value, np.ndarray):
+        return np.asarray(value, dtype=np.float64).tolist() if value.dtype.kind in "fciub" else value.tolist()
+    if isinstance(value, dict):
+        return {key: to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def format_json(obj) -> str:
+    """JSON text; NaN and infinity are refused (they are not JSON)."""
+    try:
+        return json.dumps(to_jsonable(obj), allow_nan=False) + "\n"
+    except ValueError:
+        raise InputError("a result is NaN or infinite, which JSON cannot carry") from None
+
+
+def format_for_path(path: str) -> str:
+    """The output format that a file name implies: .json, .tsv, else csv."""
+    suffix = Path(path).suffix.lower()
+    return {".json": "json", ".tsv": "tsv"}.get(suffix, "csv")
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: all or nothing."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise InputError(f"--output {path}: is a directory")
+    if not directory.is_dir():
+        raise InputError(f"--output {path}: no such directory {str(directory)!r}")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise InputError(f"--output {path}: cannot write: {error.strerror or error}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        _copy_mode(target, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _copy_mode(target: Path, temporary: str) -> None:
+    """Give the new file the mode an ordinary write would: the old file's, or 0666 less umask."""
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(temporary, mode)

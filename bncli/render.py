@@ -1,0 +1,157 @@
+"""Rich tables for people: matrices, per-column values, gradient-check reports.
+
+Data (column names, file names) is always shown literally: it goes into
+``rich.text.Text`` objects, never into markup, and control characters are
+shown as escapes so that nothing from the data reaches the terminal raw.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .gradcheck import CheckReport, Comparison
+
+ELLIPSIS_ROW = "⋮"
+ELLIPSIS_COLUMN = "…"
+
+
+def literal(text: str, style: str = "") -> Text:
+    """``text`` as plain text: no markup, control characters escaped (e.g. ``\\x1b``)."""
+    safe = "".join(
+        ch if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co") else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+    return Text(safe, style=style)
+
+
+def number(value: float, precision: int) -> str:
+    return f"{value:.{precision}g}"
+
+
+def _kept(count: int, limit: int | None) -> tuple[list[int], bool]:
+    """Indices to show of ``count``: all, or the first and last halves of ``limit``."""
+    if limit is None or count <= limit:
+        return list(range(count)), False
+    head = (limit + 1) // 2
+    tail = limit // 2
+    return list(range(head)) + list(range(count - tail, count)), True
+
+
+class Renderer:
+    """Renders results on a Rich console at a given precision, summarised unless ``full``."""
+
+    def __init__(self, console: Console, precision: int = 6, full: bool = False):
+        self.console = console
+        self.precision = precision
+        self.full = full
+
+    def _limits(self, label_width: int) -> tuple[int | None, int | None]:
+        if self.full:
+            return None, None
+        cell = self.precision + 10
+        columns = max(2, (self.console.width - label_width - 4) // cell)
+        rows = max(6, min(20, (self.console.height or 24) - 6))
+        return rows, columns
+
+    def matrix(
+        self,
+        title: str,
+        values: np.ndarray,
+        columns: Sequence[str],
+        row_labels: Sequence[str] | None = None,
+        label_header: str = "row",
+    ) -> Table:
+        """A matrix with named columns and labelled rows, summarised with ellipses if too large."""
+        k, n = values.shape
+        row_labels = [str(i) for i in range(k)] if row_labels is None else list(row_labels)
+        max_rows, max_cols = self._limits(max(len(label) for label in row_labels) if row_labels else 3)
+        shown_rows, cut_rows = _kept(k, max_rows)
+        shown_cols, cut_cols = _kept(n, max_cols)
+        table = Table(title=literal(title), title_justify="left", header_style="bold")
+        table.add_column(literal(label_header), style="dim", justify="right")
+        for position, j in enumerate(shown_cols):
+            if cut_cols and position == (len(shown_cols) + 1) // 2:
+                table.add_column(ELLIPSIS_COLUMN, justify="center")
+            table.add_column(literal(columns[j]), justify="right")
+        for position, i in enumerate(shown_rows):
+            if cut_rows and position == (len(shown_rows) + 1) // 2:
+                table.add_row(ELLIPSIS_ROW, *([ELLIPSIS_ROW] * (len(shown_cols) + cut_cols)))
+            cells = [number(values[i, j], self.precision) for j in shown_cols]
+            if cut_cols:
+                cells.insert((len(shown_cols) + 1) // 2, ELLIPSIS_COLUMN)
+            table.add_row(literal(row_labels[i]), *cells)
+        if cut_rows or cut_cols:
+            table.caption = f"{k} × {n}, summarised; --full shows every element"
+        return table
+
+    def check(self, report: CheckReport, columns: Sequence[str], against: str | None) -> Table:
+        """One row per compared quantity: errors, worst element, values there, verdict."""
+        scope = "every element" if report.probes is None else f"{report.probes} random directions"
+        title = f"gradient check: {report.method} differences, step {report.step:.3g}·σ, {scope}"
+        if against:
+            title += f"; checking {against}"
+        table = Table(title=literal(title), title_justify="left", header_style="bold")
+        for header in ("quantity", "max abs error", "max rel error", "worst at", "checked", "numerical"):
+            table.add_column(header, justify="right" if header != "quantity" else "left")
+        if against:
+            table.add_column("rel. to bncli", justify="right")
+        table.add_column("result")
+        for comparison in report.results.values():
+            cells = [
+                comparison.quantity,
+                number(comparison.max_abs_error, 3),
+                number(comparison.max_rel_error, 3),
+                _location(comparison, columns),
+                number(comparison.checked, self.precision),
+                number(comparison.reference, self.precision),
+            ]
+            if against:
+                rel = comparison.analytic_rel_error
+                cells.append("" if rel is None else number(rel, 3))
+            cells.append(Text("PASS", style="bold green") if comparison.passed else Text("FAIL", style="bold red"))
+            table.add_row(*[cell if isinstance(cell, Text) else literal(cell) for cell in cells])
+        return table
+
+    def sweep(self, report: CheckReport) -> Table:
+        table = Table(title="numerical dx error by step (relative to σ)", title_justify="left", header_style="bold")
+        table.add_column("step", justify="right")
+        table.add_column("max rel error", justify="right")
+        table.add_column("")
+        for point in report.sweep:
+            table.add_row(
+                f"{point.step:.3g}",
+                number(point.max_rel_error, 3),
+                "← default" if point.is_default else "",
+            )
+        return table
+
+    def show(self, *renderables) -> None:
+        self.console.print(Group(*renderables))
+
+
+def _location(comparison: Comparison, columns: Sequence[str]) -> str:
+    name = columns[comparison.column]
+    if comparison.row is None:
+        return name
+    if comparison.wrt_row is not None:
+        return f"{name}[{comparison.row},{comparison.wrt_row}]"
+    return f"row {comparison.row}, {name}"
+
+
+def verdict(report: CheckReport, columns: Sequence[str]) -> str:
+    """One line: PASS/FAIL, what was compared, the method and the bound."""
+    names = ", ".join(report.results)
+    bound = f"max rel error ≤ {report.rtol:g} ({report.method}, step {report.step:.3g}·σ)"
+    if report.passed:
+        return f"PASS: {names} agree with the numerical derivatives: {bound}"
+    failed = [c for c in report.results.values() if not c.passed]
+    worst = "; ".join(
+        f"{c.quantity} at {_location(c, columns)}: {c.checked:.{9}g} vs numerical {c.reference:.{9}g}" for c in failed
+    )
+    return f"FAIL: {', '.join(c.quantity for c in failed)} beyond {bound}; worst {worst}"

@@ -178,10 +178,10 @@ def grad(
     check: Annotated[bool, typer.Option("--check", help="Compare the gradients with numerical derivatives; exit 1 on FAIL.", rich_help_panel=CHECK)] = False,
     method: Annotated[Method, typer.Option("--method", help="central differences, or complex step (exact to rounding).", rich_help_panel=CHECK)] = Method.central,
     step: Annotated[Optional[float], typer.Option("--step", help="Step relative to each column's std. Default: (ε·k)^(1/3) central, 1e-20 complex.", show_default=False, rich_help_panel=CHECK)] = None,
-    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Pass bound on the relative error. Default: 1e-6 central, 1e-10 complex, 1e-3 float32.", show_default=False, rich_help_panel=CHECK)] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Pass bound on the relative error. Default: 1e-6 central, 1e-10 complex, 1e-5 float32.", show_default=False, rich_help_panel=CHECK)] = None,
     against: Annotated[Optional[str], typer.Option("--against", help="Check your own gradient instead: a CSV (dx) or JSON with any of dx, dw, db. Implies --check.", rich_help_panel=CHECK)] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Also show the numerical error for steps 1e-1 … 1e-12.", rich_help_panel=CHECK)] = False,
-    fast: Annotated[bool, typer.Option("--fast", help="Compare directional derivatives along random directions: O(k·n) each.", rich_help_panel=CHECK)] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="Check along random directions (directional derivatives, O(k·n) each) instead of every element. Implies --check.", rich_help_panel=CHECK)] = False,
     probes: Annotated[Optional[int], typer.Option("--probes", help="Number of random directions for --fast (implies it). [default: 16]", show_default=False, rich_help_panel=CHECK)] = None,
     running: RunningIn = None,
     save_running: SaveRunning = None,
@@ -193,7 +193,8 @@ def grad(
 
     inputs = commands.InputOptions(file, delimiter, header, eps, weight, bias, dtype.value, running, save_running, momentum, eval)
     outputs = commands.OutputOptions(format and format.value, output, precision, full, only and only.value)
-    checks = commands.CheckOptions(check or sweep, method.value, step, rtol, against, sweep, fast or probes is not None, probes)
+    wants_check = check or sweep or fast or probes is not None
+    checks = commands.CheckOptions(wants_check, method.value, step, rtol, against, sweep, fast or probes is not None, probes)
     _run(
         lambda: commands.grad(
             inputs, outputs, checks, dy_path=dy, seed=seed, show_jacobian=jacobian, column_selection=column
@@ -212,6 +213,8 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except click_exception as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # the help is already printed
+            sys.exit(error.exit_code)
         command = " ".join(sys.argv[1:2]) if sys.argv[1:2] and not sys.argv[1].startswith("-") else ""
         hint = f" (see 'bncli {command} --help')".replace("  ", " ") if command else " (see 'bncli --help')"
         print(f"bncli: error: {error.format_message()}{hint}", file=sys.stderr)

@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -91,8 +91,9 @@ def load_matrix(options: InputOptions) -> Matrix:
             source = "-"
         else:
             path = io.sample_path()
-            note(f"no FILE given and stdin is a terminal: using the bundled sample {path.name} (blood counts)")
-            return io.read_matrix(str(path), delimiter=delimiter, header=options.header)
+            note(f"no FILE and nothing piped in: using the bundled sample {path.name} (blood counts, 10×4)")
+            matrix = io.read_matrix(str(path), delimiter=delimiter, header=options.header)
+            return replace(matrix, source=f"sample {path.name}")
     if source == "-":
         return io.read_matrix(io.STDIN_NAME, sys.stdin.buffer.read(), delimiter=delimiter, header=options.header)
     return io.read_matrix(source, delimiter=delimiter, header=options.header)
@@ -320,7 +321,7 @@ def emit(result: Result, options: OutputOptions) -> int:
             from io import StringIO
 
             buffer = StringIO()
-            _print_tables(result.tables, _console(buffer, width=120), options)
+            _print_tables(result.tables, _console(buffer), options)
             text = buffer.getvalue()
         else:
             _print_tables(result.tables, _console(sys.stdout), options)
@@ -334,8 +335,11 @@ def emit(result: Result, options: OutputOptions) -> int:
 
 
 def _console(file, width: int | None = None):
+    """A Rich console; 120 columns wide when it is not a terminal (Rich would take 80)."""
     from rich.console import Console
 
+    if width is None and not (hasattr(file, "isatty") and file.isatty()) and "COLUMNS" not in os.environ:
+        width = 120
     return Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
@@ -375,7 +379,7 @@ def forward(inputs: InputOptions, outputs: OutputOptions, show_stats: bool = Fal
         "dtype": model.dtype,
     }
     json_obj.update(_running_json(model))
-    tables = [lambda r: r.matrix(f"y = w·s + b, {describe}", bn.y, columns)]
+    tables = [lambda r: _context(describe), lambda r: r.matrix("y = w·s + b", bn.y, columns)]
     if show_stats:
         tables.append(lambda r: r.matrix(f"per-column statistics ({model.mode} mode)", *_stats_rows(model, stats)))
     result = Result(
@@ -396,7 +400,13 @@ def forward(inputs: InputOptions, outputs: OutputOptions, show_stats: bool = Fal
 def _describe(model: Model) -> str:
     k, n = model.data.shape
     stats = "running statistics" if model.mode == "eval" else "batch statistics"
-    return f"{model.data.source}: {k}×{n}, eps {model.eps:g}, {model.mode} mode ({stats}), {model.dtype}"
+    return f"{model.data.source}: {k} rows × {n} columns · eps {model.eps:g} · {model.mode} mode ({stats}) · {model.dtype}"
+
+
+def _context(line: str):
+    from .render import literal
+
+    return literal(line, style="dim")
 
 
 def _stats_rows(model: Model, stats: np.ndarray):
@@ -500,7 +510,8 @@ def grad(
     json_obj.update(_running_json(model))
     describe = _describe(model)
     tables = [
-        lambda r: r.matrix(f"dx = ∂e/∂x for {dy_label}; {describe}", grads.dx, columns),
+        lambda r: _context(describe),
+        lambda r: r.matrix(f"dx = ∂e/∂x for {dy_label}", grads.dx, columns),
         lambda r: r.matrix("dw = Σ dy·s and db = Σ dy, per column", np.vstack([grads.dw, grads.db]), columns, ["dw", "db"], ""),
     ]
     if show_jacobian:

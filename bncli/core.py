@@ -69,6 +69,19 @@ def _real(a: np.ndarray) -> np.ndarray:
     return a.real if np.iscomplexobj(a) else a
 
 
+def columns_contiguous(x: np.ndarray) -> np.ndarray:
+    """``x`` laid out so that each column (axis -2) is contiguous in memory; a copy only if needed.
+
+    numpy reduces a contiguous axis with pairwise summation, ~4× faster than across
+    rows and with error ~ε·log k instead of ~ε·k (for float32 at k = 1e6, 1e-7
+    instead of 1e-2). Readers in :mod:`bncli.io` produce this layout directly.
+    """
+    x = np.asarray(x)
+    if x.ndim < 2 or x.strides[-2] == x.itemsize or x.shape[-2] == 1:
+        return x
+    return np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)), -1, -2)
+
+
 def _centered(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, centered values and biased variance, in two passes with the mean refined once.
 
@@ -128,6 +141,7 @@ def forward(
     ZeroVarianceError
         A constant column (or a single row) with ``eps == 0``.
     """
+    x = columns_contiguous(x)
     with np.errstate(over="ignore", invalid="ignore"):
         mean, d, var = _centered(x)
     if np.isfinite(mean).all() and np.isfinite(var).all():
@@ -136,7 +150,7 @@ def forward(
     else:
         scale = _power_of_two_scale(x)
         mean, d, var = _centered(x / scale)
-        root = np.sqrt(var + eps / (scale * scale))
+        root = np.sqrt(var + eps / scale / scale)
     _require_positive(_real(root))
     s = d / root
     if scale is not None:
@@ -192,6 +206,7 @@ def backward(dy: np.ndarray, bn: BatchNorm, weight: np.ndarray | float = 1.0) ->
     R_ij = k·δ_ij − 1 − s_i s_j (see :func:`jacobian`), expanded so that J is
     never built.
     """
+    dy = columns_contiguous(dy)
     db = dy.sum(axis=-2)
     dw = (dy * bn.s).sum(axis=-2)
     if bn.training:

@@ -11,6 +11,7 @@ import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -73,7 +74,7 @@ class Renderer:
         max_rows, max_cols = self._limits(max(len(label) for label in row_labels) if row_labels else 3)
         shown_rows, cut_rows = _kept(k, max_rows)
         shown_cols, cut_cols = _kept(n, max_cols)
-        table = Table(title=literal(title), title_justify="left", header_style="bold")
+        table = _table(title)
         table.add_column(literal(label_header), style="dim", justify="right")
         for position, j in enumerate(shown_cols):
             if cut_cols and position == (len(shown_cols) + 1) // 2:
@@ -96,8 +97,8 @@ class Renderer:
         title = f"gradient check: {report.method} differences, step {report.step:.3g}·σ, {scope}"
         if against:
             title += f"; checking {against}"
-        table = Table(title=literal(title), title_justify="left", header_style="bold")
-        for header in ("quantity", "max abs error", "max rel error", "worst at", "checked", "numerical"):
+        table = _table(title)
+        for header in ("quantity", "max abs err", "max rel err", "worst at", "checked", "numerical"):
             table.add_column(header, justify="right" if header != "quantity" else "left")
         if against:
             table.add_column("rel. to bncli", justify="right")
@@ -119,7 +120,7 @@ class Renderer:
         return table
 
     def sweep(self, report: CheckReport) -> Table:
-        table = Table(title="numerical dx error by step (relative to σ)", title_justify="left", header_style="bold")
+        table = _table("numerical dx error by step (relative to σ)")
         table.add_column("step", justify="right")
         table.add_column("max rel error", justify="right")
         table.add_column("")
@@ -135,13 +136,17 @@ class Renderer:
         self.console.print(Group(*renderables))
 
 
+def _table(title: str) -> Table:
+    return Table(title=literal(title), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+
+
 def _location(comparison: Comparison, columns: Sequence[str]) -> str:
     name = columns[comparison.column]
     if comparison.row is None:
         return name
     if comparison.wrt_row is not None:
         return f"{name}[{comparison.row},{comparison.wrt_row}]"
-    return f"row {comparison.row}, {name}"
+    return f"{name} row {comparison.row}"
 
 
 def verdict(report: CheckReport, columns: Sequence[str]) -> str:

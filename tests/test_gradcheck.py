@@ -1,0 +1,175 @@
+"""The gradient checker: correct gradients PASS and wrong ones FAIL, at every scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import datasets
+from bncli import core
+from bncli import gradcheck as gc
+
+METHODS = ["central", "complex"]
+
+
+def make_case(x, seed=0, dy=None):
+    rng = np.random.default_rng(seed)
+    w, b = datasets.parameters(rng, x.shape[1])
+    dy = rng.standard_normal(x.shape) if dy is None else dy
+    problem = gc.Problem(x, dy, w, b, 1e-5)
+    bn = core.forward(x, w, b)
+    grads = core.backward(dy, bn, w)
+    jac = {c: core.jacobian(bn, w, c) for c in range(x.shape[1])}
+    return problem, gc.Gradient(grads.dx, grads.dw, grads.db, jac)
+
+
+def check(problem, gradient, method, **kwargs):
+    return gc.check_gradients(problem, gradient, method=method, rtol=gc.default_rtol(method, "float64"), **kwargs)
+
+
+def with_constant_columns(rng):
+    x = rng.standard_normal((8, 3))
+    x[:, 1] = 42.0
+    return x
+
+
+CASES = {name: x for name, x in datasets.named(np.random.default_rng(11)).items()}
+CASES["constant column"] = with_constant_columns(np.random.default_rng(1))
+CASES["large k"] = np.random.default_rng(4).standard_normal((1500, 2)) * 1e9 + 3e10
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_correct_gradients_pass(name, method):
+    problem, gradient = make_case(CASES[name])
+    if name == "large k":
+        gradient = gc.Gradient(gradient.dx, gradient.dw, gradient.db)
+    report = check(problem, gradient, method)
+    assert report.passed, {q: c.max_rel_error for q, c in report.results.items()}
+    assert set(report.results) == ({"dx", "dw", "db"} | ({"jacobian"} if gradient.jacobian else set()))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", ["unit", "blood", "mixed", "offset", "tiny", "huge"])
+def test_one_wrong_element_fails_and_is_located(name, method):
+    problem, gradient = make_case(CASES[name])
+    dx = gradient.dx.copy()
+    column = dx.shape[1] - 1
+    row = int(np.argmax(np.abs(dx[:, column])))
+    dx[row, column] *= 1 + 1e-3
+    report = check(problem, gc.Gradient(dx=dx), method)
+    result = report.results["dx"]
+    assert not report.passed
+    assert (result.row, result.column) == (row, column)
+    assert result.checked == dx[row, column]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", ["unit", "blood", "mixed", "offset", "tiny", "huge"])
+def test_a_global_relative_error_fails(name, method):
+    problem, gradient = make_case(CASES[name])
+    report = check(problem, gc.Gradient(dx=gradient.dx * (1 + 1e-4)), method)
+    assert not report.passed
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_sign_flip_in_one_dw_fails_at_that_column(method):
+    problem, gradient = make_case(CASES["blood"])
+    dw = gradient.dw.copy()
+    dw[2] = -dw[2]
+    report = check(problem, gc.Gradient(dw=dw, db=gradient.db), method)
+    assert not report.results["dw"].passed and report.results["db"].passed
+    assert report.results["dw"].column == 2 and report.results["dw"].row is None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_constant_dy_gives_a_zero_dx_that_passes(method):
+    x = CASES["blood"]
+    dy = np.random.default_rng(0).standard_normal(x.shape)
+    dy[:, 1] = 0.37
+    problem, gradient = make_case(x, dy=dy)
+    assert np.all(np.abs(gradient.dx[:, 1]) < 1e-12 * np.abs(gradient.dx[:, 0]).max())
+    assert check(problem, gradient, method).passed
+    exactly_zero = gradient.dx.copy()
+    exactly_zero[:, 1] = 0.0
+    assert check(problem, gc.Gradient(dx=exactly_zero), method).passed
+
+
+def test_common_derivation_mistakes_fail():
+    problem, gradient = make_case(CASES["unit"])
+    bn = core.forward(problem.x, problem.weight, problem.bias)
+    k = problem.x.shape[0]
+    g, w = problem.dy, problem.weight
+    forgot_mean_term = w / (k * bn.std) * (k * g - bn.s * gradient.dw)
+    unbiased = core.backward(g, core.forward(problem.x, w, problem.bias, eps=1e-5), w).dx * np.sqrt((k - 1) / k)
+    for wrong in (forgot_mean_term, unbiased, w / bn.std * g):
+        assert not check(problem, gc.Gradient(dx=wrong), "central").passed
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_probes_pass_correct_and_fail_wrong_gradients(method):
+    problem, gradient = make_case(CASES["mixed"])
+    assert check(problem, gradient, method, probes=8).passed
+    wrong = gc.Gradient(dx=gradient.dx * (1 + 1e-4), jacobian=gradient.jacobian)
+    report = check(problem, wrong, method, probes=8)
+    assert not report.results["dx"].passed and report.results["jacobian"].passed
+    assert report.results["dx"].row is None
+
+
+def test_wrong_jacobian_element_is_located():
+    problem, gradient = make_case(CASES["unit"])
+    jac = {c: j.copy() for c, j in gradient.jacobian.items()}
+    jac[1][3, 5] += 1e-3 * np.abs(jac[1]).max()
+    report = check(problem, gc.Gradient(jacobian=jac), "central")
+    result = report.results["jacobian"]
+    assert not result.passed and (result.column, result.row, result.wrt_row) == (1, 3, 5)
+
+
+def test_against_reports_the_distance_from_the_analytic_gradient():
+    problem, ours = make_case(CASES["blood"])
+    theirs = gc.Gradient(dx=ours.dx * (1 + 1e-15), db=ours.db)
+    report = check(problem, theirs, "complex", analytic=ours)
+    assert report.passed and set(report.results) == {"dx", "db"}
+    assert report.results["dx"].analytic_rel_error < 1e-14
+
+
+def test_float32_gradients_pass_the_float32_bound():
+    for name in ("unit", "blood", "mixed"):
+        x32 = CASES[name].astype(np.float32)
+        rng = np.random.default_rng(0)
+        w, b = datasets.parameters(rng, x32.shape[1])
+        dy = rng.standard_normal(x32.shape).astype(np.float32)
+        w32, b32 = w.astype(np.float32), b.astype(np.float32)
+        bn = core.forward(x32, w32, b32)
+        grads = core.backward(dy, bn, w32)
+        problem = gc.Problem(x32.astype(float), dy.astype(float), w32.astype(float), b32.astype(float), 1e-5)
+        checked = gc.Gradient(*(np.asarray(a, float) for a in (grads.dx, grads.dw, grads.db)))
+        for method in METHODS:
+            report = gc.check_gradients(problem, checked, method=method, rtol=gc.default_rtol(method, "float32"))
+            assert report.passed, (name, method, {q: c.max_rel_error for q, c in report.results.items()})
+            assert report.results["dx"].max_rel_error > 1e-9  # float32 rounding is visible: the bound must allow it
+
+
+def test_sweep_shows_the_truncation_rounding_trade_off():
+    problem, gradient = make_case(CASES["unit"])
+    report = check(problem, gc.Gradient(dx=gradient.dx), "central", sweep=True)
+    errors = {p.step: p.max_rel_error for p in report.sweep}
+    assert [p.is_default for p in report.sweep].count(True) == 1
+    assert errors[1e-1] > 1e-4 > errors[1e-5]  # truncation at large steps
+    assert errors[1e-12] > errors[1e-5]  # rounding at small steps
+
+
+def test_eval_mode_check():
+    x = CASES["blood"]
+    rng = np.random.default_rng(0)
+    running = (x.mean(axis=0) * 1.01, x.var(axis=0) * 0.9)
+    w, b = datasets.parameters(rng, x.shape[1])
+    dy = rng.standard_normal(x.shape)
+    problem = gc.Problem(x, dy, w, b, 1e-5, running)
+    bn = core.forward_eval(x, *running, w, b)
+    grads = core.backward(dy, bn, w)
+    jac = {c: core.jacobian(bn, w, c) for c in range(x.shape[1])}
+    for method in METHODS:
+        assert check(problem, gc.Gradient(grads.dx, grads.dw, grads.db, jac), method).passed
+    training_dx = core.backward(dy, core.forward(x, w, b), w).dx
+    assert not check(problem, gc.Gradient(dx=training_dx), "central").passed

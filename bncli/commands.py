@@ -182,10 +182,7 @@ def load_running(path: str, columns: list[str]) -> Running:
 def _save_running(options: InputOptions, data: Matrix, bn: core.BatchNorm, previous: Running | None) -> Running:
     n = data.shape[1]
     start = previous or Running(np.zeros(n), np.ones(n), None, 0)
-    try:
-        mean, var = core.update_running(start.mean, start.var, bn, options.momentum)
-    except ValueError as error:
-        raise InputError(f"--save-running: {error}") from None
+    mean, var = core.update_running(start.mean, start.var, bn, options.momentum)
     updated = Running(mean, var, options.momentum, start.batches + 1)
     record = {"columns": data.columns, "mean": mean, "var": var, "momentum": options.momentum, "batches": updated.batches}
     _require_finite({"running mean": mean, "running var": var}, data.columns)
@@ -235,6 +232,8 @@ def build_model(options: InputOptions) -> Model:
         raise InputError("--save-running updates statistics in training mode; it cannot go with --eval")
     data = load_matrix(options)
     k, n = data.shape
+    if options.save_running and k < 2:
+        raise InputError(f"--save-running: {data.source} has one row; the running variance needs at least 2 rows (unbiased)")
     weight = per_column("--weight", options.weight, 1.0, n)
     bias = per_column("--bias", options.bias, 0.0, n)
     running = load_running(options.running, data.columns) if options.running else None
@@ -282,15 +281,24 @@ class Result:
     exit_code: int = 0
 
 
+def _arrays(obj: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """The numeric arrays in a (nested) JSON result, by dotted key."""
+    found = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            found.update(_arrays(value, f"{prefix}{key}."))
+        elif isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            found[prefix + key] = value
+    return found
+
+
 def _require_finite(named: dict[str, np.ndarray], columns: list[str]) -> None:
     for name, values in named.items():
-        values = np.asarray(values)
         bad = ~np.isfinite(values)
         if bad.any():
-            column = columns[int(np.argwhere(bad)[0][-1])] if values.ndim else "?"
-            raise InputError(
-                f"{name} of column {column!r} is not finite: the data's magnitude overflows float64 there; rescale the data"
-            )
+            column = columns[int(np.argwhere(bad)[0][-1])] if values.ndim and values.shape[-1] == len(columns) else None
+            where = f" of column {column!r}" if column is not None else ""
+            raise InputError(f"{name}{where} overflows float64 (the data's magnitude is too large for it); rescale the data")
 
 
 def _output_format(options: OutputOptions) -> str:
@@ -302,17 +310,23 @@ def _output_format(options: OutputOptions) -> str:
 
 
 def emit(result: Result, options: OutputOptions) -> int:
-    """Write the result in the chosen format to stdout or, atomically, to --output."""
+    """Write the result in the chosen format to stdout or, atomically, to --output.
+
+    Nothing is written unless every number that would go out is finite.
+    """
     fmt = _output_format(options)
     only = options.only or result.default
     if only not in result.matrices and fmt in ("csv", "tsv"):
         raise InputError(f"--only {only}: not available here; choose one of {', '.join(result.matrices)}")
     if fmt == "json":
+        _require_finite(_arrays(result.json), result.columns)
         text = io.format_json(result.json)
     elif fmt in ("csv", "tsv"):
         values, header, labels = result.matrices[only]
+        _require_finite({only: values}, result.columns)
         text = io.format_delimited(values, header if result.has_header else None, "," if fmt == "csv" else "\t", labels)
     else:
+        _require_finite({name: m[0] for name, m in result.matrices.items()}, result.columns)
         text = None
     if result.stderr_tables and fmt != "table":
         _print_tables(result.stderr_tables, _console(sys.stderr), options)
@@ -363,7 +377,6 @@ def forward(inputs: InputOptions, outputs: OutputOptions, show_stats: bool = Fal
     data, bn = model.data, model.bn
     columns = data.columns
     stats = np.vstack([bn.mean, bn.var, bn.std, model.weight, model.bias]).astype(np.float64)
-    _require_finite(dict(zip(STAT_NAMES, stats)) | {"s": bn.s, "y": bn.y}, columns)
     describe = _describe(model)
     json_obj = {
         "columns": columns,
@@ -488,7 +501,6 @@ def grad(
     dy, dy_label = _load_dy(dy_path, seed, data)
     grads = core.backward(model.cast(dy), bn, model.cast(model.weight))
     jacobians = {c: core.jacobian(bn, model.cast(model.weight), c) for c in selected} if show_jacobian else {}
-    _require_finite({"dx": grads.dx, "dw": grads.dw, "db": grads.db}, columns)
     if outputs.only == "jacobian" and (_output_format(outputs) in ("csv", "tsv")):
         if len(selected) != 1 or not column_selection and n != 1:
             raise InputError("--only jacobian prints one column's Jacobian: choose it with --column NAME")

@@ -376,7 +376,8 @@ def check_gradients(
         reference_dx = analytic.dx if analytic is not None else checked.dx
         if reference_dx is not None:
             sweep_points = _sweep(problem, reference_dx, scales, method, step, probes, seed)
-    return CheckReport(method, step, rtol, probes, results, sweep_points)
+    ordered = {name: results[name] for name in ("dx", "dw", "db", "jacobian") if name in results}
+    return CheckReport(method, step, rtol, probes, ordered, sweep_points)
 
 
 def _compare_jacobians(results, checked: Gradient, numerical: dict, scales: _Scales, rtol: float, columns):

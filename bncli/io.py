@@ -12,7 +12,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,16 +123,22 @@ def _decode(data: bytes, name: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         raise InputError(
-            f"{name}: line {line}: byte 0x{data[error.start]:02x} is not valid UTF-8; bncli reads UTF-8 text"
+            f"{name}: line {line}, byte {column}: 0x{data[error.start]:02x} is not valid UTF-8; bncli reads UTF-8 text"
         ) from None
 
 
 def _records(text: str) -> list[tuple[int, str]]:
-    """Numbered lines that carry data: blank lines and #-comments are skipped."""
+    """Numbered lines that carry data: blank lines and #-comments are skipped.
+
+    Lines end at \n, \r\n or \r only (str.splitlines would also split at
+    \x0b, \x1c, \x85, U+2028 …, which may stand inside a field).
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return [
         (number, line)
-        for number, line in enumerate(text.splitlines(), start=1)
+        for number, line in enumerate(lines, start=1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
 
@@ -144,10 +150,15 @@ def _sniff(line: str) -> str:
     return WHITESPACE
 
 
-def _split(lines: Iterable[str], delimiter: str) -> Iterable[list[str]]:
+def _split(records: list[tuple[int, str]], delimiter: str, name: str) -> list[list[str]]:
+    """The fields of each record; quotes are honoured for delimiters other than whitespace."""
     if delimiter == WHITESPACE:
-        return (line.split() for line in lines)
-    return csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
+        return [line.split() for _, line in records]
+    reader = csv.reader((line for _, line in records), delimiter=delimiter, skipinitialspace=True)
+    try:
+        return list(reader)
+    except csv.Error as error:
+        raise InputError(f"{name}: line {records[reader.line_num - 1][0]}: {error}") from None
 
 
 def _number(field: str) -> float | None:
@@ -158,9 +169,18 @@ def _number(field: str) -> float | None:
 
 
 def _cell_name(column: int, names: Sequence[str] | None) -> str:
-    if names and names[column - 1] != str(column - 1):
-        return f"column {column} ({names[column - 1]!r})"
-    return f"column {column}"
+    return f"column {column} ({names[column - 1]!r})" if names else f"column {column}"
+
+
+def _cell_problem(field: str, value: float | None, delimiter: str) -> str:
+    text = field.strip()
+    if not text:
+        return "an empty cell"
+    if value is not None:
+        return f"{text!r}: NaN and infinity are not allowed (batch norm of that column is meaningless)"
+    if "," in text and delimiter != "," and _number(text.replace(",", ".")) is not None:
+        return f"{text!r} is not a number (decimal commas are not supported; use a point)"
+    return f"{text!r} is not a number"
 
 
 def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: bool | None = None) -> Matrix:
@@ -169,7 +189,7 @@ def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: 
     if not records:
         raise InputError(f"{name}: no data (the input is empty or only blank and # lines)")
     delimiter = delimiter or _sniff(records[0][1])
-    rows = list(_split((line for _, line in records), delimiter))
+    rows = _split(records, delimiter, name)
     first = [field.strip() for field in rows[0]]
     if header is None:
         header = any(_number(field) is None for field in first)
@@ -186,10 +206,8 @@ def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: 
         for column, field in enumerate(fields, start=1):
             value = _number(field)
             if value is None or not math.isfinite(value):
-                problem = "an empty cell" if not field.strip() else f"{field.strip()!r} is not a number"
-                if value is not None:
-                    problem = f"{field.strip()!r}: NaN and infinity are not allowed (batch norm of that column is meaningless)"
-                raise InputError(f"{name}: line {line_number}, {_cell_name(column, columns if header else None)}: {problem}")
+                cell = _cell_name(column, columns if header else None)
+                raise InputError(f"{name}: line {line_number}, {cell}: {_cell_problem(field, value, delimiter)}")
             values[index, column - 1] = value
     return Matrix(values, columns, header, name)
 

@@ -1,0 +1,163 @@
+"""Reading and writing matrices."""
+
+from __future__ import annotations
+
+import csv
+import io as stdio
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from bncli import io
+from bncli.io import InputError
+
+
+def parse(text: str | bytes, **kwargs):
+    data = text.encode() if isinstance(text, str) else text
+    return io.parse_text(data, "t.csv", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "text, delimiter",
+    [
+        ("a,b\n1,2\n3,4\n", ","),
+        ("a\tb\n1\t2\n3\t4\n", "\t"),
+        ("a;b\n1;2\n3;4\n", ";"),
+        ("a b\n1   2\n 3 4 \n", "whitespace"),
+        ("a, b\n1, 2\n3,   4\n", ","),
+    ],
+)
+def test_delimiters_are_sniffed(text, delimiter):
+    m = parse(text)
+    assert m.columns == ["a", "b"] and m.has_header
+    np.testing.assert_array_equal(m.values, [[1, 2], [3, 4]])
+
+
+def test_tsv_extension_means_tab(tmp_path):
+    path = tmp_path / "x.tsv"
+    path.write_text("a,1\tb\n1\t2\n")  # the header holds a comma: sniffing would pick it
+    assert io.read_matrix(str(path)).columns == ["a,1", "b"]
+
+
+def test_comments_blank_lines_bom_and_crlf():
+    m = parse(b"\xef\xbb\xbf# a comment\r\n\r\nx,y\r\n  # indented comment\r\n1,2\r\n\r\n3,4\r\n")
+    assert m.columns == ["x", "y"]
+    np.testing.assert_array_equal(m.values, [[1, 2], [3, 4]])
+
+
+def test_header_detection_and_override():
+    assert not parse("1,2\n3,4\n").has_header
+    assert parse("1,2\n3,4\n").columns == ["0", "1"]
+    assert parse("1,x\n3,4\n").has_header
+    forced = parse("1,2\n3,4\n5,6\n", header=True)
+    assert forced.columns == ["1", "2"] and forced.values.shape == (2, 2)
+    with pytest.raises(InputError, match="line 1, column 2: 'x' is not a number"):
+        parse("1,x\n3,4\n", header=False)
+
+
+def test_quoted_header_fields():
+    m = parse('"a, first","b ""quoted"""\n1,2\n')
+    assert m.columns == ["a, first", 'b "quoted"']
+
+
+def test_npy(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.arange(6.0).reshape(3, 2))
+    m = io.read_matrix(str(path))
+    np.testing.assert_array_equal(m.values, [[0, 1], [2, 3], [4, 5]])
+    assert m.columns == ["0", "1"] and not m.has_header
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="x.npy"):
+        io.read_matrix(str(path))
+    np.save(path, np.zeros((2, 2, 2)))
+    with pytest.raises(InputError, match="1-D or 2-D"):
+        io.read_matrix(str(path))
+
+
+def test_unreadable_file(monkeypatch, tmp_path):
+    path = tmp_path / "secret.csv"
+    path.write_text("1\n")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(InputError, match="secret.csv: permission denied"):
+        io.read_matrix(str(path))
+
+
+def test_format_delimited_round_trips_and_quotes_headers():
+    values = np.array([[0.1, 1e-300, 5e12], [-2.5, 123456789.123456789, 1 / 3]])
+    text = io.format_delimited(values, ["a,b", "c", 'd"e'], ",")
+    rows = list(csv.reader(stdio.StringIO(text)))
+    assert rows[0] == ["a,b", "c", 'd"e']
+    np.testing.assert_array_equal(np.array(rows[1:], dtype=float), values)
+
+
+def test_format_json_refuses_nan():
+    with pytest.raises(InputError):
+        io.format_json({"y": np.array([np.nan])})
+
+
+def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io.os, "replace", boom)
+    with pytest.raises(OSError):
+        io.write_atomic(str(target), "new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+# ------------------------------------------------------------------ properties
+
+names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=8).filter(
+    lambda s: s.strip() == s and not s.startswith("#") and io._number(s) is None
+)
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@st.composite
+def tables(draw):
+    k = draw(st.integers(1, 6))
+    n = draw(st.integers(1, 5))
+    values = draw(hnp.arrays(np.float64, (k, n), elements=finite))
+    header = draw(st.none() | st.lists(names, min_size=n, max_size=n))
+    delimiter = draw(st.sampled_from([",", "\t", ";"]))
+    spacing = draw(st.sampled_from(["", " ", "  "]))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    return values, header, delimiter, spacing, newline
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables())
+def test_written_tables_read_back_exactly(table):
+    values, header, delimiter, spacing, newline = table
+    buffer = stdio.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator=newline)
+    if header is not None:
+        writer.writerow(header)
+    lines = [buffer.getvalue()] + [(delimiter + spacing).join(map(repr, row.tolist())) + newline for row in values]
+    m = parse("".join(lines), delimiter=delimiter)
+    np.testing.assert_array_equal(m.values, values)
+    assert m.has_header == (header is not None)
+    if header is not None:
+        assert m.columns == header
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_garbage_is_an_input_error_or_a_matrix(data):
+    try:
+        m = io.parse_text(data, "g.csv")
+    except InputError as error:
+        message = str(error)
+        assert message.startswith("g.csv") and "\n" not in message
+    else:
+        assert m.values.ndim == 2 and np.isfinite(m.values).all() and m.values.size > 0

@@ -277,7 +277,7 @@ class Result:
     default: str
     json: dict
     tables: list = field(default_factory=list)  # callables (Renderer) → renderable
-    stderr_tables: list = field(default_factory=list)  # shown on stderr in csv/tsv mode
+    verdict: str | None = None  # of a gradient check: on stderr unless the output is a table
     exit_code: int = 0
 
 
@@ -328,8 +328,8 @@ def emit(result: Result, options: OutputOptions) -> int:
     else:
         _require_finite({name: m[0] for name, m in result.matrices.items()}, result.columns)
         text = None
-    if result.stderr_tables and fmt != "table":
-        _print_tables(result.stderr_tables, _console(sys.stderr), options)
+    if result.verdict and fmt != "table":
+        note(result.verdict)
     if text is None:
         if options.output:
             from io import StringIO
@@ -546,13 +546,11 @@ def grad(
         json_obj["check"] = check_json(report, columns)
         from .render import verdict
 
-        line = verdict(report, columns)
-        check_tables = [lambda r: r.check(report, columns, against_label)]
+        result.verdict = verdict(report, columns)
+        result.tables.append(lambda r: r.check(report, columns, against_label))
         if report.sweep:
-            check_tables.append(lambda r: r.sweep(report))
-        check_tables.append(lambda r: _verdict_text(line, report.passed))
-        result.tables.extend(check_tables)
-        result.stderr_tables = check_tables
+            result.tables.append(lambda r: r.sweep(report))
+        result.tables.append(lambda r: _verdict_text(result.verdict, report.passed))
         result.exit_code = 0 if report.passed else 1
     return emit(result, outputs)
 

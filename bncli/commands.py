@@ -358,12 +358,16 @@ def _console(file, width: int | None = None):
 
 
 def _print_tables(makers, console, options: OutputOptions) -> None:
+    from rich.text import Text
+
     from .render import Renderer
 
     renderer = Renderer(console, options.precision, options.full)
     for make in makers:
-        renderer.console.print(make(renderer))
-        renderer.console.print()
+        renderable = make(renderer)
+        # A line of text (context, verdict) stays one line: grep-able; the terminal may fold it.
+        console.print(renderable, soft_wrap=isinstance(renderable, Text))
+        console.print()
 
 
 # ------------------------------------------------------------------------ forward

@@ -82,21 +82,57 @@ def columns_contiguous(x: np.ndarray) -> np.ndarray:
     return np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)), -1, -2)
 
 
-def _centered(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, centered values and biased variance, in two passes with the mean refined once.
+# Work on k×n arrays goes in blocks of rows of about this size: small enough that a
+# block and its temporaries stay in cache, so each k×n array is read or written once
+# per pass rather than once per operation; large enough that the per-call cost of
+# numpy vanishes. Measured (bench/run.py core rows): 4 MiB beats 256 KiB by 1.6-2×
+# and whole-array operations by 1.2-1.4×.
+_BLOCK_BYTES = 1 << 22
 
-    m₁ = mean(x); r = mean(x − m₁); d = (x − m₁) − r; v = mean(d²). The one-pass
-    Σx²/k − m² loses every digit on data such as 1e8 + noise, and a plain two-pass
-    still loses ~1e-9 there; the refinement r keeps ~1e-15. The square is written
-    d·d, never |d|², so that complex-step derivatives stay exact.
+
+def _row_blocks(a: np.ndarray):
+    """Slices of axis -2 (rows) that cut ``a`` into cache-sized blocks."""
+    k = a.shape[-2]
+    row_bytes = max(1, a.nbytes // max(k, 1))
+    step = max(1, _BLOCK_BYTES // row_bytes)
+    return [slice(start, start + step) for start in range(0, k, step)]
+
+
+def _accumulator(a: np.ndarray) -> np.dtype:
+    """float64 sums for float32 data: blocks are summed one after another."""
+    return np.result_type(a.dtype, np.float64)
+
+
+def _column_dot(a: np.ndarray, b: np.ndarray, dtype=None) -> np.ndarray:
+    """Σ_i a_i·b_i down each column (axis -2), keepdims, without a temporary; no conjugation."""
+    return np.einsum("...ij,...ij->...j", a, b, dtype=dtype)[..., None, :]
+
+
+def _centered(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, x − m₁, its residual mean r and the biased variance: two passes over x.
+
+    m₁ = mean(x); d = x − m₁; r = mean(d); v = mean(d·d) − r² = mean((d − r)²);
+    the mean is m₁ + r and the centered data d − r. The one-pass Σx²/k − m²
+    loses every digit on data such as 1e8 + noise, and a plain two-pass still
+    loses ~1e-9 there; the refinement r keeps ~1e-15 (d is exact where x is
+    close to m₁, and r² ≪ v). The square is written d·d, never |d|², so that
+    complex-step derivatives stay exact.
     """
-    mean = x.mean(axis=-2, keepdims=True)
-    d = x - mean
-    residual = d.mean(axis=-2, keepdims=True)
-    d -= residual
-    mean += residual
-    var = np.mean(d * d, axis=-2, keepdims=True)
-    return mean, d, var
+    k = x.shape[-2]
+    first = x.mean(axis=-2, keepdims=True)
+    d = np.empty_like(x)
+    wide = _accumulator(x)
+    total = np.zeros(first.shape, wide)
+    squares = np.zeros(first.shape, wide)
+    for rows in _row_blocks(x):
+        block = np.subtract(x[..., rows, :], first, out=d[..., rows, :])
+        total += block.sum(axis=-2, keepdims=True, dtype=wide)
+        squares += _column_dot(block, block, dtype=wide)
+    residual = (total / k).astype(x.dtype)
+    var = (squares / k).astype(x.dtype) - residual * residual
+    if not np.iscomplexobj(var):
+        np.maximum(var, 0, out=var)  # rounding of a constant column
+    return first + residual, d, residual, var
 
 
 def _require_positive(std: np.ndarray) -> None:
@@ -110,6 +146,24 @@ def _power_of_two_scale(x: np.ndarray) -> np.ndarray:
     peak = np.max(np.abs(_real(x)), axis=-2, keepdims=True)
     _, exponent = np.frexp(peak)
     return np.ldexp(np.ones_like(peak), exponent)
+
+
+def _combine(terms, constant) -> np.ndarray:
+    """Σ_t arrays_t · coefficients_t + constant, per column, block by block in one pass.
+
+    ``terms`` are (array (..., k, n), coefficient (..., 1, n)) pairs; the result has
+    the layout of the first array.
+    """
+    dtype = np.result_type(*(a for pair in terms for a in pair), constant)
+    out = np.empty_like(terms[0][0], dtype=dtype)
+    for rows in _row_blocks(out):
+        block = out[..., rows, :]
+        first, coefficient = terms[0]
+        np.multiply(first[..., rows, :], coefficient, out=block)
+        for array, coefficient in terms[1:]:
+            block += array[..., rows, :] * coefficient
+        block += constant
+    return out
 
 
 def forward(
@@ -143,21 +197,32 @@ def forward(
     """
     x = columns_contiguous(x)
     with np.errstate(over="ignore", invalid="ignore"):
-        mean, d, var = _centered(x)
+        mean, d, residual, var = _centered(x)
     if np.isfinite(mean).all() and np.isfinite(var).all():
         root = np.sqrt(var + eps)
         scale = None
     else:
         scale = _power_of_two_scale(x)
-        mean, d, var = _centered(x / scale)
+        mean, d, residual, var = _centered(x / scale)
         root = np.sqrt(var + eps / scale / scale)
     _require_positive(_real(root))
-    s = d / root
+    inverse = 1 / root
+    for rows in _row_blocks(d):  # s = (d − r)/σ, in place: d is not needed any more
+        block = d[..., rows, :]
+        block -= residual
+        block *= inverse
+    s = d
     if scale is not None:
         with np.errstate(over="ignore"):
             mean, var, root = mean * scale, var * (scale * scale), root * scale
-    y = weight * s + bias
+    y = _combine([(s, _per_column(weight))], _per_column(bias))
     return BatchNorm(mean[..., 0, :], var[..., 0, :], root[..., 0, :], s, y, training=True)
+
+
+def _per_column(value) -> np.ndarray:
+    """A scalar or (..., n) parameter as (..., 1, n), to broadcast against (..., k, n)."""
+    value = np.asarray(value)
+    return value[..., None, :] if value.ndim else value
 
 
 def forward_eval(
@@ -176,11 +241,13 @@ def forward_eval(
     running_mean, running_var : ndarray, shape (n,)
         The running statistics; ``running_var ≥ 0``.
     """
-    std = np.sqrt(np.asarray(running_var) + eps)
+    running_mean, running_var = np.asarray(running_mean), np.asarray(running_var)
+    std = np.sqrt(running_var + eps)
     _require_positive(std)
-    s = (x - running_mean) / std
-    y = weight * s + bias
-    return BatchNorm(np.asarray(running_mean), np.asarray(running_var), std, s, y, training=False)
+    x = columns_contiguous(x)
+    s = _combine([(x, 1 / std)], -running_mean / std)
+    y = _combine([(s, _per_column(weight))], _per_column(bias))
+    return BatchNorm(running_mean, running_var, std, s, y, training=False)
 
 
 @dataclass(frozen=True)
@@ -204,17 +271,25 @@ def backward(dy: np.ndarray, bn: BatchNorm, weight: np.ndarray | float = 1.0) ->
 
     The training-mode dx is gᵀJ with J = u·R, u = w/(kσ),
     R_ij = k·δ_ij − 1 − s_i s_j (see :func:`jacobian`), expanded so that J is
-    never built.
+    never built. It is evaluated as a·g + c·s + e with per-column coefficients
+    a = w/σ, c = −a·dw/k, e = −a·db/k: three passes over k×n arrays.
     """
     dy = columns_contiguous(dy)
-    db = dy.sum(axis=-2)
-    dw = (dy * bn.s).sum(axis=-2)
+    wide = _accumulator(dy)
+    db = np.zeros(bn.std.shape, wide)[..., None, :]
+    dw = np.zeros_like(db)
+    for rows in _row_blocks(dy):
+        block = dy[..., rows, :]
+        db += block.sum(axis=-2, keepdims=True, dtype=wide)
+        dw += _column_dot(block, bn.s[..., rows, :], dtype=wide)
+    db, dw = db.astype(dy.dtype), dw.astype(dy.dtype)
+    a = _per_column(weight / bn.std)
     if bn.training:
         k = bn.rows
-        dx = (weight / (k * bn.std))[..., None, :] * (k * dy - db[..., None, :] - bn.s * dw[..., None, :])
+        dx = _combine([(dy, a), (bn.s, -a * dw / k)], -a * db / k)
     else:
-        dx = (weight / bn.std) * dy
-    return Gradients(dx=dx, dw=dw, db=db)
+        dx = _combine([(dy, a)], 0)
+    return Gradients(dx=dx, dw=dw[..., 0, :], db=db[..., 0, :])
 
 
 def jacobian(bn: BatchNorm, weight: np.ndarray | float, column: int) -> np.ndarray:

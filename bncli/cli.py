@@ -123,6 +123,14 @@ def _run(action: Callable[[], int]) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(141) from None
+    except Exception as error:  # a bug in bncli: one line; the traceback on request
+        if os.environ.get("BNCLI_DEBUG"):
+            raise
+        print(
+            f"bncli: internal error: {type(error).__name__}: {error} (a bug; BNCLI_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        raise typer.Exit(70) from None
     if code:
         raise typer.Exit(code)
 

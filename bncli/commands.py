@@ -13,6 +13,7 @@ import stat
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from io import StringIO
 
 import numpy as np
 
@@ -186,7 +187,7 @@ def _save_running(options: InputOptions, data: Matrix, bn: core.BatchNorm, previ
     updated = Running(mean, var, options.momentum, start.batches + 1)
     record = {"columns": data.columns, "mean": mean, "var": var, "momentum": options.momentum, "batches": updated.batches}
     _require_finite({"running mean": mean, "running var": var}, data.columns)
-    io.write_atomic(options.save_running, io.format_json(record))
+    io.write_atomic(options.save_running, _text_writer(io.format_json(record)))
     return updated
 
 
@@ -320,32 +321,34 @@ def emit(result: Result, options: OutputOptions) -> int:
         raise InputError(f"--only {only}: not available here; choose one of {', '.join(result.matrices)}")
     if fmt == "json":
         _require_finite(_arrays(result.json), result.columns)
-        text = io.format_json(result.json)
+        write = _text_writer(io.format_json(result.json))
     elif fmt in ("csv", "tsv"):
         values, header, labels = result.matrices[only]
         _require_finite({only: values}, result.columns)
-        text = io.format_delimited(values, header if result.has_header else None, "," if fmt == "csv" else "\t", labels)
+        header = header if result.has_header else None
+        delimiter = "," if fmt == "csv" else "\t"
+        write = lambda stream: io.write_delimited(stream, values, header, delimiter, labels)  # noqa: E731
     else:
         _require_finite({name: m[0] for name, m in result.matrices.items()}, result.columns)
-        text = None
-    if result.verdict and fmt != "table":
-        note(result.verdict)
-    if text is None:
-        if options.output:
-            from io import StringIO
-
-            buffer = StringIO()
-            _print_tables(result.tables, _console(buffer), options)
-            text = buffer.getvalue()
-        else:
+        if not options.output:
             _print_tables(result.tables, _console(sys.stdout), options)
             return result.exit_code
+        buffer = StringIO()
+        _print_tables(result.tables, _console(buffer), options)
+        write = _text_writer(buffer.getvalue())
+    if result.verdict and fmt != "table":
+        note(result.verdict)
     if options.output:
-        io.write_atomic(options.output, text)
+        io.write_atomic(options.output, write)
     else:
-        sys.stdout.write(text)
         sys.stdout.flush()
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
     return result.exit_code
+
+
+def _text_writer(text: str):
+    return lambda stream: stream.write(text.encode("utf-8"))
 
 
 def _console(file, width: int | None = None):

@@ -8,13 +8,15 @@ the column where that applies.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -184,21 +186,27 @@ def _cell_problem(field: str, value: float | None, delimiter: str) -> str:
 
 
 def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: bool | None = None) -> Matrix:
-    """Parse CSV/TSV/whitespace-separated numbers; see the contract for the rules."""
+    """Parse CSV/TSV/whitespace-separated numbers; see the contract for the rules.
+
+    Large inputs go through polars' parser when that is installed and agrees
+    that every cell is a finite number; anything else is read by the careful
+    reader below, which decides what is accepted and words every error.
+    """
+    if len(data) >= _FAST_READ_BYTES:
+        fast = _parse_fast(data, name, delimiter, header)
+        if fast is not None:
+            return fast
     records = _records(_decode(data, name))
     if not records:
         raise InputError(f"{name}: no data (the input is empty or only blank and # lines)")
     delimiter = delimiter or _sniff(records[0][1])
     rows = _split(records, delimiter, name)
-    first = [field.strip() for field in rows[0]]
-    if header is None:
-        header = any(_number(field) is None for field in first)
-    columns = first if header else [str(i) for i in range(len(first))]
+    columns, header = _columns(rows[0], header)
     body, numbers = (rows[1:], records[1:]) if header else (rows, records)
     if not body:
         raise InputError(f"{name}: a header line but no data rows")
     width = len(columns)
-    values = np.empty((len(body), width))
+    values = np.empty((width, len(body))).T  # column-major, as bncli.core prefers
     for index, (fields, (line_number, _)) in enumerate(zip(body, numbers)):
         if len(fields) != width:
             expected = "the header has" if header else "the first row has"
@@ -212,6 +220,79 @@ def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: 
     return Matrix(values, columns, header, name)
 
 
+def _columns(first: list[str], header: bool | None) -> tuple[list[str], bool]:
+    """Column names and whether the first record is a header (auto: some field is not a number)."""
+    fields = [field.strip() for field in first]
+    if header is None:
+        header = any(_number(field) is None for field in fields)
+    return (fields if header else [str(i) for i in range(len(fields))]), header
+
+
+# Inputs this large are parsed by polars (~400 MB/s against ~10 MB/s for the careful
+# reader), which pays for its import (~0.2 s) from about 2 MB on.
+_FAST_READ_BYTES = 2 << 20
+
+
+def _parse_fast(data: bytes, name: str, delimiter: str | None, header: bool | None) -> Matrix | None:
+    """The matrix parsed by polars, or None where the careful reader must decide."""
+    located = _first_record(data)
+    if located is None:
+        return None
+    start, end = located
+    try:
+        line = data[start:end].decode("utf-8-sig").rstrip("\r")
+    except UnicodeDecodeError:
+        return None
+    delimiter = delimiter or _sniff(line)
+    if delimiter == WHITESPACE:
+        return None
+    try:
+        first = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
+    except csv.Error:
+        return None
+    columns, header = _columns(first, header)
+    skipped = data.count(b"\n", 0, end) + 1 if header else data.count(b"\n", 0, start)
+    comments = data.find(b"#", end) >= 0  # polars parses ~1.5× slower when it must look for them
+    values = _polars_numbers(data, delimiter, len(columns), skipped, comments)
+    return None if values is None else Matrix(values, columns, header, name)
+
+
+def _first_record(data: bytes) -> tuple[int, int] | None:
+    """Byte offsets of the first line that is neither blank nor a # comment."""
+    position = 0
+    while position < len(data):
+        end = data.find(b"\n", position)
+        end = len(data) if end < 0 else end
+        line = data[position:end].lstrip(b"\xef\xbb\xbf").strip()
+        if line and not line.startswith(b"#"):
+            return position, end
+        position = end + 1
+    return None
+
+
+def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int, comments: bool) -> np.ndarray | None:
+    """Every cell after ``skipped_lines`` lines as float64 (column-major), or None."""
+    try:
+        import polars as pl
+    except ImportError:
+        return None
+    try:
+        frame = pl.read_csv(
+            data,
+            has_header=False,
+            separator=delimiter,
+            comment_prefix="#" if comments else None,
+            skip_lines=skipped_lines,
+            schema={f"c{j}": pl.Float64 for j in range(width)},
+        )
+    except Exception:  # noqa: BLE001  polars' many error types: the careful reader will explain
+        return None
+    if frame.height == 0 or any(frame.null_count().row(0)):
+        return None
+    values = frame.to_numpy(order="fortran")
+    return values if np.isfinite(values).all() else None
+
+
 # ----------------------------------------------------------------------------- output
 
 
@@ -220,17 +301,59 @@ def format_float(value: float) -> str:
     return repr(float(value))
 
 
+# Outputs this large are formatted by polars (~500 MB/s against ~15 MB/s for repr).
+_FAST_WRITE_ELEMENTS = 200_000
+
+
 def format_delimited(values: np.ndarray, columns: Sequence[str] | None, delimiter: str, row_labels: Sequence[str] | None = None) -> str:
-    """One matrix as csv/tsv text, at full round-trip precision, with an optional header."""
-    lines = []
+    """One matrix as csv/tsv text (see :func:`write_delimited`)."""
+    import io as _io
+
+    buffer = _io.BytesIO()
+    write_delimited(buffer, values, columns, delimiter, row_labels)
+    return buffer.getvalue().decode("utf-8")
+
+
+def write_delimited(
+    stream: BinaryIO,
+    values: np.ndarray,
+    columns: Sequence[str] | None,
+    delimiter: str,
+    row_labels: Sequence[str] | None = None,
+) -> None:
+    """Write one matrix as csv/tsv, at full round-trip precision, with an optional header.
+
+    Every number is the shortest text that reads back to the same float64 (Python's
+    repr; polars for large matrices, which writes the same digits, e.g. 0.000025
+    where repr writes 2.5e-05).
+    """
     if columns is not None:
-        lines.append(_header_line(columns, delimiter))
-    rows = np.asarray(values, dtype=np.float64).tolist()
+        stream.write((_header_line(columns, delimiter) + "\n").encode("utf-8"))
+    values = np.asarray(values, dtype=np.float64)
+    if row_labels is None and values.size >= _FAST_WRITE_ELEMENTS and _write_polars(stream, values, delimiter):
+        return
+    rows = values.tolist()
     if row_labels is None:
-        lines.extend(delimiter.join(map(repr, row)) for row in rows)
+        text = "".join(delimiter.join(map(repr, row)) + "\n" for row in rows)
     else:
-        lines.extend(delimiter.join([label, *map(repr, row)]) for label, row in zip(row_labels, rows))
-    return "\n".join(lines) + "\n"
+        text = "".join(delimiter.join([label, *map(repr, row)]) + "\n" for label, row in zip(row_labels, rows))
+    stream.write(text.encode("utf-8"))
+
+
+def _write_polars(stream: BinaryIO, values: np.ndarray, delimiter: str) -> bool:
+    try:
+        import polars as pl
+    except ImportError:
+        return False
+    frame = pl.DataFrame({f"c{j}": values[:, j] for j in range(values.shape[1])})
+    try:
+        frame.write_csv(stream, include_header=False, separator=delimiter)
+    except OSError as error:
+        # polars reports a closed pipe as a plain OSError ("Broken pipe (os error 32)").
+        if error.errno == errno.EPIPE or f"(os error {errno.EPIPE})" in str(error):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe") from None
+        raise
+    return True
 
 
 def _header_line(columns: Sequence[str], delimiter: str) -> str:
@@ -268,8 +391,8 @@ def format_for_path(path: str) -> str:
     return {".json": "json", ".tsv": "tsv"}.get(suffix, "csv")
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: all or nothing."""
+def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it there: all or nothing."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
@@ -281,8 +404,8 @@ def write_atomic(path: str, text: str) -> None:
     except OSError as error:
         raise InputError(f"--output {path}: cannot write: {error.strerror or error}") from None
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
         _copy_mode(target, temporary)
         os.replace(temporary, target)
     except BaseException:

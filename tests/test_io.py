@@ -97,6 +97,39 @@ def test_format_delimited_round_trips_and_quotes_headers():
     np.testing.assert_array_equal(np.array(rows[1:], dtype=float), values)
 
 
+def test_large_inputs_take_the_fast_path_with_the_same_floats(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((40_000, 8)) * np.logspace(-6, 12, 8) + np.linspace(0, 1e9, 8)
+    text = io.format_delimited(values, [f"c{i}" for i in range(8)], ",")
+    assert len(text) > io._FAST_READ_BYTES
+    data = ("# comment\n" + text).encode()
+    fast = io.parse_text(data, "big.csv")
+    monkeypatch.setattr(io, "_FAST_READ_BYTES", len(data) + 1)
+    careful = io.parse_text(data, "big.csv")
+    np.testing.assert_array_equal(fast.values, values)
+    np.testing.assert_array_equal(careful.values, values)
+    assert fast.columns == careful.columns and fast.has_header
+    assert fast.values.flags.f_contiguous
+
+
+def test_large_bad_inputs_get_the_careful_readers_message(monkeypatch):
+    lines = ["a,b"] + ["1.5,2.5"] * 200_000
+    lines[150_000] = "1.5,oops"
+    with pytest.raises(InputError, match="big.csv: line 150001, column 2 \\('b'\\): 'oops' is not a number"):
+        io.parse_text("\n".join(lines).encode(), "big.csv")
+    lines[150_000] = "1.5,2.5"
+    lines.insert(1000, "")  # a blank line: polars would read a row of nulls
+    m = io.parse_text("\n".join(lines).encode(), "big.csv")
+    assert m.values.shape == (200_000, 2)
+
+
+def test_large_outputs_round_trip(tmp_path):
+    values = np.random.default_rng(1).standard_normal((50_000, 6)) ** 3 * 1e-5
+    text = io.format_delimited(values, None, "\t")
+    back = np.array([line.split("\t") for line in text.splitlines()], dtype=float)
+    np.testing.assert_array_equal(back, values)
+
+
 def test_format_json_refuses_nan():
     with pytest.raises(InputError):
         io.format_json({"y": np.array([np.nan])})
@@ -111,7 +144,7 @@ def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(io.os, "replace", boom)
     with pytest.raises(OSError):
-        io.write_atomic(str(target), "new")
+        io.write_atomic(str(target), lambda stream: stream.write(b"new"))
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
 

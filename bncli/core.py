@@ -21,6 +21,7 @@ In eval (inference) mode m and v are given running statistics instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class ZeroVarianceError(ValueError):
         super().__init__(f"zero variance and eps = 0 in column(s) {columns}: s = 0/0")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BatchNorm:
     """The result of a forward pass, and all that the backward pass needs.
 
@@ -45,24 +46,50 @@ class BatchNorm:
     mean, var, std : ndarray, shape (..., n)
         The statistics used to normalize: the batch's (training mode) or the
         running ones (eval mode). ``std = sqrt(var + eps)``.
-    s : ndarray, shape (..., k, n)
-        Normalized values ``(x − mean) / std``.
     y : ndarray, shape (..., k, n)
         Output ``weight · s + bias``.
     training : bool
         True when mean and var are the batch's own (they then depend on x).
+    s : ndarray, shape (..., k, n)
+        Normalized values ``(x − mean) / std``, made on first use: the forward
+        and backward passes recompute them block by block from x instead, which
+        moves fewer bytes than storing them.
     """
 
     mean: np.ndarray
     var: np.ndarray
     std: np.ndarray
-    s: np.ndarray
     y: np.ndarray
-    training: bool = True
+    training: bool
+    # s = ((x − shift) − residual) · inverse, exactly as the forward pass computed it.
+    _x: np.ndarray
+    _shift: np.ndarray
+    _residual: np.ndarray | None
+    _inverse: np.ndarray
 
     @property
     def rows(self) -> int:
-        return self.s.shape[-2]
+        return self._x.shape[-2]
+
+    @cached_property
+    def s(self) -> np.ndarray:
+        return self.normalized(slice(None), np.empty_like(self._x, dtype=self.y.dtype))
+
+    def normalized(self, rows: slice, out: np.ndarray) -> np.ndarray:
+        """s for a block of rows, written into ``out`` (which the caller may then change)."""
+        if "s" in self.__dict__:
+            np.copyto(out, self.__dict__["s"][..., rows, :])
+            return out
+        return _normalize(self._x, self._shift, self._residual, self._inverse, rows, out)
+
+
+def _normalize(x, shift, residual, inverse, rows: slice, out: np.ndarray) -> np.ndarray:
+    """s = ((x − shift) − residual) · inverse for a block of rows, into ``out``."""
+    np.subtract(x[..., rows, :], shift, out=out)
+    if residual is not None:
+        out -= residual
+    out *= inverse
+    return out
 
 
 def _real(a: np.ndarray) -> np.ndarray:
@@ -90,12 +117,22 @@ def columns_contiguous(x: np.ndarray) -> np.ndarray:
 _BLOCK_BYTES = 1 << 22
 
 
-def _row_blocks(a: np.ndarray):
+def _row_blocks(a: np.ndarray) -> list[slice]:
     """Slices of axis -2 (rows) that cut ``a`` into cache-sized blocks."""
     k = a.shape[-2]
     row_bytes = max(1, a.nbytes // max(k, 1))
     step = max(1, _BLOCK_BYTES // row_bytes)
     return [slice(start, start + step) for start in range(0, k, step)]
+
+
+def _scratch(a: np.ndarray, blocks: list[slice], dtype=None) -> np.ndarray:
+    """A buffer for one block of ``a`` (the first, which is the largest), same layout."""
+    return np.empty_like(a[..., blocks[0], :], dtype=dtype)
+
+
+def _block(buffer: np.ndarray, rows: slice, k: int) -> np.ndarray:
+    """The part of a scratch buffer that a (possibly shorter, last) block fills."""
+    return buffer[..., : len(range(*rows.indices(k))), :]
 
 
 def _accumulator(a: np.ndarray) -> np.dtype:
@@ -108,31 +145,31 @@ def _column_dot(a: np.ndarray, b: np.ndarray, dtype=None) -> np.ndarray:
     return np.einsum("...ij,...ij->...j", a, b, dtype=dtype)[..., None, :]
 
 
-def _centered(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, x − m₁, its residual mean r and the biased variance: two passes over x.
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """m₁ = mean(x), the residual mean r of x − m₁, and the biased variance: two passes over x.
 
-    m₁ = mean(x); d = x − m₁; r = mean(d); v = mean(d·d) − r² = mean((d − r)²);
-    the mean is m₁ + r and the centered data d − r. The one-pass Σx²/k − m²
-    loses every digit on data such as 1e8 + noise, and a plain two-pass still
-    loses ~1e-9 there; the refinement r keeps ~1e-15 (d is exact where x is
-    close to m₁, and r² ≪ v). The square is written d·d, never |d|², so that
-    complex-step derivatives stay exact.
+    v = mean(d·d) − r² = mean((d − r)²) with d = x − m₁; the mean is m₁ + r and the
+    centered data (x − m₁) − r. The one-pass Σx²/k − m² loses every digit on data
+    such as 1e8 + noise, and a plain two-pass still loses ~1e-9 there; the
+    refinement keeps ~1e-15 (d is exact where x is close to m₁, and r² ≪ v). The
+    square is written d·d, never |d|², so that complex-step derivatives stay exact.
     """
     k = x.shape[-2]
     first = x.mean(axis=-2, keepdims=True)
-    d = np.empty_like(x)
     wide = _accumulator(x)
     total = np.zeros(first.shape, wide)
     squares = np.zeros(first.shape, wide)
-    for rows in _row_blocks(x):
-        block = np.subtract(x[..., rows, :], first, out=d[..., rows, :])
-        total += block.sum(axis=-2, keepdims=True, dtype=wide)
-        squares += _column_dot(block, block, dtype=wide)
+    blocks = _row_blocks(x)
+    buffer = _scratch(x, blocks)
+    for rows in blocks:
+        d = np.subtract(x[..., rows, :], first, out=_block(buffer, rows, k))
+        total += d.sum(axis=-2, keepdims=True, dtype=wide)
+        squares += _column_dot(d, d, dtype=wide)
     residual = (total / k).astype(x.dtype)
     var = (squares / k).astype(x.dtype) - residual * residual
     if not np.iscomplexobj(var):
         np.maximum(var, 0, out=var)  # rounding of a constant column
-    return first + residual, d, residual, var
+    return first, residual, var
 
 
 def _require_positive(std: np.ndarray) -> None:
@@ -148,22 +185,24 @@ def _power_of_two_scale(x: np.ndarray) -> np.ndarray:
     return np.ldexp(np.ones_like(peak), exponent)
 
 
-def _combine(terms, constant) -> np.ndarray:
-    """Σ_t arrays_t · coefficients_t + constant, per column, block by block in one pass.
+def _per_column(value) -> np.ndarray:
+    """A scalar or (..., n) parameter as (..., 1, n), to broadcast against (..., k, n)."""
+    value = np.asarray(value)
+    return value[..., None, :] if value.ndim else value
 
-    ``terms`` are (array (..., k, n), coefficient (..., 1, n)) pairs; the result has
-    the layout of the first array.
-    """
-    dtype = np.result_type(*(a for pair in terms for a in pair), constant)
-    out = np.empty_like(terms[0][0], dtype=dtype)
-    for rows in _row_blocks(out):
-        block = out[..., rows, :]
-        first, coefficient = terms[0]
-        np.multiply(first[..., rows, :], coefficient, out=block)
-        for array, coefficient in terms[1:]:
-            block += array[..., rows, :] * coefficient
-        block += constant
-    return out
+
+def _affine(x, shift, residual, inverse, weight, bias) -> np.ndarray:
+    """y = w·s + b, block by block from x: s is never stored whole."""
+    weight, bias = _per_column(weight), _per_column(bias)
+    y = np.empty_like(x, dtype=np.result_type(x, inverse, weight, bias))
+    blocks = _row_blocks(x)
+    buffer = _scratch(x, blocks, dtype=np.result_type(x, inverse))
+    k = x.shape[-2]
+    for rows in blocks:
+        s = _normalize(x, shift, residual, inverse, rows, _block(buffer, rows, k))
+        block = np.multiply(s, weight, out=y[..., rows, :])
+        block += bias
+    return y
 
 
 def forward(
@@ -197,32 +236,23 @@ def forward(
     """
     x = columns_contiguous(x)
     with np.errstate(over="ignore", invalid="ignore"):
-        mean, d, residual, var = _centered(x)
-    if np.isfinite(mean).all() and np.isfinite(var).all():
+        shift, residual, var = _moments(x)
+    if np.isfinite(shift).all() and np.isfinite(var).all():
         root = np.sqrt(var + eps)
         scale = None
     else:
         scale = _power_of_two_scale(x)
-        mean, d, residual, var = _centered(x / scale)
+        x = x / scale
+        shift, residual, var = _moments(x)
         root = np.sqrt(var + eps / scale / scale)
     _require_positive(_real(root))
-    inverse = 1 / root
-    for rows in _row_blocks(d):  # s = (d − r)/σ, in place: d is not needed any more
-        block = d[..., rows, :]
-        block -= residual
-        block *= inverse
-    s = d
+    parts = {"_x": x, "_shift": shift, "_residual": residual, "_inverse": 1 / root}
+    y = _affine(*parts.values(), weight, bias)
+    mean = shift + residual
     if scale is not None:
         with np.errstate(over="ignore"):
             mean, var, root = mean * scale, var * (scale * scale), root * scale
-    y = _combine([(s, _per_column(weight))], _per_column(bias))
-    return BatchNorm(mean[..., 0, :], var[..., 0, :], root[..., 0, :], s, y, training=True)
-
-
-def _per_column(value) -> np.ndarray:
-    """A scalar or (..., n) parameter as (..., 1, n), to broadcast against (..., k, n)."""
-    value = np.asarray(value)
-    return value[..., None, :] if value.ndim else value
+    return BatchNorm(mean[..., 0, :], var[..., 0, :], root[..., 0, :], y, True, **parts)
 
 
 def forward_eval(
@@ -245,9 +275,8 @@ def forward_eval(
     std = np.sqrt(running_var + eps)
     _require_positive(std)
     x = columns_contiguous(x)
-    s = _combine([(x, 1 / std)], -running_mean / std)
-    y = _combine([(s, _per_column(weight))], _per_column(bias))
-    return BatchNorm(running_mean, running_var, std, s, y, training=False)
+    parts = {"_x": x, "_shift": _per_column(running_mean), "_residual": None, "_inverse": _per_column(1 / std)}
+    return BatchNorm(running_mean, running_var, std, _affine(*parts.values(), weight, bias), False, **parts)
 
 
 @dataclass(frozen=True)
@@ -272,23 +301,29 @@ def backward(dy: np.ndarray, bn: BatchNorm, weight: np.ndarray | float = 1.0) ->
     The training-mode dx is gᵀJ with J = u·R, u = w/(kσ),
     R_ij = k·δ_ij − 1 − s_i s_j (see :func:`jacobian`), expanded so that J is
     never built. It is evaluated as a·g + c·s + e with per-column coefficients
-    a = w/σ, c = −a·dw/k, e = −a·db/k: three passes over k×n arrays.
+    a = w/σ, c = −a·dw/k, e = −a·db/k, in two passes over g (and x, for s).
     """
     dy = columns_contiguous(dy)
+    k = bn.rows
+    blocks = _row_blocks(dy)
+    buffer = _scratch(bn.y, blocks)
     wide = _accumulator(dy)
     db = np.zeros(bn.std.shape, wide)[..., None, :]
     dw = np.zeros_like(db)
-    for rows in _row_blocks(dy):
-        block = dy[..., rows, :]
-        db += block.sum(axis=-2, keepdims=True, dtype=wide)
-        dw += _column_dot(block, bn.s[..., rows, :], dtype=wide)
+    for rows in blocks:
+        g = dy[..., rows, :]
+        db += g.sum(axis=-2, keepdims=True, dtype=wide)
+        dw += _column_dot(g, bn.normalized(rows, _block(buffer, rows, k)), dtype=wide)
     db, dw = db.astype(dy.dtype), dw.astype(dy.dtype)
     a = _per_column(weight / bn.std)
-    if bn.training:
-        k = bn.rows
-        dx = _combine([(dy, a), (bn.s, -a * dw / k)], -a * db / k)
-    else:
-        dx = _combine([(dy, a)], 0)
+    dx = np.empty_like(dy, dtype=np.result_type(dy, a, bn.y))
+    for rows in blocks:
+        block = np.multiply(dy[..., rows, :], a, out=dx[..., rows, :])
+        if bn.training:
+            s = bn.normalized(rows, _block(buffer, rows, k))
+            s *= -a * dw / k
+            block += s
+            block -= a * db / k
     return Gradients(dx=dx, dw=dw[..., 0, :], db=db[..., 0, :])
 
 

@@ -1,0 +1,319 @@
+"""bncli benchmarks: every goal of the performance issue, each side by side with its peer.
+
+    python bench/run.py --setup      # once: bench/.venv with bncli, torch 2.13.0, pandas, polars
+    bench/.venv/bin/python bench/run.py [--quick] [--rows version,small,big,core,check,fast,scaling,accuracy]
+
+The two sides of a row run interleaved (A B A B …) and the medians are compared, so
+that a noisy machine slows both alike. Rows whose peer is not installed say so.
+This is a benchmark, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+VENV = ROOT / "bench" / ".venv"
+PYTHON = sys.executable
+BNCLI = str(Path(PYTHON).parent / "bncli")
+
+PEER_SCRIPT = """
+import sys, numpy as np, pandas as pd, polars as pl
+x = pd.read_csv(sys.argv[1]).to_numpy()
+y = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
+pl.from_numpy(y).write_csv(sys.argv[2])
+"""
+NUMPY_SCRIPT = """
+import sys, numpy as np
+x = np.loadtxt(sys.argv[1], delimiter=",", skiprows=1)
+y = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
+np.savetxt(sys.argv[2], y, delimiter=",", fmt="%.17g")
+"""
+
+
+def setup() -> None:
+    """bench/.venv: bncli (editable) and the peers it is measured against."""
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-e", str(ROOT)], check=True)
+    subprocess.run([*pip, "torch==2.13.0", "pandas", "polars"], check=True)
+    print(f"ready: {VENV / 'bin' / 'python'} bench/run.py")
+
+
+def has(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+def run_once(command: list[str]) -> tuple[float, float]:
+    """Wall time (s) and peak RSS (MB) of one process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    if process.returncode not in (0,):
+        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}: {stderr[-500:]}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def interleaved(a: list[str], b: list[str], repeats: int) -> tuple[dict, dict]:
+    sides = {"a": [], "b": []}
+    for _ in range(repeats):
+        for key, command in (("a", a), ("b", b)):
+            sides[key].append(run_once(command))
+    return tuple(
+        {"time": statistics.median(t for t, _ in runs), "rss": statistics.median(r for _, r in runs)}
+        for runs in (sides["a"], sides["b"])
+    )
+
+
+def median_time(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def report(name: str, ours: float, peer: float, goal: str, unit: str = "s") -> None:
+    ratio = ours / peer
+    print(f"  {name:<52} bncli {ours:8.3f} {unit}   peer {peer:8.3f} {unit}   ratio {ratio:6.2f}   goal {goal}")
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def make_data(quick: bool) -> dict[str, Path]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    small = DATA / "small.csv"
+    small.write_text("a,b\n1,2\n3,5\n4,4\n")
+    rows = 200_000 if quick else 1_000_000
+    big = DATA / f"big_{rows}.csv"
+    if not big.exists():
+        from bncli import io
+
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((rows, 10)) * np.logspace(-3, 6, 10) + np.linspace(0, 1e7, 10)
+        with open(big, "wb") as stream:
+            io.write_delimited(stream, x, [f"c{i}" for i in range(10)], ",")
+    return {"small": small, "big": big}
+
+
+# ------------------------------------------------------------------------------ rows
+
+
+def row_version(files, repeats):
+    print("start-up")
+    ours, peer = interleaved([BNCLI, "--version"], [PYTHON, "-c", "import typer"], repeats)
+    report("bncli --version  vs  python -c 'import typer'", ours["time"], peer["time"], "≤ 1.3")
+
+
+def row_small(files, repeats):
+    ours, peer = interleaved(
+        [BNCLI, "forward", str(files["small"]), "-f", "csv"], [PYTHON, "-c", "import numpy, typer"], repeats
+    )
+    report("bncli forward small.csv -f csv  vs  import numpy, typer", ours["time"], peer["time"], "≤ 1.3")
+
+
+def row_big(files, repeats):
+    big = files["big"]
+    size = big.stat().st_size / 1e6
+    print(f"CSV throughput: {big.name} ({size:.0f} MB)")
+    out = tempfile.mkdtemp()
+    ours_cmd = [BNCLI, "forward", str(big), "-o", f"{out}/ours.csv"]
+    if has("pandas") and has("polars"):
+        ours, peer = interleaved(ours_cmd, [PYTHON, "-c", PEER_SCRIPT, str(big), f"{out}/peer.csv"], repeats)
+        report("forward big.csv -o out.csv  vs  pandas → numpy → polars", ours["time"], peer["time"], "≤ 1.5")
+        report("  peak RSS (MB)", ours["rss"], peer["rss"], "≤ 1.0", "MB")
+    else:
+        ours, _ = interleaved(ours_cmd, ours_cmd, 1)
+        print("  pandas/polars peer missing: run bench/run.py --setup")
+    slow, _ = run_once([PYTHON, "-c", NUMPY_SCRIPT, str(big), f"{out}/numpy.csv"])
+    print(f"  {'np.loadtxt + np.savetxt (one run)':<52} {slow:8.3f} s   bncli is {slow / ours['time']:.1f}× faster   goal ≥ 5")
+    shutil.rmtree(out)
+
+
+def row_core(files, repeats):
+    from bncli import core
+
+    print("core forward + backward, float64, in process (torch: 1 thread)")
+    torch = __import__("torch") if has("torch") else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    for k, n in ((65536, 64), (1_000_000, 16)):
+        rng = np.random.default_rng(0)
+        x, g = rng.standard_normal((k, n)) * 3 + 1, rng.standard_normal((k, n))
+        w, b = rng.uniform(0.5, 2, n), rng.standard_normal(n)
+        xf, gf = np.asfortranarray(x), np.asfortranarray(g)  # the layout bncli's readers produce
+
+        def ours():
+            core.backward(gf, core.forward(xf, w, b), w)
+
+        floor = np.empty_like(xf)
+        copy = median_time(lambda: np.copyto(floor, xf), repeats)
+        if torch is None:
+            print(f"  {k}×{n}: bncli {median_time(ours, repeats):.3f} s; torch missing: run bench/run.py --setup")
+            continue
+        xt, gt = torch.tensor(x), torch.tensor(g)
+        wt, bt = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
+
+        def theirs():
+            leaf = xt.detach().requires_grad_(True)
+            torch.nn.functional.batch_norm(leaf, None, None, wt, bt, training=True, eps=1e-5).backward(gt)
+
+        times = {"ours": [], "theirs": []}
+        for _ in range(repeats):
+            times["ours"].append(median_time(ours, 1))
+            times["theirs"].append(median_time(theirs, 1))
+        a, t = statistics.median(times["ours"]), statistics.median(times["theirs"])
+        report(f"{k}×{n}  vs  torch batch_norm + autograd", a, t, "≤ 0.9")
+        print(f"  {'':<52} np.copyto of x: {copy * 1e3:.1f} ms; bncli = {a / copy:.1f} copies")
+
+
+def _check_inputs(k, n, seed=0):
+    from bncli import core
+    from bncli import gradcheck as gc
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((k, n)) * np.logspace(-3, 9, n) + 1e3
+    w, b = rng.uniform(0.5, 2, n), rng.standard_normal(n)
+    dy = rng.standard_normal((k, n))
+    bn = core.forward(x, w, b)
+    grads = core.backward(dy, bn, w)
+    problem = gc.Problem(x, dy, w, b, 1e-5)
+    return problem, grads, bn
+
+
+def row_check(files, repeats):
+    from bncli import core
+    from bncli import gradcheck as gc
+
+    print("full gradient check (dx, dw, db and every column's Jacobian), in process")
+    k, n = 128, 32
+    problem, grads, bn = _check_inputs(k, n)
+    jac = {c: core.jacobian(bn, problem.weight, c) for c in range(n)}
+    gradient = gc.Gradient(grads.dx, grads.dw, grads.db, jac)
+    ours = median_time(lambda: gc.check_gradients(problem, gradient), repeats)
+    if not has("torch"):
+        print(f"  {k}×{n}: bncli {ours:.3f} s; torch missing: run bench/run.py --setup")
+        return
+    import torch
+
+    torch.set_num_threads(1)
+    inputs = tuple(torch.tensor(a, requires_grad=True) for a in (problem.x, problem.weight, problem.bias))
+
+    def fn(x, w, b):
+        return torch.nn.functional.batch_norm(x, None, None, w, b, training=True, eps=1e-5)
+
+    theirs = median_time(lambda: torch.autograd.gradcheck(fn, inputs), max(1, repeats // 3))
+    print(f"  {k}×{n}: bncli {ours * 1e3:.1f} ms   torch.autograd.gradcheck {theirs * 1e3:.0f} ms   bncli {theirs / ours:.0f}× faster   goal ≥ 200")
+
+
+def row_fast(files, repeats):
+    big = files["big"]
+    print(f"fast check on {big.name}")
+    out = tempfile.mkdtemp()
+    ours, peer = interleaved(
+        [BNCLI, "grad", str(big), "--check", "--fast", "-o", f"{out}/a.csv"],
+        [BNCLI, "grad", str(big), "-o", f"{out}/b.csv"],
+        repeats,
+    )
+    report("grad --check --fast  vs  grad", ours["time"], peer["time"], "≤ 3")
+    shutil.rmtree(out)
+
+
+def row_scaling(files, repeats):
+    from bncli import core
+    from bncli import gradcheck as gc
+
+    print("check cost versus k and n (dx, dw, db; in process)")
+    print(f"  {'k × n':>14} {'full':>10} {'fast (16 probes)':>18} {'full / k²n (ns)':>16}")
+    for k, n in ((100, 10), (300, 10), (1000, 10), (1000, 100), (3000, 10), (10_000, 10), (100_000, 10), (1_000_000, 10)):
+        problem, grads, _ = _check_inputs(k, n)
+        gradient = gc.Gradient(grads.dx, grads.dw, grads.db)
+        fast = median_time(lambda: gc.check_gradients(problem, gradient, probes=16), max(1, repeats // 2))
+        if k * k * n <= 1e9:
+            full = median_time(lambda: gc.check_gradients(problem, gradient), 1)
+            print(f"  {f'{k} × {n}':>14} {full:9.3f}s {fast:17.3f}s {full / (k * k * n) * 1e9:16.2f}")
+        else:
+            print(f"  {f'{k} × {n}':>14} {'(skipped)':>10} {fast:17.3f}s")
+    del core
+
+
+def row_accuracy(files, repeats):
+    from bncli import core
+    from bncli import gradcheck as gc
+
+    print("accuracy of correct gradients: max relative error (natural scale) by method and dtype")
+    for k in (10, 100, 1000, 10_000, 100_000):
+        problem, grads, _ = _check_inputs(k, 4, seed=k)
+        probes = None if k <= 1000 else 16
+        cells = []
+        for method in ("central", "complex"):
+            report = gc.check_gradients(problem, gc.Gradient(dx=grads.dx), method=method, probes=probes)
+            cells.append(f"{method} {report.results['dx'].max_rel_error:.1e}")
+        x32 = problem.x.astype(np.float32)
+        dy32 = problem.dy.astype(np.float32)
+        w32, b32 = problem.weight.astype(np.float32), problem.bias.astype(np.float32)
+        g32 = core.backward(dy32, core.forward(x32, w32, b32), w32)
+        p32 = gc.Problem(x32.astype(float), dy32.astype(float), w32.astype(float), b32.astype(float), 1e-5)
+        report = gc.check_gradients(p32, gc.Gradient(dx=g32.dx.astype(float)), probes=probes)
+        cells.append(f"float32 {report.results['dx'].max_rel_error:.1e}")
+        print(f"  k = {k:>7}{' (probes)' if probes else '         '}  " + "   ".join(cells))
+
+
+ROWS = {
+    "version": row_version,
+    "small": row_small,
+    "big": row_big,
+    "core": row_core,
+    "check": row_check,
+    "fast": row_fast,
+    "scaling": row_scaling,
+    "accuracy": row_accuracy,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setup", action="store_true", help="create bench/.venv with bncli and the peers")
+    parser.add_argument("--quick", action="store_true", help="smaller data and fewer repeats")
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma list of rows to run")
+    args = parser.parse_args()
+    if args.setup:
+        setup()
+        return
+    if not Path(BNCLI).exists():
+        sys.exit(f"no bncli next to {PYTHON}; install it in this environment (or use --setup)")
+    repeats = 5 if args.quick else 15
+    import platform
+
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}")
+    files = make_data(args.quick)
+    for name in args.rows.split(","):
+        ROWS[name](files, repeats if name in ("version", "small") else max(3, repeats // 3))
+
+
+if __name__ == "__main__":
+    main()

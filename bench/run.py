@@ -43,11 +43,16 @@ np.savetxt(sys.argv[2], y, delimiter=",", fmt="%.17g")
 
 
 def setup() -> None:
-    """bench/.venv: bncli (editable) and the peers it is measured against."""
+    """bench/.venv: bncli and the peers it is measured against.
+
+    bncli is installed as a user would (not editable), so that its modules are
+    byte-compiled like typer's and numpy's; run --setup again after a change.
+    """
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "-e", str(ROOT)], check=True)
     subprocess.run([*pip, "torch==2.13.0", "pandas", "polars"], check=True)
+    subprocess.run([*pip, "--force-reinstall", "--no-deps", str(ROOT)], check=True)
+    subprocess.run([*pip, str(ROOT)], check=True)
     print(f"ready: {VENV / 'bin' / 'python'} bench/run.py")
 
 

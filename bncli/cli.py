@@ -4,8 +4,6 @@ Only Typer is imported at start-up; numpy, Rich and the numeric code load
 inside the commands, so that ``bncli --version`` and ``--help`` start fast.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from collections.abc import Callable
@@ -190,7 +188,7 @@ def grad(
     against: Annotated[Optional[str], typer.Option("--against", help="Check your own gradient instead: a CSV (dx) or JSON with any of dx, dw, db. Implies --check.", rich_help_panel=CHECK)] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Also show the numerical error for steps 1e-1 … 1e-12.", rich_help_panel=CHECK)] = False,
     fast: Annotated[bool, typer.Option("--fast", help="Check along random directions (directional derivatives, O(k·n) each) instead of every element. Implies --check.", rich_help_panel=CHECK)] = False,
-    probes: Annotated[Optional[int], typer.Option("--probes", help="Number of random directions for --fast (implies it). [default: 16]", show_default=False, rich_help_panel=CHECK)] = None,
+    probes: Annotated[Optional[int], typer.Option("--probes", help="Number of random directions for --fast (implies it). [default: 8]", show_default=False, rich_help_panel=CHECK)] = None,
     running: RunningIn = None,
     save_running: SaveRunning = None,
     momentum: Momentum = 0.1,
@@ -217,6 +215,9 @@ def _click_exception() -> type[Exception]:
 
 def main() -> None:
     """Console entry point: like ``app()``, but usage errors are one line and exit 2."""
+    if sys.argv[1:] in (["--version"], ["-V"]):  # answered before Typer builds the commands
+        print(f"bncli {__version__}")
+        sys.exit(0)
     click_exception = _click_exception()
     try:
         code = app(standalone_mode=False)

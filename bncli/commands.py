@@ -17,15 +17,21 @@ from io import StringIO
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from . import core, io
-from . import gradcheck as gc
 from .io import InputError, Matrix
+
+if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
+    from . import gradcheck as gc
 
 # Above this many element-evaluations (k²·n, the cost of the full numerical check)
 # the check switches to probes; at ~5e8 the full check takes about 2-3 s here
 # (bench/run.py, "check cost").
 FULL_CHECK_LIMIT = 5e8
-DEFAULT_PROBES = 16
+DEFAULT_PROBES = 8
+# --jacobian builds k×k numbers per column: beyond this many rows (128 MB a column) it is refused.
+JACOBIAN_MAX_ROWS = 4096
 
 
 def note(message: str) -> None:
@@ -217,7 +223,9 @@ class Model:
 
     def problem(self, dy: np.ndarray) -> gc.Problem:
         """The float64 problem to differentiate: the inputs as this dtype sees them."""
-        as_seen = lambda a: self.cast(a).astype(np.float64)  # noqa: E731
+        from . import gradcheck as gc
+
+        as_seen = lambda a: np.asarray(self.cast(a), dtype=np.float64)  # noqa: E731
         running = None if self.running is None else (as_seen(self.running.mean), as_seen(self.running.var))
         return gc.Problem(as_seen(self.data.values), as_seen(dy), as_seen(self.weight), as_seen(self.bias), self.eps, running)
 
@@ -457,12 +465,15 @@ def _running_json(model: Model) -> dict:
 
 def _load_dy(path: str | None, seed: int, data: Matrix) -> tuple[np.ndarray, str]:
     if path is None:
-        return np.random.default_rng(seed).standard_normal(data.shape), f"dy ~ N(0, 1), seed {seed}"
+        dy = np.random.default_rng(seed).standard_normal(data.shape)
+        return core.columns_contiguous(dy), f"dy ~ N(0, 1), seed {seed}"
     return _same_shape("--dy", io.read_matrix(path), data), f"dy from {path}"
 
 
 def _load_against(path: str, data: Matrix) -> gc.Gradient:
     """--against: a CSV/TSV/.npy file is dx; a JSON object may hold dx, dw, db."""
+    from . import gradcheck as gc
+
     if not path.lower().endswith(".json"):
         return gc.Gradient(dx=_same_shape("--against", io.read_matrix(path), data))
     try:
@@ -498,13 +509,14 @@ def grad(
     show_jacobian: bool = False,
     column_selection: list[str] | None = None,
 ) -> int:
-    if check.method not in gc.METHODS:
-        raise InputError(f"--method {check.method!r}: choose central or complex")
     model = build_model(inputs)
     data, bn = model.data, model.bn
     columns = data.columns
     k, n = data.shape
     selected = resolve_columns(column_selection, columns)
+    wants_jacobian = show_jacobian or outputs.only == "jacobian"
+    if wants_jacobian and k > JACOBIAN_MAX_ROWS:
+        raise InputError(f"--jacobian: {k} rows make a {k}×{k} matrix per column; it is shown for at most {JACOBIAN_MAX_ROWS} rows")
     dy, dy_label = _load_dy(dy_path, seed, data)
     grads = core.backward(model.cast(dy), bn, model.cast(model.weight))
     jacobians = {c: core.jacobian(bn, model.cast(model.weight), c) for c in selected} if show_jacobian else {}
@@ -569,6 +581,8 @@ def _verdict_text(line: str, passed: bool):
 
 
 def _run_check(model: Model, dy: np.ndarray, grads: core.Gradients, jacobians: dict, check: CheckOptions):
+    from . import gradcheck as gc
+
     k, n = model.data.shape
     if check.step is not None and not (check.step > 0 and np.isfinite(check.step)):
         raise InputError(f"--step {check.step}: must be a positive number")
@@ -606,6 +620,8 @@ def _run_check(model: Model, dy: np.ndarray, grads: core.Gradients, jacobians: d
 
 
 def _as_float64(g: gc.Gradient) -> gc.Gradient:
+    from . import gradcheck as gc
+
     cast = lambda a: None if a is None else np.asarray(a, dtype=np.float64)  # noqa: E731
     return gc.Gradient(cast(g.dx), cast(g.dw), cast(g.db), {c: cast(j) for c, j in g.jacobian.items()})
 

@@ -12,7 +12,6 @@ import errno
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,6 +398,8 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
         raise InputError(f"--output {path}: is a directory")
     if not directory.is_dir():
         raise InputError(f"--output {path}: no such directory {str(directory)!r}")
+    import tempfile
+
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as error:

@@ -198,15 +198,12 @@ def _per_column(value) -> np.ndarray:
 
 
 def _affine(x, shift, residual, inverse, weight, bias) -> np.ndarray:
-    """y = w·s + b, block by block from x: s is never stored whole."""
+    """y = w·s + b = ((x − shift) − residual)·(inverse·w) + b, block by block, into y itself."""
     weight, bias = _per_column(weight), _per_column(bias)
     y = np.empty_like(x, dtype=np.result_type(x, inverse, weight, bias))
-    blocks = _row_blocks(x)
-    buffer = _scratch(x, blocks, dtype=np.result_type(x, inverse))
-    k = x.shape[-2]
-    for rows in blocks:
-        s = _normalize(x, shift, residual, inverse, rows, _block(buffer, rows, k))
-        block = np.multiply(s, weight, out=y[..., rows, :])
+    scale = inverse * weight
+    for rows in _row_blocks(x):
+        block = _normalize(x, shift, residual, scale, rows, y[..., rows, :])
         block += bias
     return y
 
@@ -328,8 +325,8 @@ def backward(dy: np.ndarray, bn: BatchNorm, weight: np.ndarray | float = 1.0) ->
         if bn.training:
             s = bn.normalized(rows, _block(buffer, rows, k))
             s *= -a * dw / k
+            s -= a * db / k
             block += s
-            block -= a * db / k
     return Gradients(dx=dx, dw=dw[..., 0, :], db=db[..., 0, :])
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -392,6 +392,7 @@ def check_gradients(
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     k, n = problem.x.shape
     step = default_step(method, k) if step is None else step
+    problem = replace(problem, x=core.columns_contiguous(problem.x), dy=core.columns_contiguous(problem.dy))
     bn = problem.forward(problem.x)
     scales = _Scales(bn, problem.dy, problem.weight)
     columns = sorted(checked.jacobian)
@@ -424,7 +425,7 @@ def check_gradients(
         # The sweep measures the numerical derivative itself, so against the analytic dx.
         reference_dx = analytic.dx if analytic is not None else checked.dx
         if reference_dx is not None:
-            sweep_points = _sweep(problem, reference_dx, scales, method, step, probes, seed)
+            sweep_points = _sweep(problem, reference_dx, method, step, probes, seed)
     ordered = {name: results[name] for name in ("dx", "dw", "db", "jacobian") if name in results}
     return CheckReport(method, step, rtol, probes, ordered, sweep_points)
 
@@ -508,7 +509,7 @@ def _directional(problem: Problem, x0: np.ndarray, direction: np.ndarray, method
     return f_plus - f_minus, y_plus - y_minus, applied
 
 
-def _sweep(problem, dx, scales, method, default, probes, seed) -> list[SweepPoint]:
+def _sweep(problem, dx, method, default, probes, seed) -> list[SweepPoint]:
     """The numerical dx error against ``dx`` for steps 1e-1 … 1e-12 and the default."""
     steps = sorted(set(SWEEP_STEPS) | {default}, reverse=True)
     points = []

@@ -173,3 +173,14 @@ def test_eval_mode_check():
         assert check(problem, gc.Gradient(grads.dx, grads.dw, grads.db, jac), method).passed
     training_dx = core.backward(dy, core.forward(x, w, b), w).dx
     assert not check(problem, gc.Gradient(dx=training_dx), "central").passed
+
+
+def test_scale_shortcuts_match_the_element_scales():
+    for running in (None, (np.zeros(3), np.ones(3))):
+        rng = np.random.default_rng(9)
+        x, dy = rng.standard_normal((7, 3)), rng.standard_normal((7, 3))
+        w = np.array([0.5, -2.0, 1.5])
+        problem = gc.Problem(x, dy, w, np.zeros(3), 1e-5, running)
+        scales = gc._Scales(problem.forward(x), dy, w)
+        np.testing.assert_allclose(scales.dx_column_sums(), scales.dx.sum(axis=0), rtol=1e-13)
+        np.testing.assert_allclose(scales.jacobian_row_sums([0, 2]), scales.jacobians([0, 2]).sum(axis=2), rtol=1e-13)

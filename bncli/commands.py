@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from io import StringIO
 
-import numpy as np
-
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from . import core, io
 from .io import InputError, Matrix
@@ -246,18 +246,19 @@ def build_model(options: InputOptions) -> Model:
     weight = per_column("--weight", options.weight, 1.0, n)
     bias = per_column("--bias", options.bias, 0.0, n)
     running = load_running(options.running, data.columns) if options.running else None
-    model = Model(data, weight, bias, options.eps, options.dtype, bn=None)  # type: ignore[arg-type]
-    x, w, b = model.cast(data.values), model.cast(weight), model.cast(bias)
+    cast = lambda a: np.asarray(a, dtype=options.dtype)  # noqa: E731
+    x, w, b = cast(data.values), cast(weight), cast(bias)
+    batch_stats = None
     try:
         if options.eval:
-            model.running = running
-            model.bn = core.forward_eval(x, model.cast(running.mean), model.cast(running.var), w, b, options.eps)
-            model.batch_stats = _batch_statistics(x, w, b, options.eps)
+            bn = core.forward_eval(x, cast(running.mean), cast(running.var), w, b, options.eps)
+            batch_stats = _batch_statistics(x, w, b, options.eps)
         else:
-            model.bn = core.forward(x, w, b, options.eps)
+            bn = core.forward(x, w, b, options.eps)
     except core.ZeroVarianceError as error:
         names = ", ".join(repr(data.columns[c]) for c in error.columns)
         raise InputError(f"{data.source}: column {names}: zero variance with --eps 0 divides by zero") from None
+    model = Model(data, weight, bias, options.eps, options.dtype, bn, running if options.eval else None, batch_stats)
     if k == 1 and not options.eval:
         note("warning: a single row: batch norm is degenerate there (s = 0, y = bias, dx = 0)")
     if options.save_running:

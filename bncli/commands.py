@@ -12,6 +12,7 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from io import StringIO
 
@@ -279,13 +280,17 @@ def _batch_statistics(x, w, b, eps) -> core.BatchNorm | None:
 
 @dataclass
 class Result:
-    """What a command emits: named matrices for csv/tsv, a dict for json, Rich tables."""
+    """What a command emits: named matrices for csv/tsv, a dict for json, Rich tables.
+
+    Matrices and the json dict are made by functions, called only for the output
+    asked for (e.g. s is never computed for a plain csv of y).
+    """
 
     columns: list[str]
     has_header: bool
-    matrices: dict[str, tuple[np.ndarray, list[str], list[str] | None]]  # name → values, header, row labels
+    matrices: dict[str, Callable[[], tuple[np.ndarray, list[str], list[str] | None]]]  # → values, header, row labels
     default: str
-    json: dict
+    json: Callable[[], dict]
     tables: list = field(default_factory=list)  # callables (Renderer) → renderable
     verdict: str | None = None  # of a gradient check: on stderr unless the output is a table
     exit_code: int = 0
@@ -329,16 +334,17 @@ def emit(result: Result, options: OutputOptions) -> int:
     if only not in result.matrices and fmt in ("csv", "tsv"):
         raise InputError(f"--only {only}: not available here; choose one of {', '.join(result.matrices)}")
     if fmt == "json":
-        _require_finite(_arrays(result.json), result.columns)
-        write = _text_writer(io.format_json(result.json))
+        obj = result.json()
+        _require_finite(_arrays(obj), result.columns)
+        write = _text_writer(io.format_json(obj))
     elif fmt in ("csv", "tsv"):
-        values, header, labels = result.matrices[only]
+        values, header, labels = result.matrices[only]()
         _require_finite({only: values}, result.columns)
         header = header if result.has_header else None
         delimiter = "," if fmt == "csv" else "\t"
         write = lambda stream: io.write_delimited(stream, values, header, delimiter, labels)  # noqa: E731
     else:
-        _require_finite({name: m[0] for name, m in result.matrices.items()}, result.columns)
+        _require_finite({name: make()[0] for name, make in result.matrices.items()}, result.columns)
         if not options.output:
             _print_tables(result.tables, _console(sys.stdout), options)
             return result.exit_code
@@ -394,20 +400,22 @@ def forward(inputs: InputOptions, outputs: OutputOptions, show_stats: bool = Fal
     columns = data.columns
     stats = np.vstack([bn.mean, bn.var, bn.std, model.weight, model.bias]).astype(np.float64)
     describe = _describe(model)
-    json_obj = {
-        "columns": columns,
-        "eps": model.eps,
-        "weight": model.weight,
-        "bias": model.bias,
-        "mean": bn.mean,
-        "var": bn.var,
-        "std": bn.std,
-        "s": bn.s,
-        "y": bn.y,
-        "mode": model.mode,
-        "dtype": model.dtype,
-    }
-    json_obj.update(_running_json(model))
+
+    def json_obj():
+        return {
+            "columns": columns,
+            "eps": model.eps,
+            "weight": model.weight,
+            "bias": model.bias,
+            "mean": bn.mean,
+            "var": bn.var,
+            "std": bn.std,
+            "s": bn.s,
+            "y": bn.y,
+            "mode": model.mode,
+            "dtype": model.dtype,
+        } | _running_json(model)
+
     tables = [lambda r: _context(describe), lambda r: r.matrix("y = w·s + b", bn.y, columns)]
     if show_stats:
         tables.append(lambda r: r.matrix(f"per-column statistics ({model.mode} mode)", *_stats_rows(model, stats)))
@@ -415,9 +423,9 @@ def forward(inputs: InputOptions, outputs: OutputOptions, show_stats: bool = Fal
         columns=columns,
         has_header=data.has_header,
         matrices={
-            "y": (bn.y, columns, None),
-            "s": (bn.s, columns, None),
-            "stats": (stats, ["statistic", *columns], list(STAT_NAMES)),
+            "y": lambda: (bn.y, columns, None),
+            "s": lambda: (bn.s, columns, None),
+            "stats": lambda: (stats, ["statistic", *columns], list(STAT_NAMES)),
         },
         default="y",
         json=json_obj,
@@ -552,14 +560,14 @@ def grad(
             kind = "diagonal, eval mode" if model.mode == "eval" else "u·R, symmetric, rows sum to 0"
             tables.append(lambda r, c=c, j=j: r.matrix(f"∂y/∂x of column {columns[c]} ({k}×{k}, {kind})", j, [str(i) for i in range(k)], None, "∂y[i]/∂x[j]"))
     matrices = {
-        "dx": (grads.dx, columns, None),
-        "dw": (grads.dw[None, :], columns, None),
-        "db": (grads.db[None, :], columns, None),
+        "dx": lambda: (grads.dx, columns, None),
+        "dw": lambda: (grads.dw[None, :], columns, None),
+        "db": lambda: (grads.db[None, :], columns, None),
     }
     if jacobians and len(jacobians) == 1:
-        (c, j), = jacobians.items()
-        matrices["jacobian"] = (j, [f"{columns[c]}[{i}]" for i in range(k)], None)
-    result = Result(columns, data.has_header, matrices, "dx", json_obj, tables)
+        ((c, j),) = jacobians.items()
+        matrices["jacobian"] = lambda: (j, [f"{columns[c]}[{i}]" for i in range(k)], None)
+    result = Result(columns, data.has_header, matrices, "dx", lambda: json_obj, tables)
 
     if check.enabled or check.against:
         report, against_label = _run_check(model, dy, grads, jacobians, check)

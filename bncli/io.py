@@ -23,7 +23,6 @@ import numpy as np
 STDIN_NAME = "<stdin>"
 SAMPLE_NAME = "blood.csv"
 SAMPLE_DY_NAME = "blood_dy.csv"
-FORMATS = ("table", "csv", "tsv", "json")
 WHITESPACE = "whitespace"
 _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": WHITESPACE, WHITESPACE: WHITESPACE}
 _SNIFFED = ("\t", ",", ";")
@@ -348,11 +347,6 @@ def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int)
 
 
 # ----------------------------------------------------------------------------- output
-
-
-def format_float(value: float) -> str:
-    """The shortest text that reads back to the same float64."""
-    return repr(float(value))
 
 
 # Outputs this large are formatted by polars (~500 MB/s against ~15 MB/s for repr).

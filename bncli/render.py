@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -131,9 +131,6 @@ class Renderer:
                 "← default" if point.is_default else "",
             )
         return table
-
-    def show(self, *renderables) -> None:
-        self.console.print(Group(*renderables))
 
 
 def _table(title: str) -> Table:

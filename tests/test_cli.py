@@ -246,6 +246,28 @@ def test_fast_check(bncli):
     assert run.json["check"]["results"]["dx"]["worst"]["row"] is None
 
 
+def test_progress_bar_goes_to_a_terminal_stderr_only(monkeypatch, capsys):
+    import io as stdio
+
+    from bncli import commands
+
+    class Terminal(stdio.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(commands.sys, "stderr", terminal)
+    monkeypatch.setattr(commands._progress, "DELAY", 0.0)
+    with commands._progress() as progress:
+        for done in range(1, 4):
+            progress(done, 3)
+    assert "gradient check" in terminal.getvalue()
+    assert capsys.readouterr().out == ""
+    monkeypatch.setattr(commands.sys, "stderr", stdio.StringIO())  # not a terminal: no bar at all
+    with commands._progress() as progress:
+        assert progress is None
+
+
 # ----------------------------------------------------------------- processes
 
 

@@ -57,6 +57,7 @@ BAD_INPUTS = [
     ("--running with other columns", {"d.csv": GOOD, "r.json": '{"columns": ["a", "c"], "mean": [0, 0], "var": [1, 1]}'}, ["forward", "d.csv", "--eval", "--running", "r.json"], "differ from the data's"),
     ("--running with a negative variance", {"d.csv": GOOD, "r.json": '{"columns": ["a", "b"], "mean": [0, 0], "var": [1, -1]}'}, ["forward", "d.csv", "--eval", "--running", "r.json"], "negative variance for column 'b'"),
     ("--save-running from one row", {"o.csv": "a\n3\n"}, ["forward", "o.csv", "--save-running", "r.json"], "at least 2 rows"),
+    ("--jacobian of too many rows", {"t.csv": "a\n" + "\n".join(map(str, range(4097)))}, ["grad", "t.csv", "--jacobian"], "--jacobian: 4097 rows make a 4097×4097 matrix per column"),
     ("--output into a missing folder", {"d.csv": GOOD}, ["forward", "d.csv", "-o", "no/such/dir/out.csv"], "no such directory"),
 ]
 

@@ -27,9 +27,9 @@ if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for i
     from . import gradcheck as gc
 
 # Above this many element-evaluations (k²·n, the cost of the full numerical check)
-# the check switches to probes; at ~5e8 the full check takes about 2-3 s here
-# (bench/run.py, "check cost").
-FULL_CHECK_LIMIT = 5e8
+# the check switches to probes: the full check costs ~15-25 ns per k²·n here, so
+# this is ~2 s (bench/run.py, "check cost versus k and n").
+FULL_CHECK_LIMIT = 1e8
 DEFAULT_PROBES = 8
 # --jacobian builds k×k numbers per column: beyond this many rows (128 MB a column) it is refused.
 JACOBIAN_MAX_ROWS = 4096
@@ -574,7 +574,7 @@ def grad(
         json_obj["check"] = check_json(report, columns)
         from .render import verdict
 
-        result.verdict = verdict(report, columns)
+        result.verdict = verdict(report, columns, model.dtype)
         result.tables.append(lambda r: r.check(report, columns, against_label))
         if report.sweep:
             result.tables.append(lambda r: r.sweep(report))

@@ -146,10 +146,12 @@ def _location(comparison: Comparison, columns: Sequence[str]) -> str:
     return f"{name} row {comparison.row}"
 
 
-def verdict(report: CheckReport, columns: Sequence[str]) -> str:
+def verdict(report: CheckReport, columns: Sequence[str], dtype: str = "float64") -> str:
     """One line: PASS/FAIL, what was compared, the method and the bound."""
     names = ", ".join(report.results)
-    bound = f"max rel error ≤ {report.rtol:g} ({report.method}, step {report.step:.3g}·σ)"
+    checked = "" if dtype == "float64" else f"{dtype} gradients, "
+    probes = "" if report.probes is None else f", {report.probes} random directions"
+    bound = f"max rel error ≤ {report.rtol:g} ({checked}{report.method}, step {report.step:.3g}·σ{probes})"
     if report.passed:
         return f"PASS: {names} agree with the numerical derivatives: {bound}"
     failed = [c for c in report.results.values() if not c.passed]

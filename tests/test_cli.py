@@ -246,6 +246,15 @@ def test_fast_check(bncli):
     assert run.json["check"]["results"]["dx"]["worst"]["row"] is None
 
 
+def test_large_checks_switch_to_probes_and_say_so(bncli, monkeypatch):
+    from bncli import commands
+
+    monkeypatch.setattr(commands, "FULL_CHECK_LIMIT", 100)
+    run = bncli("grad", SAMPLE, "--check", "-f", "json")
+    assert run.code == 0 and run.json["check"]["probes"] == commands.DEFAULT_PROBES
+    assert "random directional derivatives instead (--fast)" in run.stderr
+
+
 def test_progress_bar_goes_to_a_terminal_stderr_only(monkeypatch, capsys):
     import io as stdio
 

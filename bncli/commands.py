@@ -385,7 +385,8 @@ def _print_tables(makers, console, options: OutputOptions) -> None:
         renderable = make(renderer)
         # A line of text (context, verdict) stays one line: grep-able; the terminal may fold it.
         console.print(renderable, soft_wrap=isinstance(renderable, Text))
-        console.print()
+        if isinstance(renderable, Text):  # tables end with a blank line of their own
+            console.print()
 
 
 # ------------------------------------------------------------------------ forward

@@ -440,11 +440,22 @@ def format_for_path(path: str) -> str:
 
 
 def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then rename it there: all or nothing."""
+    """Call ``write`` on a temporary file beside ``path``, then rename it there: all or nothing.
+
+    A path that exists and is not a regular file (/dev/null, a named pipe, a
+    terminal) is written to directly: renaming over it would replace the device.
+    """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise InputError(f"--output {path}: is a directory")
+    if target.exists() and not target.is_file():
+        try:
+            with open(target, "wb") as stream:
+                write(stream)
+        except OSError as error:
+            raise InputError(f"--output {path}: cannot write: {error.strerror or error}") from None
+        return
     if not directory.is_dir():
         raise InputError(f"--output {path}: no such directory {str(directory)!r}")
     import tempfile

@@ -167,6 +167,27 @@ def test_output_file_follows_the_extension_and_is_atomic(bncli, data_csv, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "out.json"]
 
 
+def test_output_to_a_device_writes_through_it(bncli, data_csv):
+    before = os.stat(os.devnull)
+    assert bncli("forward", data_csv, "-o", os.devnull).code == 0
+    after = os.stat(os.devnull)
+    assert (after.st_mode, after.st_rdev, after.st_ino) == (before.st_mode, before.st_rdev, before.st_ino)
+
+
+def test_output_to_a_named_pipe_is_streamed(bncli, data_csv, tmp_path):
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    assert bncli("forward", data_csv, "-o", fifo).code == 0
+    reader.join(timeout=30)
+    assert received and received[0].startswith("a,b,c\n")
+    assert fifo.exists() and not fifo.is_file()
+
+
 def test_output_keeps_the_mode_of_an_existing_file(bncli, data_csv, tmp_path):
     target = tmp_path / "out.csv"
     target.write_text("")

@@ -76,8 +76,8 @@ Header = Annotated[
     typer.Option("--header/--no-header", help="First row is a header. Default: yes iff some field in it is not a number.", show_default=False, rich_help_panel=INPUT),
 ]
 Eps = Annotated[float, typer.Option("--eps", help="ε added to the variance (≥ 0).", rich_help_panel=INPUT)]
-Weight = Annotated[Optional[str], typer.Option("--weight", "-w", help="w (gamma): one number, or a comma list of one per column. [default: 1]", rich_help_panel=INPUT)]
-Bias = Annotated[Optional[str], typer.Option("--bias", "-b", help="b (beta): one number, or a comma list of one per column. [default: 0]", rich_help_panel=INPUT)]
+Weight = Annotated[Optional[str], typer.Option("--weight", "-w", help="w (gamma): one number, or a comma list of one per column. Default: 1.", rich_help_panel=INPUT)]
+Bias = Annotated[Optional[str], typer.Option("--bias", "-b", help="b (beta): one number, or a comma list of one per column. Default: 0.", rich_help_panel=INPUT)]
 Precision64 = Annotated[DType, typer.Option("--dtype", help="Precision of the analytic computation.", rich_help_panel=INPUT)]
 FormatOpt = Annotated[
     Optional[Format],
@@ -147,7 +147,7 @@ def forward(
     output: Output = None,
     precision: Digits = 6,
     full: Full = False,
-    only: Annotated[Optional[ForwardOnly], typer.Option("--only", help="Matrix for csv/tsv output. [default: y]", show_default=False, rich_help_panel=OUTPUT)] = None,
+    only: Annotated[Optional[ForwardOnly], typer.Option("--only", help="Matrix for csv/tsv output. Default: y.", show_default=False, rich_help_panel=OUTPUT)] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Also show per-column mean, var, std, weight, bias.", rich_help_panel=OUTPUT)] = False,
     running: RunningIn = None,
     save_running: SaveRunning = None,
@@ -180,7 +180,7 @@ def grad(
     output: Output = None,
     precision: Digits = 6,
     full: Full = False,
-    only: Annotated[Optional[GradOnly], typer.Option("--only", help="Matrix for csv/tsv output. [default: dx]", show_default=False, rich_help_panel=OUTPUT)] = None,
+    only: Annotated[Optional[GradOnly], typer.Option("--only", help="Matrix for csv/tsv output. Default: dx.", show_default=False, rich_help_panel=OUTPUT)] = None,
     check: Annotated[bool, typer.Option("--check", help="Compare the gradients with numerical derivatives; exit 1 on FAIL.", rich_help_panel=CHECK)] = False,
     method: Annotated[Method, typer.Option("--method", help="central differences, or complex step (exact to rounding).", rich_help_panel=CHECK)] = Method.central,
     step: Annotated[Optional[float], typer.Option("--step", help="Step relative to each column's std. Default: (ε·k)^(1/3) central, 1e-20 complex.", show_default=False, rich_help_panel=CHECK)] = None,
@@ -188,7 +188,7 @@ def grad(
     against: Annotated[Optional[str], typer.Option("--against", help="Check your own gradient instead: a CSV (dx) or JSON with any of dx, dw, db. Implies --check.", rich_help_panel=CHECK)] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Also show the numerical error for steps 1e-1 … 1e-12.", rich_help_panel=CHECK)] = False,
     fast: Annotated[bool, typer.Option("--fast", help="Check along random directions (directional derivatives, O(k·n) each) instead of every element. Implies --check.", rich_help_panel=CHECK)] = False,
-    probes: Annotated[Optional[int], typer.Option("--probes", help="Number of random directions for --fast (implies it). [default: 8]", show_default=False, rich_help_panel=CHECK)] = None,
+    probes: Annotated[Optional[int], typer.Option("--probes", help="Number of random directions for --fast (implies it). Default: 8.", show_default=False, rich_help_panel=CHECK)] = None,
     running: RunningIn = None,
     save_running: SaveRunning = None,
     momentum: Momentum = 0.1,

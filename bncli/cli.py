@@ -183,7 +183,7 @@ def grad(
     only: Annotated[Optional[GradOnly], typer.Option("--only", help="Matrix for csv/tsv output. Default: dx.", show_default=False, rich_help_panel=OUTPUT)] = None,
     check: Annotated[bool, typer.Option("--check", help="Compare the gradients with numerical derivatives; exit 1 on FAIL.", rich_help_panel=CHECK)] = False,
     method: Annotated[Method, typer.Option("--method", help="central differences, or complex step (exact to rounding).", rich_help_panel=CHECK)] = Method.central,
-    step: Annotated[Optional[float], typer.Option("--step", help="Step relative to each column's std. Default: (ε·k)^(1/3) central, 1e-20 complex.", show_default=False, rich_help_panel=CHECK)] = None,
+    step: Annotated[Optional[float], typer.Option("--step", help="Step relative to each column's std. Default: (ε·k)^(1/3) central (1 in eval mode, where y is affine), 1e-20 complex.", show_default=False, rich_help_panel=CHECK)] = None,
     rtol: Annotated[Optional[float], typer.Option("--rtol", help="Pass bound on the relative error. Default: 1e-6 central, 1e-10 complex, 1e-5 float32.", show_default=False, rich_help_panel=CHECK)] = None,
     against: Annotated[Optional[str], typer.Option("--against", help="Check your own gradient instead: a CSV (dx) or JSON with any of dx, dw, db. Implies --check.", rich_help_panel=CHECK)] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Also show the numerical error for steps 1e-1 … 1e-12.", rich_help_panel=CHECK)] = False,

@@ -67,10 +67,16 @@ _TINY = np.finfo(np.float64).tiny
 ProgressCallback = Callable[[int, int], None]
 
 
-def default_step(method: str, rows: int) -> float:
-    """The default step relative to each column's σ (see the module notes)."""
+def default_step(method: str, rows: int, affine: bool = False) -> float:
+    """The default step relative to each column's σ (see the module notes).
+
+    ``affine``: eval mode, where y is affine in x, so central differences have no
+    truncation error and the largest natural step, σ itself, has the least rounding.
+    """
     if method == "complex":
         return 1e-20
+    if affine:
+        return 1.0
     return float(np.cbrt(np.finfo(np.float64).eps * max(rows, 1)))
 
 
@@ -400,7 +406,7 @@ def check_gradients(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     k, n = problem.x.shape
-    step = default_step(method, k) if step is None else step
+    step = default_step(method, k, affine=problem.running is not None) if step is None else step
     problem = replace(problem, x=core.columns_contiguous(problem.x), dy=core.columns_contiguous(problem.dy))
     bn = problem.forward(problem.x)
     scales = _Scales(bn, problem.dy, problem.weight)

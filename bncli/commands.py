@@ -336,7 +336,7 @@ def emit(result: Result, options: OutputOptions) -> int:
     if fmt == "json":
         obj = result.json()
         _require_finite(_arrays(obj), result.columns)
-        write = _text_writer(io.format_json(obj))
+        write = lambda stream: io.write_json(stream, obj)  # noqa: E731
     elif fmt in ("csv", "tsv"):
         values, header, labels = result.matrices[only]()
         _require_finite({only: values}, result.columns)

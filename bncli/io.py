@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io as io_module
 import itertools
 import json
 import math
@@ -355,9 +356,7 @@ _FAST_WRITE_ELEMENTS = 200_000
 
 def format_delimited(values: np.ndarray, columns: Sequence[str] | None, delimiter: str, row_labels: Sequence[str] | None = None) -> str:
     """One matrix as csv/tsv text (see :func:`write_delimited`)."""
-    import io as _io
-
-    buffer = _io.BytesIO()
+    buffer = io_module.BytesIO()
     write_delimited(buffer, values, columns, delimiter, row_labels)
     return buffer.getvalue().decode("utf-8")
 
@@ -405,9 +404,7 @@ def _write_polars(stream: BinaryIO, values: np.ndarray, delimiter: str) -> bool:
 
 
 def _header_line(columns: Sequence[str], delimiter: str) -> str:
-    import io as _io
-
-    buffer = _io.StringIO()
+    buffer = io_module.StringIO()
     csv.writer(buffer, delimiter=delimiter, lineterminator="").writerow(columns)
     return buffer.getvalue()
 
@@ -425,12 +422,41 @@ def to_jsonable(value):
     return value
 
 
-def format_json(obj) -> str:
-    """JSON text; NaN and infinity are refused (they are not JSON)."""
+def write_json(stream: BinaryIO, obj) -> None:
+    """Write ``obj`` as one JSON line; NaN and infinity are refused (they are not JSON).
+
+    Large matrices are written in bulk: their rows as csv lines (the same
+    shortest round-trip numbers) wrapped in brackets, which is valid JSON.
+    """
     try:
-        return json.dumps(to_jsonable(obj), allow_nan=False) + "\n"
+        _write_json_value(stream, obj)
     except ValueError:
         raise InputError("a result is NaN or infinite, which JSON cannot carry") from None
+    stream.write(b"\n")
+
+
+def _write_json_value(stream: BinaryIO, value) -> None:
+    if isinstance(value, dict):
+        stream.write(b"{")
+        for position, (key, item) in enumerate(value.items()):
+            stream.write((", " if position else "").encode() + json.dumps(str(key)).encode() + b": ")
+            _write_json_value(stream, item)
+        stream.write(b"}")
+    elif isinstance(value, np.ndarray) and value.ndim == 2 and value.size >= _FAST_WRITE_ELEMENTS and value.dtype.kind == "f":
+        if not np.isfinite(value).all():
+            raise ValueError("not finite")
+        buffer = io_module.BytesIO()
+        write_delimited(buffer, value, None, ",")
+        stream.write(b"[[" + buffer.getvalue().rstrip(b"\n").replace(b"\n", b"], [") + b"]]")
+    else:
+        stream.write(json.dumps(to_jsonable(value), allow_nan=False).encode())
+
+
+def format_json(obj) -> str:
+    """JSON text (see :func:`write_json`)."""
+    buffer = io_module.BytesIO()
+    write_json(buffer, obj)
+    return buffer.getvalue().decode("utf-8")
 
 
 def format_for_path(path: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io as stdio
+import json
 
 import numpy as np
 import pytest
@@ -143,6 +144,19 @@ def test_large_outputs_round_trip(tmp_path):
     text = io.format_delimited(values, None, "\t")
     back = np.array([line.split("\t") for line in text.splitlines()], dtype=float)
     np.testing.assert_array_equal(back, values)
+
+
+def test_large_matrices_in_json_are_the_same_floats():
+    values = np.random.default_rng(3).standard_normal((60_000, 5)) ** 5 * 1e-7
+    obj = {"columns": ["a", "b"], "eps": 1e-5, "y": values, "nested": {"dx": values[:10]}}
+    back = json.loads(io.format_json(obj))
+    np.testing.assert_array_equal(np.array(back["y"]), values)
+    np.testing.assert_array_equal(np.array(back["nested"]["dx"]), values[:10])
+    assert back["columns"] == ["a", "b"] and back["eps"] == 1e-5
+    bad = values.copy()
+    bad[5, 2] = np.inf
+    with pytest.raises(InputError):
+        io.format_json({"y": bad})
 
 
 def test_format_json_refuses_nan():

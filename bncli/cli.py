@@ -157,8 +157,7 @@ def forward(
     """Forward pass: y = w·(x − mean)/sqrt(var + eps) + b for each column."""
     from . import commands
 
-    inputs = commands.InputOptions(file, delimiter, header, eps, weight, bias, dtype.value, running, save_running, momentum, eval)
-    outputs = commands.OutputOptions(format and format.value, output, precision, full, only and only.value)
+    inputs, outputs = _options(locals())
     _run(lambda: commands.forward(inputs, outputs, show_stats=stats))
 
 
@@ -197,8 +196,7 @@ def grad(
     """Backward pass: dx, dw, db for an upstream gradient dy; --jacobian; --check."""
     from . import commands
 
-    inputs = commands.InputOptions(file, delimiter, header, eps, weight, bias, dtype.value, running, save_running, momentum, eval)
-    outputs = commands.OutputOptions(format and format.value, output, precision, full, only and only.value)
+    inputs, outputs = _options(locals())
     wants_check = check or sweep or fast or probes is not None
     checks = commands.CheckOptions(wants_check, method.value, step, rtol, against, sweep, fast or probes is not None, probes)
     _run(
@@ -206,6 +204,19 @@ def grad(
             inputs, outputs, checks, dy_path=dy, seed=seed, show_jacobian=jacobian, column_selection=column
         )
     )
+
+
+def _options(given: dict):
+    """The input and output options that both commands share, from a command's arguments."""
+    from .commands import InputOptions, OutputOptions
+
+    enum_value = lambda option: option and option.value  # noqa: E731
+    inputs = InputOptions(
+        **{name: given[name] for name in ("file", "delimiter", "header", "eps", "weight", "bias", "running", "save_running", "momentum", "eval")},
+        dtype=given["dtype"].value,
+    )
+    outputs = OutputOptions(enum_value(given["format"]), given["output"], given["precision"], given["full"], enum_value(given["only"]))
+    return inputs, outputs
 
 
 def _click_exception() -> type[Exception]:

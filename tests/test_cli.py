@@ -153,6 +153,26 @@ def test_table_shows_header_markup_and_control_characters_literally(bncli):
     assert "\x1b" not in run.stdout and "\\x1b[31m" in run.stdout
 
 
+def test_npy_and_delimiter_options(bncli, tmp_path, data_csv):
+    values = io.read_matrix(str(data_csv)).values
+    npy = tmp_path / "x.npy"
+    np.save(npy, values)
+    from_npy = bncli("forward", npy).stdout.splitlines()
+    assert from_npy[0].count(",") == 2 and len(from_npy) == 4  # no header: .npy has none
+    np.testing.assert_array_equal(bncli("forward", npy).matrix(skip_header=False), bncli("forward", data_csv).matrix())
+    semicolons = tmp_path / "x.txt"
+    semicolons.write_text(data_csv.read_text().replace(",", ";"))
+    for delimiter in (";", "semicolon"):
+        assert bncli("forward", semicolons, "-d", delimiter).stdout == bncli("forward", data_csv).stdout
+    assert bncli("forward", data_csv, "-d", "x").code == 2
+
+
+def test_precision_sets_table_digits(bncli, data_csv):
+    three = bncli("forward", data_csv, "-f", "table", "-p", "3").stdout
+    nine = bncli("forward", data_csv, "-f", "table", "-p", "9").stdout
+    assert "-1.19200357" in nine and "-1.19" in three.split() and "-1.19200357" not in three
+
+
 # ---------------------------------------------------------------------- output
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich import box
@@ -16,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .gradcheck import CheckReport, Comparison
+if TYPE_CHECKING:
+    from .gradcheck import CheckReport, Comparison
 
 ELLIPSIS_ROW = "⋮"
 ELLIPSIS_COLUMN = "…"
@@ -94,7 +96,8 @@ class Renderer:
     def check(self, report: CheckReport, columns: Sequence[str], against: str | None) -> Table:
         """One row per compared quantity: errors, worst element, values there, verdict."""
         scope = "every element" if report.probes is None else f"{report.probes} random directions"
-        title = f"gradient check: {report.method} differences, step {report.step:.3g}·σ, {scope}"
+        method = "central differences" if report.method == "central" else "complex step"
+        title = f"gradient check: {method}, step {report.step:.3g}·σ, {scope}"
         if against:
             title += f"; checking {against}"
         table = _table(title)

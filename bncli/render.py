@@ -123,7 +123,7 @@ class Renderer:
         return table
 
     def sweep(self, report: CheckReport) -> Table:
-        table = _table("numerical dx error by step (relative to σ)")
+        table = _table("numerical dx error by step (× σ)")
         table.add_column("step", justify="right")
         table.add_column("max rel error", justify="right")
         table.add_column("")

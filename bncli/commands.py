@@ -31,8 +31,9 @@ if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for i
 # this is ~2 s (bench/run.py, "check cost versus k and n").
 FULL_CHECK_LIMIT = 1e8
 DEFAULT_PROBES = 8
-# --jacobian builds k×k numbers per column: beyond this many rows (128 MB a column) it is refused.
-JACOBIAN_MAX_ROWS = 4096
+# --jacobian builds k×k numbers per column: at most this many in all (256 MB), e.g. one
+# column of 4096 rows or 32 columns of 724.
+JACOBIAN_MAX_ELEMENTS = 1 << 25
 
 
 def note(message: str) -> None:
@@ -525,8 +526,13 @@ def grad(
     k, n = data.shape
     selected = resolve_columns(column_selection, columns)
     wants_jacobian = show_jacobian or outputs.only == "jacobian"
-    if wants_jacobian and k > JACOBIAN_MAX_ROWS:
-        raise InputError(f"--jacobian: {k} rows make a {k}×{k} matrix per column; it is shown for at most {JACOBIAN_MAX_ROWS} rows")
+    if wants_jacobian and k * k * len(selected) > JACOBIAN_MAX_ELEMENTS:
+        fits = JACOBIAN_MAX_ELEMENTS // (k * k)
+        advice = f"choose at most {fits} with --column" if fits else f"at most {int(JACOBIAN_MAX_ELEMENTS**0.5)} rows fit"
+        raise InputError(
+            f"--jacobian: {len(selected)} column(s) of {k}×{k} are {k * k * len(selected):.3g} numbers, "
+            f"more than {JACOBIAN_MAX_ELEMENTS:.3g}; {advice}"
+        )
     dy, dy_label = _load_dy(dy_path, seed, data)
     grads = core.backward(model.cast(dy), bn, model.cast(model.weight))
     jacobians = {c: core.jacobian(bn, model.cast(model.weight), c) for c in selected} if show_jacobian else {}

@@ -220,8 +220,8 @@ class Model:
     def mode(self) -> str:
         return "eval" if self.running is not None else "train"
 
-    def cast(self, array: np.ndarray) -> np.ndarray:
-        return np.asarray(array, dtype=self.dtype)
+    def cast(self, array: np.ndarray, what: str = "a value") -> np.ndarray:
+        return in_dtype(array, self.dtype, what, self.data.columns)
 
     def problem(self, dy: np.ndarray) -> gc.Problem:
         """The float64 problem to differentiate: the inputs as this dtype sees them."""
@@ -230,6 +230,18 @@ class Model:
         as_seen = lambda a: np.asarray(self.cast(a), dtype=np.float64)  # noqa: E731
         running = None if self.running is None else (as_seen(self.running.mean), as_seen(self.running.var))
         return gc.Problem(as_seen(self.data.values), as_seen(dy), as_seen(self.weight), as_seen(self.bias), self.eps, running)
+
+
+def in_dtype(array: np.ndarray, dtype: str, what: str, columns: list[str]) -> np.ndarray:
+    """``array`` in the precision of the computation; a value beyond its range is an input error."""
+    with np.errstate(over="ignore"):
+        cast = np.asarray(array, dtype=dtype)
+    if not np.isfinite(cast).all():
+        index = np.argwhere(~np.isfinite(cast))[0]
+        column = columns[index[-1]] if cast.ndim and cast.shape[-1] == len(columns) else "?"
+        value = np.asarray(array)[tuple(index)]
+        raise InputError(f"{what}: {value:g} in column {column!r} does not fit {dtype} (largest {np.finfo(dtype).max:.3g})")
+    return cast
 
 
 def build_model(options: InputOptions) -> Model:
@@ -248,12 +260,12 @@ def build_model(options: InputOptions) -> Model:
     weight = per_column("--weight", options.weight, 1.0, n)
     bias = per_column("--bias", options.bias, 0.0, n)
     running = load_running(options.running, data.columns) if options.running else None
-    cast = lambda a: np.asarray(a, dtype=options.dtype)  # noqa: E731
-    x, w, b = cast(data.values), cast(weight), cast(bias)
+    cast = lambda a, what: in_dtype(a, options.dtype, what, data.columns)  # noqa: E731
+    x, w, b = cast(data.values, data.source), cast(weight, "--weight"), cast(bias, "--bias")
     batch_stats = None
     try:
         if options.eval:
-            bn = core.forward_eval(x, cast(running.mean), cast(running.var), w, b, options.eps)
+            bn = core.forward_eval(x, cast(running.mean, "--running"), cast(running.var, "--running"), w, b, options.eps)
             batch_stats = _batch_statistics(x, w, b, options.eps)
         else:
             bn = core.forward(x, w, b, options.eps)
@@ -534,7 +546,7 @@ def grad(
             f"more than {JACOBIAN_MAX_ELEMENTS:.3g}; {advice}"
         )
     dy, dy_label = _load_dy(dy_path, seed, data)
-    grads = core.backward(model.cast(dy), bn, model.cast(model.weight))
+    grads = core.backward(model.cast(dy, "dy"), bn, model.cast(model.weight))
     jacobians = {c: core.jacobian(bn, model.cast(model.weight), c) for c in selected} if show_jacobian else {}
     if outputs.only == "jacobian" and (_output_format(outputs) in ("csv", "tsv")):
         if len(selected) != 1 or not column_selection and n != 1:

@@ -51,6 +51,7 @@ BAD_INPUTS = [
     ("unknown format", {"d.csv": GOOD}, ["forward", "d.csv", "-f", "xml"], "'xml' is not one of"),
     ("unknown option", {"d.csv": GOOD}, ["forward", "d.csv", "--frobnicate"], "No such option: --frobnicate"),
     ("values beyond float64 in var", {"h.csv": "a\n1e300\n-1e300\n5e299\n"}, ["forward", "h.csv", "-f", "json"], "var of column 'a' overflows float64"),
+    ("a value beyond float32 with --dtype float32", {"f.csv": "a,b\n1,2\n1e39,3\n4,4\n"}, ["forward", "f.csv", "--dtype", "float32"], "f.csv: 1e+39 in column 'a' does not fit float32 (largest 3.4e+38)"),
     ("--eval without --running", {"d.csv": GOOD}, ["forward", "d.csv", "--eval"], "--eval needs --running PATH"),
     ("--running not JSON", {"d.csv": GOOD, "r.json": "{"}, ["forward", "d.csv", "--eval", "--running", "r.json"], "--running r.json: not valid JSON"),
     ("--running without var", {"d.csv": GOOD, "r.json": '{"columns": ["a", "b"], "mean": [0, 0]}'}, ["forward", "d.csv", "--eval", "--running", "r.json"], "missing key(s) var"),

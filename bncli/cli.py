@@ -166,7 +166,7 @@ def grad(
     file: File = None,
     *,
     dy: Annotated[Optional[str], typer.Option("--dy", help="Upstream gradient ∂e/∂y, same shape as the data. Default: N(0,1) draws from --seed.", rich_help_panel=INPUT)] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the default dy and of --fast's directions.", rich_help_panel=INPUT)] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the default dy and of --fast's directions.", rich_help_panel=INPUT)] = 0,
     delimiter: Delimiter = None,
     header: Header = None,
     eps: Eps = 1e-5,

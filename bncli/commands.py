@@ -632,18 +632,23 @@ def _run_check(model: Model, dy: np.ndarray, grads: core.Gradients, jacobians: d
     else:
         checked, analytic = ours, None
     rtol = check.rtol or gc.default_rtol(check.method, model.dtype)
-    with _progress() as progress:
-        report = gc.check_gradients(
-            model.problem(dy),
-            _as_float64(checked),
-            analytic=None if analytic is None else _as_float64(analytic),
-            method=check.method,
-            step=check.step,
-            rtol=rtol,
-            probes=probes,
-            sweep=check.sweep,
-            progress=progress,
-        )
+    try:
+        with _progress() as progress:
+            report = gc.check_gradients(
+                model.problem(dy),
+                _as_float64(checked),
+                analytic=None if analytic is None else _as_float64(analytic),
+                method=check.method,
+                step=check.step,
+                rtol=rtol,
+                probes=probes,
+                sweep=check.sweep,
+                progress=progress,
+            )
+    except gc.StepError as error:
+        names = ", ".join(repr(model.data.columns[c]) for c in error.columns)
+        step = "the step" if check.step is None else f"--step {check.step:g}"
+        raise InputError(f"{step} is lost in rounding or overflows in column {names}: (x + h) − (x − h) is 0 or infinite there") from None
     return report, check.against
 
 

@@ -67,6 +67,21 @@ _TINY = np.finfo(np.float64).tiny
 ProgressCallback = Callable[[int, int], None]
 
 
+class StepError(ValueError):
+    """The step is lost in rounding, or overflows, in some columns (``columns``: their indices)."""
+
+    def __init__(self, columns: list[int]):
+        self.columns = columns
+        super().__init__(f"the perturbation (x + h) − (x − h) is 0 or not finite in column(s) {columns}")
+
+
+def _require_usable(applied: np.ndarray) -> None:
+    """Every perturbation actually applied must be a positive finite number."""
+    usable = np.isfinite(applied) & (np.abs(applied) > 0)
+    if not usable.all():
+        raise StepError(np.flatnonzero(~usable.reshape(-1, usable.shape[-1]).all(axis=0)).tolist())
+
+
 def default_step(method: str, rows: int, affine: bool = False) -> float:
     """The default step relative to each column's σ (see the module notes).
 
@@ -269,6 +284,7 @@ def _numerical_dx_and_jacobians(
             change = normalized(point)
             point[perturbed] = minus
             change -= normalized(point)
+        _require_usable(applied)
         dx[rows] = core.column_dot(problem.dy, change) / applied
         # jac[c, i, t] = ∂y_t/∂x_i of column c: t runs along memory in both arrays.
         jac[:, rows, :] = np.moveaxis(change[:, :, columns], -1, 0) / applied[:, columns].T[:, :, None]
@@ -291,18 +307,21 @@ def _stacked(x0: np.ndarray, copies: int, dtype=None) -> np.ndarray:
     return out
 
 
-def _numerical_parameter_gradients(problem: Problem, method: str, step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Numerical dw and db. y is affine in w and b, so any step is exact but for rounding."""
-    w, b = problem.weight, problem.bias
-    g = problem.dy
-    if method == "complex":
-        h_w = h_b = np.full_like(w, step)
-    else:
-        h_w = np.maximum(np.abs(w), 1.0)
-        h_b = np.maximum(np.maximum(np.abs(b), np.abs(w)), 1.0)
+def _numerical_parameter_gradients(problem: Problem, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Numerical dw and db.
+
+    y = w·s + b is affine in w and b, so the difference quotient is exact but for
+    rounding whatever the step, and the same at every point: the steps are of the
+    size of w (for dw) and 1 at b = 0 (for db), where rounding is least and nothing
+    overflows, with a large bias or with s so small that a tiny complex step would
+    underflow.
+    """
+    w, g = problem.weight, problem.dy
+    h_w = np.maximum(np.abs(w), 1.0)
     change, applied = _difference(lambda w_: problem.forward(problem.x, weight=w_, bias=0.0).y, w, h_w, method)
     dw = core.column_dot(g, change) / applied
-    change, applied = _difference(lambda b_: problem.forward(problem.x, bias=b_).y, b, h_b, method)
+    h_b = np.maximum(np.abs(w), 1.0)
+    change, applied = _difference(lambda b_: problem.forward(problem.x, bias=b_).y, np.zeros_like(w), h_b, method)
     db = core.column_dot(g, change) / applied
     return dw, db
 
@@ -418,7 +437,7 @@ def check_gradients(
         results[name] = _compare(name, getattr(checked, name), reference, scale, rtol, locate, ours)
 
     if checked.dw is not None or checked.db is not None:
-        dw, db = _numerical_parameter_gradients(problem, method, step)
+        dw, db = _numerical_parameter_gradients(problem, method)
         if checked.dw is not None:
             compare("dw", dw, scales.dw, _at_vector)
         if checked.db is not None:
@@ -479,6 +498,7 @@ def _compare_probes(results, problem, bn, checked, analytic, scales, method, ste
     found: dict[str, list] = {"checked": [], "numerical": [], "analytic": [], "jac_checked": [], "jac_numerical": []}
     for done, v in enumerate(_probe_directions((k, n), probes, seed), start=1):
         numerical, change, applied = _directional(problem, x0, h * v, method, columns)
+        _require_usable(applied)
         found["numerical"].append(numerical / nominal)
         if checked.dx is not None:
             found["checked"].append(core.column_dot(checked.dx, applied) / nominal)

@@ -52,6 +52,8 @@ BAD_INPUTS = [
     ("unknown option", {"d.csv": GOOD}, ["forward", "d.csv", "--frobnicate"], "No such option: --frobnicate"),
     ("values beyond float64 in var", {"h.csv": "a\n1e300\n-1e300\n5e299\n"}, ["forward", "h.csv", "-f", "json"], "var of column 'a' overflows float64"),
     ("a value beyond float32 with --dtype float32", {"f.csv": "a,b\n1,2\n1e39,3\n4,4\n"}, ["forward", "f.csv", "--dtype", "float32"], "f.csv: 1e+39 in column 'a' does not fit float32 (largest 3.4e+38)"),
+    ("--step lost in rounding", {"d.csv": GOOD}, ["grad", "d.csv", "--check", "--step", "1e-300"], "--step 1e-300 is lost in rounding or overflows in column 'a'"),
+    ("--seed negative", {"d.csv": GOOD}, ["grad", "d.csv", "--seed", "-1"], "-1 is not in the range x>=0"),
     ("--eval without --running", {"d.csv": GOOD}, ["forward", "d.csv", "--eval"], "--eval needs --running PATH"),
     ("--running not JSON", {"d.csv": GOOD, "r.json": "{"}, ["forward", "d.csv", "--eval", "--running", "r.json"], "--running r.json: not valid JSON"),
     ("--running without var", {"d.csv": GOOD, "r.json": '{"columns": ["a", "b"], "mean": [0, 0]}'}, ["forward", "d.csv", "--eval", "--running", "r.json"], "missing key(s) var"),

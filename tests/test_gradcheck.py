@@ -184,3 +184,21 @@ def test_scale_shortcuts_match_the_element_scales():
         scales = gc._Scales(problem.forward(x), dy, w)
         np.testing.assert_allclose(scales.dx_column_sums(), scales.dx.sum(axis=0), rtol=1e-13)
         np.testing.assert_allclose(scales.jacobian_row_sums([0, 2]), scales.jacobians([0, 2]).sum(axis=2), rtol=1e-13)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_huge_bias_and_vanishing_columns_pass(method):
+    x = np.column_stack([np.arange(6.0), 1e-300 * np.array([5, -3, 1, 2, -4, 0.5])])
+    dy = np.random.default_rng(1).standard_normal(x.shape)
+    w, b = np.array([1.5, 0.5]), np.array([1e308, -1e300])
+    bn = core.forward(x, w, b)
+    grads = core.backward(dy, bn, w)
+    problem = gc.Problem(x, dy, w, b, 1e-5)
+    assert check(problem, gc.Gradient(grads.dx, grads.dw, grads.db), method).passed
+
+
+def test_a_step_lost_in_rounding_is_refused():
+    problem, gradient = make_case(CASES["offset"])
+    with pytest.raises(gc.StepError) as raised:
+        gc.check_gradients(problem, gc.Gradient(dx=gradient.dx), step=1e-30)
+    assert raised.value.columns == [0, 1]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import datasets
 from bncli import core
@@ -202,3 +204,27 @@ def test_a_step_lost_in_rounding_is_refused():
     with pytest.raises(gc.StepError) as raised:
         gc.check_gradients(problem, gc.Gradient(dx=gradient.dx), step=1e-30)
     assert raised.value.columns == [0, 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 40),
+    st.integers(1, 4),
+    st.integers(0, 2**32 - 1),
+    st.floats(-6, 12),
+    st.floats(0, 1e9),
+    st.sampled_from(METHODS),
+)
+def test_verdicts_hold_for_random_data_at_random_scales(k, n, seed, log_scale, offset, method):
+    """Correct gradients PASS and a 1e-4 relative error FAILS, for magnitudes 1e-6…1e12 and offsets."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((k, n)) * 10**log_scale + rng.uniform(-1, 1, n) * offset * 10 ** (log_scale / 2)
+    w, b = datasets.parameters(rng, n)
+    dy = rng.standard_normal((k, n))
+    bn = core.forward(x, w, b)
+    grads = core.backward(dy, bn, w)
+    problem = gc.Problem(x, dy, w, b, 1e-5)
+    assert check(problem, gc.Gradient(grads.dx, grads.dw, grads.db), method).passed
+    scale = gc._Scales(bn, dy, w).dx
+    if np.max(np.abs(grads.dx) / scale) > 1e-2:  # dx not ~0 at its own scale (e.g. k = 2)
+        assert not check(problem, gc.Gradient(dx=grads.dx * (1 + 1e-4)), method).passed

@@ -1,4 +1,4 @@
-"""The bncli command line (Typer): options in, one result out, exit codes 0/1/2.
+"""The bncli command line (Typer): options in, one result out, exit codes 0/1/2 (70, 130, 141).
 
 Only Typer is imported at start-up; numpy, Rich and the numeric code load
 inside the commands, so that ``bncli --version`` and ``--help`` start fast.
@@ -124,8 +124,9 @@ def _run(action: Callable[[], int]) -> None:
     except Exception as error:  # a bug in bncli: one line; the traceback on request
         if os.environ.get("BNCLI_DEBUG"):
             raise
+        first_line = (str(error).splitlines() or [""])[0]
         print(
-            f"bncli: internal error: {type(error).__name__}: {error} (a bug; BNCLI_DEBUG=1 shows the traceback)",
+            f"bncli: internal error: {type(error).__name__}: {first_line} (a bug; BNCLI_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
         raise typer.Exit(70) from None

@@ -256,7 +256,6 @@ def row_fast(files, repeats):
 
 
 def row_scaling(files, repeats):
-    from bncli import core
     from bncli import gradcheck as gc
 
     print("check cost versus k and n (dx, dw, db; in process)")

@@ -211,7 +211,7 @@ def _options(given: dict):
     """The input and output options that both commands share, from a command's arguments."""
     from .commands import InputOptions, OutputOptions
 
-    enum_value = lambda option: option and option.value  # noqa: E731
+    enum_value = lambda option: option and option.value
     inputs = InputOptions(
         **{name: given[name] for name in ("file", "delimiter", "header", "eps", "weight", "bias", "running", "save_running", "momentum", "eval")},
         dtype=given["dtype"].value,

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from io import StringIO
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -227,7 +226,7 @@ class Model:
         """The float64 problem to differentiate: the inputs as this dtype sees them."""
         from . import gradcheck as gc
 
-        as_seen = lambda a: np.asarray(self.cast(a), dtype=np.float64)  # noqa: E731
+        as_seen = lambda a: np.asarray(self.cast(a), dtype=np.float64)
         running = None if self.running is None else (as_seen(self.running.mean), as_seen(self.running.var))
         return gc.Problem(as_seen(self.data.values), as_seen(dy), as_seen(self.weight), as_seen(self.bias), self.eps, running)
 
@@ -260,7 +259,7 @@ def build_model(options: InputOptions) -> Model:
     weight = per_column("--weight", options.weight, 1.0, n)
     bias = per_column("--bias", options.bias, 0.0, n)
     running = load_running(options.running, data.columns) if options.running else None
-    cast = lambda a, what: in_dtype(a, options.dtype, what, data.columns)  # noqa: E731
+    cast = lambda a, what: in_dtype(a, options.dtype, what, data.columns)
     x, w, b = cast(data.values, data.source), cast(weight, "--weight"), cast(bias, "--bias")
     batch_stats = None
     try:
@@ -349,13 +348,13 @@ def emit(result: Result, options: OutputOptions) -> int:
     if fmt == "json":
         obj = result.json()
         _require_finite(_arrays(obj), result.columns)
-        write = lambda stream: io.write_json(stream, obj)  # noqa: E731
+        write = lambda stream: io.write_json(stream, obj)
     elif fmt in ("csv", "tsv"):
         values, header, labels = result.matrices[only]()
         _require_finite({only: values}, result.columns)
         header = header if result.has_header else None
         delimiter = "," if fmt == "csv" else "\t"
-        write = lambda stream: io.write_delimited(stream, values, header, delimiter, labels)  # noqa: E731
+        write = lambda stream: io.write_delimited(stream, values, header, delimiter, labels)
     else:
         _require_finite({name: make()[0] for name, make in result.matrices.items()}, result.columns)
         if not options.output:
@@ -655,7 +654,7 @@ def _run_check(model: Model, dy: np.ndarray, grads: core.Gradients, jacobians: d
 def _as_float64(g: gc.Gradient) -> gc.Gradient:
     from . import gradcheck as gc
 
-    cast = lambda a: None if a is None else np.asarray(a, dtype=np.float64)  # noqa: E731
+    cast = lambda a: None if a is None else np.asarray(a, dtype=np.float64)
     return gc.Gradient(cast(g.dx), cast(g.dw), cast(g.db), {c: cast(j) for c, j in g.jacobian.items()})
 
 

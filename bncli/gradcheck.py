@@ -264,7 +264,7 @@ def _numerical_dx_and_jacobians(
     (k, n) and the transposed Jacobians Jᵀ[c, i, t] = ∂y_t/∂x_i, (len(columns), k, k).
     """
     k, n = x0.shape
-    normalized = lambda x: problem.forward(x, bias=0.0).y  # noqa: E731  (∂y/∂x without the bias)
+    normalized = lambda x: problem.forward(x, bias=0.0).y
     dx = np.empty((k, n))
     jac = np.empty((len(columns), k, k))
 
@@ -424,7 +424,7 @@ def check_gradients(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    k, n = problem.x.shape
+    k = problem.x.shape[0]
     step = default_step(method, k, affine=problem.running is not None) if step is None else step
     problem = replace(problem, x=core.columns_contiguous(problem.x), dy=core.columns_contiguous(problem.dy))
     bn = problem.forward(problem.x)

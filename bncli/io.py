@@ -339,7 +339,7 @@ def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int)
             skip_lines=skipped_lines,
             schema={f"c{j}": pl.Float64 for j in range(width)},
         )
-    except Exception:  # noqa: BLE001  polars' many error types: the careful reader will explain
+    except Exception:
         return None
     if frame.height == 0 or any(frame.null_count().row(0)):
         return None

@@ -35,13 +35,13 @@ def _column(x, g, w, b, eps):
 def batchnorm(x, g, w, b, eps=1e-5):
     """Exact-to-50-digits forward and backward; returns a dict of float64 arrays."""
     x, g = np.asarray(x, float), np.asarray(g, float)
-    k, n = x.shape
+    n = x.shape[1]
     w = np.broadcast_to(np.asarray(w, float), (n,))
     b = np.broadcast_to(np.asarray(b, float), (n,))
     with localcontext() as ctx:
         ctx.prec = DIGITS
         columns = [_column(x[:, j], g[:, j], w[j], b[j], eps) for j in range(n)]
-    f = lambda values: np.array([[float(v) for v in col] for col in values]).T  # noqa: E731
+    f = lambda values: np.array([[float(v) for v in col] for col in values]).T
     return {
         "mean": np.array([float(c[0]) for c in columns]),
         "var": np.array([float(c[1]) for c in columns]),

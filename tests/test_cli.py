@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 import pytest
+from conftest import run_process
 
 from bncli import __version__, core, io
-from conftest import run_process
 
 SAMPLE = io.sample_path()
 SAMPLE_DY = io.sample_path(io.SAMPLE_DY_NAME)

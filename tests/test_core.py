@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import datasets
+import exact
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import datasets
-import exact
 from bncli import core
 
 RTOL = 1e-12

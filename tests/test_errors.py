@@ -13,10 +13,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import run_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import run_process
 
 GOOD = "a,b\n1,2\n3,5\n4,4\n"
 CONSTANT = "a,b\n1,7\n2,7\n3,7\n"

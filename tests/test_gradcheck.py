@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import datasets
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import datasets
 from bncli import core
 from bncli import gradcheck as gc
 

@@ -39,7 +39,7 @@ def test_chained_running_statistics_follow_the_momentum_rule(bncli, tmp_path):
 
 
 def test_eval_mode_forward_and_grad(bncli, tmp_path):
-    b0, b1, test = batches(tmp_path)
+    b0, _, test = batches(tmp_path)
     running = tmp_path / "run.json"
     bncli("forward", b0, "--save-running", running)
     saved = json.loads(running.read_text())

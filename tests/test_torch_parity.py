@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import numpy as np
 import pytest
 
-import datasets
 from bncli import core, io
 
 torch = pytest.importorskip("torch")
@@ -51,7 +51,7 @@ def test_jacobian_matches_torch_autograd():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((7, 2)) * 1e6 + 3e7
     w, b = np.array([1.5, -0.5]), np.array([0.1, 0.2])
-    f = lambda t: torch.nn.functional.batch_norm(t, None, None, torch.tensor(w), torch.tensor(b), training=True, eps=1e-5)  # noqa: E731
+    f = lambda t: torch.nn.functional.batch_norm(t, None, None, torch.tensor(w), torch.tensor(b), training=True, eps=1e-5)
     jac = torch.autograd.functional.jacobian(f, torch.tensor(x - x[0])).numpy()  # (k, n, k, n)
     bn = core.forward(x, w, b)
     for c in range(2):
@@ -100,7 +100,7 @@ def test_two_training_batches_then_eval_match_batchnorm1d(bncli, tmp_path):
 def test_sample_matches_torch():
     x = io.read_matrix(str(io.sample_path())).values
     g = io.read_matrix(str(io.sample_path(io.SAMPLE_DY_NAME))).values
-    y, dx, dw, db = torch_batchnorm(x, g, np.ones(4), np.zeros(4))
+    y, dx, _, _ = torch_batchnorm(x, g, np.ones(4), np.zeros(4))
     bn = core.forward(x)
     grads = core.backward(g, bn)
     assert np.all(relative(bn.y, y) < 1e-12) and np.all(relative(grads.dx, dx) < 1e-12)

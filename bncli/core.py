@@ -46,34 +46,51 @@ class BatchNorm:
     mean, var, std : ndarray, shape (..., n)
         The statistics used to normalize: the batch's (training mode) or the
         running ones (eval mode). ``std = sqrt(var + eps)``.
-    y : ndarray, shape (..., k, n)
-        Output ``weight · s + bias``.
     training : bool
         True when mean and var are the batch's own (they then depend on x).
+    y : ndarray, shape (..., k, n)
+        Output ``weight · s + bias``, made on first use (the backward pass does
+        not need it).
     s : ndarray, shape (..., k, n)
-        Normalized values ``(x − mean) / std``, made on first use: the forward
-        and backward passes recompute them block by block from x instead, which
-        moves fewer bytes than storing them.
+        Normalized values ``(x − mean) / std``, made on first use: the backward
+        pass recomputes them block by block from x instead, which moves fewer
+        bytes than storing them.
     """
 
     mean: np.ndarray
     var: np.ndarray
     std: np.ndarray
-    y: np.ndarray
     training: bool
     # s = ((x − shift) − residual) · inverse, exactly as the forward pass computed it.
     _x: np.ndarray
     _shift: np.ndarray
     _residual: np.ndarray | None
     _inverse: np.ndarray
+    _weight: np.ndarray | float
+    _bias: np.ndarray | float
 
     @property
     def rows(self) -> int:
         return self._x.shape[-2]
 
+    @property
+    def dtype(self) -> np.dtype:
+        return np.result_type(self._x, self._inverse)
+
     @cached_property
     def s(self) -> np.ndarray:
-        return self.normalized(slice(None), np.empty_like(self._x, dtype=self.y.dtype))
+        return self.normalized(slice(None), np.empty_like(self._x, dtype=self.dtype))
+
+    @cached_property
+    def y(self) -> np.ndarray:
+        """y = w·s + b = ((x − shift) − residual)·(inverse·w) + b, block by block, into y itself."""
+        weight, bias = _per_column(self._weight), _per_column(self._bias)
+        y = np.empty_like(self._x, dtype=np.result_type(self.dtype, weight, bias))
+        scale = self._inverse * weight
+        for rows in _row_blocks(self._x):
+            block = _normalize(self._x, self._shift, self._residual, scale, rows, y[..., rows, :])
+            block += bias
+        return y
 
     def normalized(self, rows: slice, out: np.ndarray) -> np.ndarray:
         """s for a block of rows, written into ``out`` (which the caller may then change)."""
@@ -81,6 +98,23 @@ class BatchNorm:
             np.copyto(out, self.__dict__["s"][..., rows, :])
             return out
         return _normalize(self._x, self._shift, self._residual, self._inverse, rows, out)
+
+    def sums(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Σ_i g_i and Σ_i g_i·s_i down each column, (..., n) each, in one pass without storing s.
+
+        float32 accumulates in float64.
+        """
+        g = columns_contiguous(g)
+        blocks = _row_blocks(g)
+        buffer = _scratch(g, blocks, dtype=self.dtype)
+        wide = _accumulator(g)
+        total = np.zeros(self.std.shape, wide)
+        products = np.zeros(self.std.shape, np.result_type(wide, self.dtype))
+        for rows in blocks:
+            block = g[..., rows, :]
+            total += block.sum(axis=-2, dtype=wide)
+            products += column_dot(block, self.normalized(rows, _block(buffer, rows, self.rows)), dtype=products.dtype)
+        return total.astype(g.dtype), products.astype(np.result_type(g, self.dtype))
 
 
 def _normalize(x, shift, residual, inverse, rows: slice, out: np.ndarray) -> np.ndarray:
@@ -197,17 +231,6 @@ def _per_column(value) -> np.ndarray:
     return value[..., None, :] if value.ndim else value
 
 
-def _affine(x, shift, residual, inverse, weight, bias) -> np.ndarray:
-    """y = w·s + b = ((x − shift) − residual)·(inverse·w) + b, block by block, into y itself."""
-    weight, bias = _per_column(weight), _per_column(bias)
-    y = np.empty_like(x, dtype=np.result_type(x, inverse, weight, bias))
-    scale = inverse * weight
-    for rows in _row_blocks(x):
-        block = _normalize(x, shift, residual, scale, rows, y[..., rows, :])
-        block += bias
-    return y
-
-
 def forward(
     x: np.ndarray,
     weight: np.ndarray | float = 1.0,
@@ -249,13 +272,12 @@ def forward(
         shift, residual, var = _moments(x)
         root = np.sqrt(var + eps / scale / scale)
     _require_positive(_real(root))
-    parts = {"_x": x, "_shift": shift, "_residual": residual, "_inverse": 1 / root}
-    y = _affine(*parts.values(), weight, bias)
     mean = shift + residual
+    inverse = 1 / root
     if scale is not None:
         with np.errstate(over="ignore"):
             mean, var, root = mean * scale, var * (scale * scale), root * scale
-    return BatchNorm(mean[..., 0, :], var[..., 0, :], root[..., 0, :], y, True, **parts)
+    return BatchNorm(mean[..., 0, :], var[..., 0, :], root[..., 0, :], True, x, shift, residual, inverse, weight, bias)
 
 
 def forward_eval(
@@ -278,8 +300,8 @@ def forward_eval(
     std = np.sqrt(running_var + eps)
     _require_positive(std)
     x = columns_contiguous(x)
-    parts = {"_x": x, "_shift": _per_column(running_mean), "_residual": None, "_inverse": _per_column(1 / std)}
-    return BatchNorm(running_mean, running_var, std, _affine(*parts.values(), weight, bias), False, **parts)
+    shift, inverse = _per_column(running_mean), _per_column(1 / std)
+    return BatchNorm(running_mean, running_var, std, False, x, shift, None, inverse, weight, bias)
 
 
 @dataclass(frozen=True)
@@ -308,26 +330,21 @@ def backward(dy: np.ndarray, bn: BatchNorm, weight: np.ndarray | float = 1.0) ->
     """
     dy = columns_contiguous(dy)
     k = bn.rows
+    db, dw = bn.sums(dy)
+    a = weight / bn.std
+    c, e = _per_column(-a * dw / k), _per_column(-a * db / k)
+    a = _per_column(a)
+    dx = np.empty_like(dy, dtype=np.result_type(dy, a, bn.dtype))
     blocks = _row_blocks(dy)
-    buffer = _scratch(bn.y, blocks)
-    wide = _accumulator(dy)
-    db = np.zeros(bn.std.shape, wide)[..., None, :]
-    dw = np.zeros_like(db)
-    for rows in blocks:
-        g = dy[..., rows, :]
-        db += g.sum(axis=-2, keepdims=True, dtype=wide)
-        dw += column_dot(g, bn.normalized(rows, _block(buffer, rows, k)), dtype=wide)[..., None, :]
-    db, dw = db.astype(dy.dtype), dw.astype(dy.dtype)
-    a = _per_column(weight / bn.std)
-    dx = np.empty_like(dy, dtype=np.result_type(dy, a, bn.y))
+    buffer = _scratch(dy, blocks, dtype=bn.dtype)
     for rows in blocks:
         block = np.multiply(dy[..., rows, :], a, out=dx[..., rows, :])
         if bn.training:
             s = bn.normalized(rows, _block(buffer, rows, k))
-            s *= -a * dw / k
-            s -= a * db / k
+            s *= c
+            s += e
             block += s
-    return Gradients(dx=dx, dw=dw[..., 0, :], db=db[..., 0, :])
+    return Gradients(dx=dx, dw=dw, db=db)
 
 
 def jacobian(bn: BatchNorm, weight: np.ndarray | float, column: int) -> np.ndarray:

@@ -540,12 +540,13 @@ def _directional(problem: Problem, x0: np.ndarray, direction: np.ndarray, method
     below the bounds.
     """
     def side(x):
-        y = problem.forward(x, bias=0.0).y
-        return core.column_dot(problem.dy, y), y[:, columns]
+        # Σ_t g_t·y_t with the bias left out is w·Σ_t g_t·s_t, summed without forming y.
+        bn = problem.forward(x, bias=0.0)
+        return problem.weight * bn.sums(problem.dy)[1], bn.y[:, columns] if columns else np.empty((len(x), 0))
 
     if method == "complex":
-        y = problem.forward(x0 + 1j * direction, bias=0.0).y.imag
-        return core.column_dot(problem.dy, y), y[:, columns], direction
+        total, y = side(x0 + 1j * direction)
+        return total.imag, y.imag, direction
     plus = x0 + direction
     minus = np.subtract(x0, direction, out=direction)
     f_plus, y_plus = side(plus)

@@ -55,6 +55,9 @@ class BatchNorm:
         Normalized values ``(x − mean) / std``, made on first use: the backward
         pass recomputes them block by block from x instead, which moves fewer
         bytes than storing them.
+
+    The result refers to x rather than copying it: change x and s, y and the
+    gradients made afterwards change with it.
     """
 
     mean: np.ndarray

@@ -101,19 +101,23 @@ class Renderer:
         if against:
             title += f"; checking {against}"
         table = _table(title)
-        for header in ("quantity", "max abs err", "max rel err", "worst at", "checked", "numerical"):
+        # Below 100 columns the checked and numerical values share a column, one above the other.
+        stacked = self.console.width < 100
+        values = ("checked\nnumerical",) if stacked else ("checked", "numerical")
+        for header in ("quantity", "max abs err", "max rel err", "worst at", *values):
             table.add_column(header, justify="right" if header != "quantity" else "left")
         if against:
-            table.add_column("rel. to bncli", justify="right")
+            table.add_column("vs bncli", justify="right")
         table.add_column("result")
         for comparison in report.results.values():
+            checked = number(comparison.checked, self.precision)
+            numerical = number(comparison.reference, self.precision)
             cells = [
                 comparison.quantity,
                 number(comparison.max_abs_error, 3),
                 number(comparison.max_rel_error, 3),
                 _location(comparison, columns),
-                number(comparison.checked, self.precision),
-                number(comparison.reference, self.precision),
+                *((Text("\n").join([literal(checked), literal(numerical)]),) if stacked else (checked, numerical)),
             ]
             if against:
                 rel = comparison.analytic_rel_error

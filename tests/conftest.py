@@ -35,8 +35,8 @@ def bncli():
     """Invoke the app in process (typer's CliRunner); stdin is piped input or nothing."""
     runner = CliRunner()
 
-    def invoke(*args: str, input: str | bytes | None = None) -> Run:
-        result = runner.invoke(app, [str(a) for a in args], input=input)
+    def invoke(*args: str, input: str | bytes | None = None, env: dict | None = None) -> Run:
+        result = runner.invoke(app, [str(a) for a in args], input=input, env=env)
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Run(result.exit_code, result.stdout, result.stderr)

@@ -146,6 +146,14 @@ def test_tables_summarise_large_matrices_unless_full(bncli, tmp_path):
     assert "⋮" not in full and len(full.splitlines()) > 60
 
 
+@pytest.mark.parametrize("width", ["80", "140"])
+def test_check_table_fits_the_terminal_without_cutting_values(bncli, width):
+    run = bncli("grad", SAMPLE, "--check", "-f", "table", env={"COLUMNS": width})
+    check_table = run.stdout[run.stdout.index("gradient check") : run.stdout.index("PASS:")]  # the verdict is one long line
+    assert all(len(line) <= int(width) for line in check_table.splitlines())
+    assert "…" not in check_table and "PASS" in check_table
+
+
 def test_table_shows_header_markup_and_control_characters_literally(bncli):
     run = bncli("forward", "-f", "table", input='"[bold]x[/]",[link=http://e.x]y,"z\x1b[31m"\n1,2,3\n4,5,7\n')
     assert run.code == 0

@@ -359,7 +359,7 @@ def jacobian(bn: BatchNorm, weight: np.ndarray | float, column: int) -> np.ndarr
     w = np.broadcast_to(weight, bn.std.shape)[column]
     k = bn.rows
     if not bn.training:
-        return np.diag(np.full(k, w / bn.std[column], dtype=bn.s.dtype))
+        return np.diag(np.full(k, w / bn.std[column], dtype=bn.dtype))
     s = bn.s[:, column]
     r = -np.outer(s, s) - 1
     r[np.diag_indices(k)] += k

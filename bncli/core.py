@@ -20,6 +20,7 @@ In eval (inference) mode m and v are given running statistics instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -108,15 +109,13 @@ class BatchNorm:
         float32 accumulates in float64.
         """
         g = columns_contiguous(g)
-        blocks = _row_blocks(g)
-        buffer = _scratch(g, blocks, dtype=self.dtype)
         wide = _accumulator(g)
         total = np.zeros(self.std.shape, wide)
         products = np.zeros(self.std.shape, np.result_type(wide, self.dtype))
-        for rows in blocks:
+        for rows, scratch in _blocks_with_scratch(g, self.dtype):
             block = g[..., rows, :]
             total += block.sum(axis=-2, dtype=wide)
-            products += column_dot(block, self.normalized(rows, _block(buffer, rows, self.rows)), dtype=products.dtype)
+            products += column_dot(block, self.normalized(rows, scratch), dtype=products.dtype)
         return total.astype(g.dtype), products.astype(np.result_type(g, self.dtype))
 
 
@@ -162,14 +161,12 @@ def _row_blocks(a: np.ndarray) -> list[slice]:
     return [slice(start, start + step) for start in range(0, k, step)]
 
 
-def _scratch(a: np.ndarray, blocks: list[slice], dtype=None) -> np.ndarray:
-    """A buffer for one block of ``a`` (the first, which is the largest), same layout."""
-    return np.empty_like(a[..., blocks[0], :], dtype=dtype)
-
-
-def _block(buffer: np.ndarray, rows: slice, k: int) -> np.ndarray:
-    """The part of a scratch buffer that a (possibly shorter, last) block fills."""
-    return buffer[..., : len(range(*rows.indices(k))), :]
+def _blocks_with_scratch(a: np.ndarray, dtype=None) -> Iterator[tuple[slice, np.ndarray]]:
+    """The row blocks of ``a``, each with a scratch array of its shape (one buffer, reused)."""
+    blocks = _row_blocks(a)
+    buffer = np.empty_like(a[..., blocks[0], :], dtype=dtype)  # the first block is the largest
+    for rows in blocks:
+        yield rows, buffer[..., : a[..., rows, :].shape[-2], :]
 
 
 def _accumulator(a: np.ndarray) -> np.dtype:
@@ -202,10 +199,8 @@ def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     wide = _accumulator(x)
     total = np.zeros(first.shape, wide)
     squares = np.zeros(first.shape, wide)
-    blocks = _row_blocks(x)
-    buffer = _scratch(x, blocks)
-    for rows in blocks:
-        d = np.subtract(x[..., rows, :], first, out=_block(buffer, rows, k))
+    for rows, scratch in _blocks_with_scratch(x):
+        d = np.subtract(x[..., rows, :], first, out=scratch)
         total += d.sum(axis=-2, keepdims=True, dtype=wide)
         squares += column_dot(d, d, dtype=wide)[..., None, :]
     residual = (total / k).astype(x.dtype)
@@ -338,12 +333,10 @@ def backward(dy: np.ndarray, bn: BatchNorm, weight: np.ndarray | float = 1.0) ->
     c, e = _per_column(-a * dw / k), _per_column(-a * db / k)
     a = _per_column(a)
     dx = np.empty_like(dy, dtype=np.result_type(dy, a, bn.dtype))
-    blocks = _row_blocks(dy)
-    buffer = _scratch(dy, blocks, dtype=bn.dtype)
-    for rows in blocks:
+    for rows, scratch in _blocks_with_scratch(dy, bn.dtype):
         block = np.multiply(dy[..., rows, :], a, out=dx[..., rows, :])
         if bn.training:
-            s = bn.normalized(rows, _block(buffer, rows, k))
+            s = bn.normalized(rows, scratch)
             s *= c
             s += e
             block += s

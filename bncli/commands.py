@@ -159,32 +159,43 @@ class Running:
     batches: int
 
 
-def load_running(path: str, columns: list[str]) -> Running:
-    """A --running file: JSON {"columns", "mean", "var", "momentum", "batches"}, checked against the data."""
+def _json_object(option: str, path: str, expected: str) -> dict:
+    """The JSON object in the file given to ``option`` (``expected`` says what it should hold)."""
     try:
         obj = json.loads(io.read_bytes(path).decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"--running {path}: not valid JSON ({error})") from None
+        raise InputError(f"{option} {path}: not valid JSON ({error})") from None
     if not isinstance(obj, dict):
-        raise InputError(f"--running {path}: expected a JSON object with columns, mean, var")
+        raise InputError(f"{option} {path}: expected a JSON object with {expected}")
+    return obj
+
+
+def _json_numbers(option: str, path: str, obj: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``obj[key]`` as finite float64 numbers of the given shape."""
+    try:
+        values = np.array(obj[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{option} {path}: {key!r} is not an array of numbers") from None
+    if values.shape != shape:
+        raise InputError(f"{option} {path}: {key!r} has shape {values.shape}, but it must be {shape}")
+    if not np.isfinite(values).all():
+        raise InputError(f"{option} {path}: {key!r} holds NaN or infinity")
+    return values
+
+
+def load_running(path: str, columns: list[str]) -> Running:
+    """A --running file: JSON {"columns", "mean", "var", "momentum", "batches"}, checked against the data."""
+    obj = _json_object("--running", path, "columns, mean, var")
     missing = [key for key in ("columns", "mean", "var") if key not in obj]
     if missing:
         raise InputError(f"--running {path}: missing key(s) {', '.join(missing)}")
     if [str(c) for c in obj["columns"]] != columns:
         raise InputError(f"--running {path}: its columns {obj['columns']} differ from the data's {columns}")
-    arrays = []
-    for key in ("mean", "var"):
-        try:
-            values = np.array(obj[key], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"--running {path}: {key!r} must be a list of numbers") from None
-        if values.shape != (len(columns),) or not np.isfinite(values).all():
-            raise InputError(f"--running {path}: {key!r} must hold {len(columns)} finite numbers")
-        arrays.append(values)
-    if (arrays[1] < 0).any():
-        column = columns[int(np.argmax(arrays[1] < 0))]
+    mean, var = (_json_numbers("--running", path, obj, key, (len(columns),)) for key in ("mean", "var"))
+    if (var < 0).any():
+        column = columns[int(np.argmax(var < 0))]
         raise InputError(f"--running {path}: negative variance for column {column!r}")
-    return Running(arrays[0], arrays[1], obj.get("momentum"), int(obj.get("batches", 0)))
+    return Running(mean, var, obj.get("momentum"), int(obj.get("batches", 0)))
 
 
 def _save_running(options: InputOptions, data: Matrix, bn: core.BatchNorm, previous: Running | None) -> Running:
@@ -498,27 +509,13 @@ def _load_against(path: str, data: Matrix) -> gc.Gradient:
 
     if not path.lower().endswith(".json"):
         return gc.Gradient(dx=_same_shape("--against", io.read_matrix(path), data))
-    try:
-        obj = json.loads(io.read_bytes(path).decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"--against {path}: not valid JSON ({error})") from None
-    if not isinstance(obj, dict) or not any(key in obj for key in ("dx", "dw", "db")):
-        raise InputError(f"--against {path}: expected a JSON object with any of \"dx\", \"dw\", \"db\"")
+    expected = 'any of "dx", "dw", "db"'
+    obj = _json_object("--against", path, expected)
+    if not any(key in obj for key in ("dx", "dw", "db")):
+        raise InputError(f"--against {path}: expected a JSON object with {expected}")
     k, n = data.shape
-    found = {}
-    for key, shape in (("dx", (k, n)), ("dw", (n,)), ("db", (n,))):
-        if key not in obj:
-            continue
-        try:
-            values = np.array(obj[key], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"--against {path}: {key!r} is not an array of numbers") from None
-        if values.shape != shape:
-            raise InputError(f"--against {path}: {key!r} has shape {values.shape}, but it must be {shape}")
-        if not np.isfinite(values).all():
-            raise InputError(f"--against {path}: {key!r} holds NaN or infinity")
-        found[key] = values
-    return gc.Gradient(**found)
+    shapes = {"dx": (k, n), "dw": (n,), "db": (n,)}
+    return gc.Gradient(**{key: _json_numbers("--against", path, obj, key, shape) for key, shape in shapes.items() if key in obj})
 
 
 def grad(

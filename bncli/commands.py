@@ -541,14 +541,15 @@ def grad(
             f"--jacobian: {len(selected)} column(s) of {k}×{k} are {k * k * len(selected):.3g} numbers, "
             f"more than {JACOBIAN_MAX_ELEMENTS:.3g}; {advice}"
         )
-    dy, dy_label = _load_dy(dy_path, seed, data)
-    grads = core.backward(model.cast(dy, "dy"), bn, model.cast(model.weight))
-    jacobians = {c: core.jacobian(bn, model.cast(model.weight), c) for c in selected} if show_jacobian else {}
+    jacobian_columns = selected if show_jacobian else []
     if outputs.only == "jacobian" and (_output_format(outputs) in ("csv", "tsv")):
         if len(selected) != 1 or not column_selection and n != 1:
             raise InputError("--only jacobian prints one column's Jacobian: choose it with --column NAME")
-        if not show_jacobian:
-            jacobians = {selected[0]: core.jacobian(bn, model.cast(model.weight), selected[0])}
+        jacobian_columns = selected
+    dy, dy_label = _load_dy(dy_path, seed, data)
+    weight = model.cast(model.weight)
+    grads = core.backward(model.cast(dy, "dy"), bn, weight)
+    jacobians = {c: core.jacobian(bn, weight, c) for c in jacobian_columns}
 
     json_obj = {
         "columns": columns,

@@ -1,8 +1,8 @@
 """What ``bncli forward`` and ``bncli grad`` do, independent of the option parser.
 
-Each command loads its inputs (io), computes (core, gradcheck) and emits one
-result: Rich tables (render) or csv/tsv/json (io). Problems with the input are
-:class:`~bncli.io.InputError`; the CLI turns them into one line and exit 2.
+Each command loads its inputs (tables), computes (core, gradcheck) and emits one
+result: Rich tables (render) or csv/tsv/json (tables). Problems with the input are
+:class:`~bncli.tables.InputError`; the CLI turns them into one line and exit 2.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import core, io
-from .io import InputError, Matrix
+from . import core, tables
+from .tables import InputError, Matrix
 
 if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
     from . import gradcheck as gc
@@ -92,19 +92,19 @@ def _stdin_is_piped() -> bool:
 
 def load_matrix(options: InputOptions) -> Matrix:
     """The input matrix: FILE, '-' (stdin), piped stdin, or the bundled sample."""
-    delimiter = io.parse_delimiter(options.delimiter)
+    delimiter = tables.parse_delimiter(options.delimiter)
     source = options.file
     if source is None:
         if _stdin_is_piped():
             source = "-"
         else:
-            path = io.sample_path()
+            path = tables.sample_path()
             note(f"no FILE and nothing piped in: using the bundled sample {path.name} (blood counts, 10×4)")
-            matrix = io.read_matrix(str(path), delimiter=delimiter, header=options.header)
+            matrix = tables.read_matrix(str(path), delimiter=delimiter, header=options.header)
             return replace(matrix, source=f"sample {path.name}")
     if source == "-":
-        return io.read_matrix(io.STDIN_NAME, sys.stdin.buffer.read(), delimiter=delimiter, header=options.header)
-    return io.read_matrix(source, delimiter=delimiter, header=options.header)
+        return tables.read_matrix(tables.STDIN_NAME, sys.stdin.buffer.read(), delimiter=delimiter, header=options.header)
+    return tables.read_matrix(source, delimiter=delimiter, header=options.header)
 
 
 def per_column(option: str, text: str | None, default: float, n: int) -> np.ndarray:
@@ -162,7 +162,7 @@ class Running:
 def _json_object(option: str, path: str, expected: str) -> dict:
     """The JSON object in the file given to ``option`` (``expected`` says what it should hold)."""
     try:
-        obj = json.loads(io.read_bytes(path).decode("utf-8-sig"))
+        obj = json.loads(tables.read_bytes(path).decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{option} {path}: not valid JSON ({error})") from None
     if not isinstance(obj, dict):
@@ -205,7 +205,7 @@ def _save_running(options: InputOptions, data: Matrix, bn: core.BatchNorm, previ
     updated = Running(mean, var, options.momentum, start.batches + 1)
     record = {"columns": data.columns, "mean": mean, "var": var, "momentum": options.momentum, "batches": updated.batches}
     _require_finite({"running mean": mean, "running var": var}, data.columns)
-    io.write_atomic(options.save_running, _text_writer(io.format_json(record)))
+    tables.write_atomic(options.save_running, _text_writer(tables.format_json(record)))
     return updated
 
 
@@ -343,7 +343,7 @@ def _output_format(options: OutputOptions) -> str:
     if options.format:
         return options.format
     if options.output:
-        return io.format_for_path(options.output)
+        return tables.format_for_path(options.output)
     return "table" if sys.stdout.isatty() else "csv"
 
 
@@ -359,13 +359,13 @@ def emit(result: Result, options: OutputOptions) -> int:
     if fmt == "json":
         obj = result.json()
         _require_finite(_arrays(obj), result.columns)
-        write = lambda stream: io.write_json(stream, obj)
+        write = lambda stream: tables.write_json(stream, obj)
     elif fmt in ("csv", "tsv"):
         values, header, labels = result.matrices[only]()
         _require_finite({only: values}, result.columns)
         header = header if result.has_header else None
         delimiter = "," if fmt == "csv" else "\t"
-        write = lambda stream: io.write_delimited(stream, values, header, delimiter, labels)
+        write = lambda stream: tables.write_delimited(stream, values, header, delimiter, labels)
     else:
         _require_finite({name: make()[0] for name, make in result.matrices.items()}, result.columns)
         if not options.output:
@@ -377,7 +377,7 @@ def emit(result: Result, options: OutputOptions) -> int:
     if result.verdict and fmt != "table":
         note(result.verdict)
     if options.output:
-        io.write_atomic(options.output, write)
+        tables.write_atomic(options.output, write)
     else:
         sys.stdout.flush()
         write(sys.stdout.buffer)
@@ -500,7 +500,7 @@ def _load_dy(path: str | None, seed: int, data: Matrix) -> tuple[np.ndarray, str
     if path is None:
         dy = np.random.default_rng(seed).standard_normal(data.shape)
         return core.columns_contiguous(dy), f"dy ~ N(0, 1), seed {seed}"
-    return _same_shape("--dy", io.read_matrix(path), data), f"dy from {path}"
+    return _same_shape("--dy", tables.read_matrix(path), data), f"dy from {path}"
 
 
 def _load_against(path: str, data: Matrix) -> gc.Gradient:
@@ -508,7 +508,7 @@ def _load_against(path: str, data: Matrix) -> gc.Gradient:
     from . import gradcheck as gc
 
     if not path.lower().endswith(".json"):
-        return gc.Gradient(dx=_same_shape("--against", io.read_matrix(path), data))
+        return gc.Gradient(dx=_same_shape("--against", tables.read_matrix(path), data))
     expected = 'any of "dx", "dw", "db"'
     obj = _json_object("--against", path, expected)
     if not any(key in obj for key in ("dx", "dw", "db")):
@@ -548,8 +548,8 @@ def grad(
         jacobian_columns = selected
     dy, dy_label = _load_dy(dy_path, seed, data)
     weight = model.cast(model.weight)
-    grads = core.backward(model.cast(dy, "dy"), bn, weight)
-    jacobians = {c: core.jacobian(bn, weight, c) for c in jacobian_columns}
+    grads = core.backward(model.cast(dy, "dy"), bn)
+    jacobians = {c: core.jacobian(bn, c) for c in jacobian_columns}
 
     json_obj = {
         "columns": columns,

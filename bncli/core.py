@@ -7,7 +7,7 @@ independent batches; the gradient checker uses them to run many perturbed
 forward passes at once. Complex input is supported (for complex-step
 derivatives): the forward pass uses only analytic operations.
 
-Notation (per column, see docs/batchnorm.md)::
+Notation (per column, as in the article this tool follows)::
 
     m   = (1/k) Σ_t x_t                    mean
     v   = (1/k) Σ_t (x_t − m)²             biased variance
@@ -49,6 +49,8 @@ class BatchNorm:
         running ones (eval mode). ``std = sqrt(var + eps)``.
     training : bool
         True when mean and var are the batch's own (they then depend on x).
+    weight, bias : scalar or ndarray, shape (n,)
+        w (gamma) and b (beta), as given to the forward pass.
     y : ndarray, shape (..., k, n)
         Output ``weight · s + bias``, made on first use (the backward pass does
         not need it).
@@ -70,8 +72,8 @@ class BatchNorm:
     _shift: np.ndarray
     _residual: np.ndarray | None
     _inverse: np.ndarray
-    _weight: np.ndarray | float
-    _bias: np.ndarray | float
+    weight: np.ndarray | float
+    bias: np.ndarray | float
 
     @property
     def rows(self) -> int:
@@ -88,7 +90,7 @@ class BatchNorm:
     @cached_property
     def y(self) -> np.ndarray:
         """y = w·s + b = ((x − shift) − residual)·(inverse·w) + b, block by block, into y itself."""
-        weight, bias = _per_column(self._weight), _per_column(self._bias)
+        weight, bias = _per_column(self.weight), _per_column(self.bias)
         y = np.empty_like(self._x, dtype=np.result_type(self.dtype, weight, bias))
         scale = self._inverse * weight
         for rows in _row_blocks(self._x):
@@ -137,7 +139,7 @@ def columns_contiguous(x: np.ndarray) -> np.ndarray:
 
     numpy reduces a contiguous axis with pairwise summation, ~4× faster than across
     rows and with error ~ε·log k instead of ~ε·k (for float32 at k = 1e6, 1e-7
-    instead of 1e-2). Readers in :mod:`bncli.io` produce this layout directly.
+    instead of 1e-2). Readers in :mod:`bncli.tables` produce this layout directly.
     """
     x = np.asarray(x)
     if x.ndim < 2 or x.strides[-2] == x.itemsize or x.shape[-2] == 1:
@@ -311,8 +313,8 @@ class Gradients:
     db: np.ndarray  # (..., n)
 
 
-def backward(dy: np.ndarray, bn: BatchNorm, weight: np.ndarray | float = 1.0) -> Gradients:
-    """Gradients of e through batch norm, in O(k·n).
+def backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
+    """Gradients of e through batch norm, in O(k·n); w is the one ``bn`` was computed with.
 
     With g = dy (per column, a k-vector)::
 
@@ -329,7 +331,7 @@ def backward(dy: np.ndarray, bn: BatchNorm, weight: np.ndarray | float = 1.0) ->
     dy = columns_contiguous(dy)
     k = bn.rows
     db, dw = bn.sums(dy)
-    a = weight / bn.std
+    a = bn.weight / bn.std
     c, e = _per_column(-a * dw / k), _per_column(-a * db / k)
     a = _per_column(a)
     dx = np.empty_like(dy, dtype=np.result_type(dy, a, bn.dtype))
@@ -343,13 +345,13 @@ def backward(dy: np.ndarray, bn: BatchNorm, weight: np.ndarray | float = 1.0) ->
     return Gradients(dx=dx, dw=dw, db=db)
 
 
-def jacobian(bn: BatchNorm, weight: np.ndarray | float, column: int) -> np.ndarray:
+def jacobian(bn: BatchNorm, column: int) -> np.ndarray:
     """The k×k Jacobian ∂y/∂x of one column, built explicitly (for display and checks).
 
     Training mode: J = u·R with u = w/(kσ) and R_ij = k·δ_ij − 1 − s_i s_j; J is
     symmetric and each of its rows sums to 0. Eval mode: J = (w/σ)·I.
     """
-    w = np.broadcast_to(weight, bn.std.shape)[column]
+    w = np.broadcast_to(bn.weight, bn.std.shape)[column]
     k = bn.rows
     if not bn.training:
         return np.diag(np.full(k, w / bn.std[column], dtype=bn.dtype))

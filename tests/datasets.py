@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from bncli import io
+from bncli import tables
 
 
 def blood() -> np.ndarray:
-    return io.read_matrix(str(io.sample_path())).values
+    return tables.read_matrix(str(tables.sample_path())).values
 
 
 def mixed_magnitudes(rng, k=12) -> np.ndarray:

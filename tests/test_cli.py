@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import run_process
 
-from bncli import __version__, core, io
+from bncli import __version__, core, tables
 
-SAMPLE = io.sample_path()
-SAMPLE_DY = io.sample_path(io.SAMPLE_DY_NAME)
+SAMPLE = tables.sample_path()
+SAMPLE_DY = tables.sample_path(tables.SAMPLE_DY_NAME)
 
 
 def test_version(bncli):
@@ -70,7 +70,7 @@ def test_csv_values_are_exactly_the_json_floats(bncli, data_csv):
     as_csv = bncli("forward", data_csv).matrix()
     as_json = np.array(bncli("forward", data_csv, "-f", "json").json["y"])
     np.testing.assert_array_equal(as_csv, as_json)
-    expected = core.forward(io.read_matrix(str(data_csv)).values).y
+    expected = core.forward(tables.read_matrix(str(data_csv)).values).y
     np.testing.assert_array_equal(as_csv, expected)  # full round-trip precision
 
 
@@ -162,7 +162,7 @@ def test_table_shows_header_markup_and_control_characters_literally(bncli):
 
 
 def test_npy_and_delimiter_options(bncli, tmp_path, data_csv):
-    values = io.read_matrix(str(data_csv)).values
+    values = tables.read_matrix(str(data_csv)).values
     npy = tmp_path / "x.npy"
     np.save(npy, values)
     from_npy = bncli("forward", npy).stdout.splitlines()
@@ -229,9 +229,9 @@ def test_output_keeps_the_mode_of_an_existing_file(bncli, data_csv, tmp_path):
 
 
 def test_check_against_a_correct_user_gradient_passes(bncli, tmp_path):
-    data = io.read_matrix(str(SAMPLE))
-    dy = io.read_matrix(str(SAMPLE_DY)).values
-    grads = core.backward(dy, core.forward(data.values), 1.0)
+    data = tables.read_matrix(str(SAMPLE))
+    dy = tables.read_matrix(str(SAMPLE_DY)).values
+    grads = core.backward(dy, core.forward(data.values))
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"dx": grads.dx.tolist(), "dw": grads.dw.tolist(), "db": grads.db.tolist()}))
     run = bncli("grad", SAMPLE, "--dy", SAMPLE_DY, "--against", mine, "-f", "json")
@@ -243,9 +243,9 @@ def test_check_against_a_correct_user_gradient_passes(bncli, tmp_path):
 
 
 def test_check_against_a_wrong_user_gradient_fails_and_points_at_it(bncli, tmp_path):
-    data = io.read_matrix(str(SAMPLE))
-    dy = io.read_matrix(str(SAMPLE_DY)).values
-    dx = core.backward(dy, core.forward(data.values), 1.0).dx
+    data = tables.read_matrix(str(SAMPLE))
+    dy = tables.read_matrix(str(SAMPLE_DY)).values
+    dx = core.backward(dy, core.forward(data.values)).dx
     dx[4, 2] *= 1.001
     mine = tmp_path / "mine.csv"
     np.savetxt(mine, dx, delimiter=",", header="RBC,WBC,PLT,Hb", comments="")

@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bncli import io
-from bncli.io import InputError
+from bncli import tables
+from bncli.tables import InputError
 
 
 def parse(text: str | bytes, **kwargs):
     data = text.encode() if isinstance(text, str) else text
-    return io.parse_text(data, "t.csv", **kwargs)
+    return tables.parse_text(data, "t.csv", **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_delimiters_are_sniffed(text, delimiter):
 def test_tsv_extension_means_tab(tmp_path):
     path = tmp_path / "x.tsv"
     path.write_text("a,1\tb\n1\t2\n")  # the header holds a comma: sniffing would pick it
-    assert io.read_matrix(str(path)).columns == ["a,1", "b"]
+    assert tables.read_matrix(str(path)).columns == ["a,1", "b"]
 
 
 def test_comments_blank_lines_bom_and_crlf():
@@ -67,15 +67,15 @@ def test_quoted_header_fields():
 def test_npy(tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, np.arange(6.0).reshape(3, 2))
-    m = io.read_matrix(str(path))
+    m = tables.read_matrix(str(path))
     np.testing.assert_array_equal(m.values, [[0, 1], [2, 3], [4, 5]])
     assert m.columns == ["0", "1"] and not m.has_header
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="x.npy"):
-        io.read_matrix(str(path))
+        tables.read_matrix(str(path))
     np.save(path, np.zeros((2, 2, 2)))
     with pytest.raises(InputError, match="1-D or 2-D"):
-        io.read_matrix(str(path))
+        tables.read_matrix(str(path))
 
 
 def test_unreadable_file(monkeypatch, tmp_path):
@@ -87,12 +87,12 @@ def test_unreadable_file(monkeypatch, tmp_path):
 
     monkeypatch.setattr("builtins.open", denied)
     with pytest.raises(InputError, match="secret.csv: permission denied"):
-        io.read_matrix(str(path))
+        tables.read_matrix(str(path))
 
 
 def test_format_delimited_round_trips_and_quotes_headers():
     values = np.array([[0.1, 1e-300, 5e12], [-2.5, 123456789.123456789, 1 / 3]])
-    text = io.format_delimited(values, ["a,b", "c", 'd"e'], ",")
+    text = tables.format_delimited(values, ["a,b", "c", 'd"e'], ",")
     rows = list(csv.reader(stdio.StringIO(text)))
     assert rows[0] == ["a,b", "c", 'd"e']
     np.testing.assert_array_equal(np.array(rows[1:], dtype=float), values)
@@ -101,12 +101,12 @@ def test_format_delimited_round_trips_and_quotes_headers():
 def test_large_inputs_take_the_fast_path_with_the_same_floats(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     values = rng.standard_normal((40_000, 8)) * np.logspace(-6, 12, 8) + np.linspace(0, 1e9, 8)
-    text = io.format_delimited(values, [f"c{i}" for i in range(8)], ",")
-    assert len(text) > io._FAST_READ_BYTES
+    text = tables.format_delimited(values, [f"c{i}" for i in range(8)], ",")
+    assert len(text) > tables._FAST_READ_BYTES
     data = ("# comment\n" + text).encode()
-    fast = io.parse_text(data, "big.csv")
-    monkeypatch.setattr(io, "_FAST_READ_BYTES", len(data) + 1)
-    careful = io.parse_text(data, "big.csv")
+    fast = tables.parse_text(data, "big.csv")
+    monkeypatch.setattr(tables, "_FAST_READ_BYTES", len(data) + 1)
+    careful = tables.parse_text(data, "big.csv")
     np.testing.assert_array_equal(fast.values, values)
     np.testing.assert_array_equal(careful.values, values)
     assert fast.columns == careful.columns and fast.has_header
@@ -117,31 +117,31 @@ def test_large_bad_inputs_get_the_careful_readers_message(monkeypatch):
     lines = ["a,b"] + ["1.5,2.5"] * 200_000
     lines[150_000] = "1.5,oops"
     with pytest.raises(InputError, match="big.csv: line 150001, column 2 \\('b'\\): 'oops' is not a number"):
-        io.parse_text("\n".join(lines).encode(), "big.csv")
+        tables.parse_text("\n".join(lines).encode(), "big.csv")
     lines[150_000] = "1.5,2.5"
     lines.insert(1000, "")  # a blank line: polars would read a row of nulls
-    m = io.parse_text("\n".join(lines).encode(), "big.csv")
+    m = tables.parse_text("\n".join(lines).encode(), "big.csv")
     assert m.values.shape == (200_000, 2)
 
 
 def test_large_files_are_read_in_pieces(tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "_PIECE_BYTES", 1 << 16)
+    monkeypatch.setattr(tables, "_PIECE_BYTES", 1 << 16)
     rng = np.random.default_rng(2)
     values = rng.standard_normal((60_000, 5))
     path = tmp_path / "pieces.csv"
-    path.write_text("# made by a test\n" + io.format_delimited(values, list("abcde"), ",").replace("\n", "\r\n"))
-    m = io.read_matrix(str(path))
+    path.write_text("# made by a test\n" + tables.format_delimited(values, list("abcde"), ",").replace("\n", "\r\n"))
+    m = tables.read_matrix(str(path))
     np.testing.assert_array_equal(m.values, values)
     assert m.columns == list("abcde")
     lines = path.read_text().splitlines()
     lines.insert(40_000, "# a comment in a later piece")
     path.write_text("\n".join(lines) + "\n")
-    np.testing.assert_array_equal(io.read_matrix(str(path)).values, values)
+    np.testing.assert_array_equal(tables.read_matrix(str(path)).values, values)
 
 
 def test_large_outputs_round_trip(tmp_path):
     values = np.random.default_rng(1).standard_normal((50_000, 6)) ** 3 * 1e-5
-    text = io.format_delimited(values, None, "\t")
+    text = tables.format_delimited(values, None, "\t")
     back = np.array([line.split("\t") for line in text.splitlines()], dtype=float)
     np.testing.assert_array_equal(back, values)
 
@@ -149,19 +149,19 @@ def test_large_outputs_round_trip(tmp_path):
 def test_large_matrices_in_json_are_the_same_floats():
     values = np.random.default_rng(3).standard_normal((60_000, 5)) ** 5 * 1e-7
     obj = {"columns": ["a", "b"], "eps": 1e-5, "y": values, "nested": {"dx": values[:10]}}
-    back = json.loads(io.format_json(obj))
+    back = json.loads(tables.format_json(obj))
     np.testing.assert_array_equal(np.array(back["y"]), values)
     np.testing.assert_array_equal(np.array(back["nested"]["dx"]), values[:10])
     assert back["columns"] == ["a", "b"] and back["eps"] == 1e-5
     bad = values.copy()
     bad[5, 2] = np.inf
     with pytest.raises(InputError):
-        io.format_json({"y": bad})
+        tables.format_json({"y": bad})
 
 
 def test_format_json_refuses_nan():
     with pytest.raises(InputError):
-        io.format_json({"y": np.array([np.nan])})
+        tables.format_json({"y": np.array([np.nan])})
 
 
 def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
@@ -171,22 +171,22 @@ def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
     def boom(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(io.os, "replace", boom)
+    monkeypatch.setattr(tables.os, "replace", boom)
     with pytest.raises(OSError):
-        io.write_atomic(str(target), lambda stream: stream.write(b"new"))
+        tables.write_atomic(str(target), lambda stream: stream.write(b"new"))
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
 
 # ------------------------------------------------------------------ properties
 
 names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=8).filter(
-    lambda s: s.strip() == s and not s.startswith("#") and io._number(s) is None
+    lambda s: s.strip() == s and not s.startswith("#") and tables._number(s) is None
 )
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 
 @st.composite
-def tables(draw):
+def written_tables(draw):
     k = draw(st.integers(1, 6))
     n = draw(st.integers(1, 5))
     values = draw(hnp.arrays(np.float64, (k, n), elements=finite))
@@ -198,7 +198,7 @@ def tables(draw):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tables())
+@given(written_tables())
 def test_written_tables_read_back_exactly(table):
     values, header, delimiter, spacing, newline = table
     buffer = stdio.StringIO()
@@ -217,7 +217,7 @@ def test_written_tables_read_back_exactly(table):
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_garbage_is_an_input_error_or_a_matrix(data):
     try:
-        m = io.parse_text(data, "g.csv")
+        m = tables.parse_text(data, "g.csv")
     except InputError as error:
         message = str(error)
         assert message.startswith("g.csv") and "\n" not in message

@@ -155,7 +155,9 @@ def row_big(files, repeats):
         ours, _ = interleaved(ours_cmd, ours_cmd, 1)
         print("  pandas/polars peer missing: run bench/run.py --setup")
     slow, _ = run_once([PYTHON, "-c", NUMPY_SCRIPT, str(big), f"{out}/numpy.csv"])
-    print(f"  {'np.loadtxt + np.savetxt (one run)':<52} {slow:8.3f} s   bncli is {slow / ours['time']:.1f}× faster   goal ≥ 5")
+    print(
+        f"  {'np.loadtxt + np.savetxt (one run)':<52} {slow:8.3f} s   bncli is {slow / ours['time']:.1f}× faster   goal ≥ 5"
+    )
     shutil.rmtree(out)
 
 
@@ -262,7 +264,16 @@ def row_scaling(files, repeats):
 
     print("check cost versus k and n (dx, dw, db; in process)")
     print(f"  {'k × n':>14} {'full':>10} {'fast (8 probes)':>18} {'full / k²n (ns)':>16}")
-    for k, n in ((100, 10), (300, 10), (1000, 10), (1000, 100), (3000, 10), (10_000, 10), (100_000, 10), (1_000_000, 10)):
+    for k, n in (
+        (100, 10),
+        (300, 10),
+        (1000, 10),
+        (1000, 100),
+        (3000, 10),
+        (10_000, 10),
+        (100_000, 10),
+        (1_000_000, 10),
+    ):
         problem, grads, _ = _check_inputs(k, n)
         gradient = gc.Gradient(grads.dx, grads.dw, grads.db)
         fast = median_time(lambda: gc.check_gradients(problem, gradient, probes=8), max(1, repeats // 2))
@@ -321,7 +332,9 @@ def main() -> None:
     repeats = 5 if args.quick else 15
     import platform
 
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
+    )
     files = make_data(args.quick)
     for name in args.rows.split(","):
         ROWS[name](files, repeats if name in ("version", "small") else max(3, repeats // 3))

@@ -69,27 +69,101 @@ File = Annotated[
 ]
 Delimiter = Annotated[
     Optional[str],
-    typer.Option("--delimiter", "-d", help="Field delimiter (',', ';', tab, whitespace, …). Default: .tsv → tab, else sniffed.", rich_help_panel=INPUT),
+    typer.Option(
+        "--delimiter",
+        "-d",
+        help="Field delimiter (',', ';', tab, whitespace, …). Default: .tsv → tab, else sniffed.",
+        rich_help_panel=INPUT,
+    ),
 ]
 Header = Annotated[
     Optional[bool],
-    typer.Option("--header/--no-header", help="First row is a header. Default: yes iff some field in it is not a number.", show_default=False, rich_help_panel=INPUT),
+    typer.Option(
+        "--header/--no-header",
+        help="First row is a header. Default: yes iff some field in it is not a number.",
+        show_default=False,
+        rich_help_panel=INPUT,
+    ),
 ]
 Eps = Annotated[float, typer.Option("--eps", help="ε added to the variance (≥ 0).", rich_help_panel=INPUT)]
-Weight = Annotated[Optional[str], typer.Option("--weight", "-w", help="w (gamma): one number, or a comma list of one per column. Default: 1.", rich_help_panel=INPUT)]
-Bias = Annotated[Optional[str], typer.Option("--bias", "-b", help="b (beta): one number, or a comma list of one per column. Default: 0.", rich_help_panel=INPUT)]
-Precision64 = Annotated[DType, typer.Option("--dtype", help="Precision of the analytic computation.", rich_help_panel=INPUT)]
+Weight = Annotated[
+    Optional[str],
+    typer.Option(
+        "--weight",
+        "-w",
+        help="w (gamma): one number, or a comma list of one per column. Default: 1.",
+        rich_help_panel=INPUT,
+    ),
+]
+Bias = Annotated[
+    Optional[str],
+    typer.Option(
+        "--bias",
+        "-b",
+        help="b (beta): one number, or a comma list of one per column. Default: 0.",
+        rich_help_panel=INPUT,
+    ),
+]
+Precision64 = Annotated[
+    DType, typer.Option("--dtype", help="Precision of the analytic computation.", rich_help_panel=INPUT)
+]
 FormatOpt = Annotated[
     Optional[Format],
-    typer.Option("--format", "-f", help="Output format. Default: table on a terminal, csv otherwise (or by --output's extension).", show_default=False, rich_help_panel=OUTPUT),
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format. Default: table on a terminal, csv otherwise (or by --output's extension).",
+        show_default=False,
+        rich_help_panel=OUTPUT,
+    ),
 ]
-Output = Annotated[Optional[str], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.", rich_help_panel=OUTPUT)]
-Digits = Annotated[int, typer.Option("--precision", "-p", min=1, max=17, help="Significant digits in tables (csv/tsv/json always round-trip).", rich_help_panel=OUTPUT)]
-Full = Annotated[bool, typer.Option("--full", help="Show every element of large tables instead of a summary.", rich_help_panel=OUTPUT)]
-RunningIn = Annotated[Optional[str], typer.Option("--running", help="Running statistics (JSON) to start from, or to normalize with in --eval.", rich_help_panel=MODE)]
-SaveRunning = Annotated[Optional[str], typer.Option("--save-running", help="Write the running statistics updated by this batch (JSON).", rich_help_panel=MODE)]
-Momentum = Annotated[float, typer.Option("--momentum", help="Momentum of the running statistics, as in PyTorch's BatchNorm1d.", rich_help_panel=MODE)]
-Eval = Annotated[bool, typer.Option("--eval", help="Inference mode: normalize with --running statistics instead of the batch's.", rich_help_panel=MODE)]
+Output = Annotated[
+    Optional[str],
+    typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.", rich_help_panel=OUTPUT),
+]
+Digits = Annotated[
+    int,
+    typer.Option(
+        "--precision",
+        "-p",
+        min=1,
+        max=17,
+        help="Significant digits in tables (csv/tsv/json always round-trip).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Full = Annotated[
+    bool,
+    typer.Option("--full", help="Show every element of large tables instead of a summary.", rich_help_panel=OUTPUT),
+]
+RunningIn = Annotated[
+    Optional[str],
+    typer.Option(
+        "--running",
+        help="Running statistics (JSON) to start from, or to normalize with in --eval.",
+        rich_help_panel=MODE,
+    ),
+]
+SaveRunning = Annotated[
+    Optional[str],
+    typer.Option(
+        "--save-running", help="Write the running statistics updated by this batch (JSON).", rich_help_panel=MODE
+    ),
+]
+Momentum = Annotated[
+    float,
+    typer.Option(
+        "--momentum", help="Momentum of the running statistics, as in PyTorch's BatchNorm1d.", rich_help_panel=MODE
+    ),
+]
+Eval = Annotated[
+    bool,
+    typer.Option(
+        "--eval",
+        help="Inference mode: normalize with --running statistics instead of the batch's.",
+        rich_help_panel=MODE,
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -148,8 +222,15 @@ def forward(
     output: Output = None,
     precision: Digits = 6,
     full: Full = False,
-    only: Annotated[Optional[ForwardOnly], typer.Option("--only", help="Matrix for csv/tsv output. Default: y.", show_default=False, rich_help_panel=OUTPUT)] = None,
-    stats: Annotated[bool, typer.Option("--stats", help="Also show per-column mean, var, std, weight, bias.", rich_help_panel=OUTPUT)] = False,
+    only: Annotated[
+        Optional[ForwardOnly],
+        typer.Option(
+            "--only", help="Matrix for csv/tsv output. Default: y.", show_default=False, rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    stats: Annotated[
+        bool, typer.Option("--stats", help="Also show per-column mean, var, std, weight, bias.", rich_help_panel=OUTPUT)
+    ] = False,
     running: RunningIn = None,
     save_running: SaveRunning = None,
     momentum: Momentum = 0.1,
@@ -166,29 +247,105 @@ def forward(
 def grad(
     file: File = None,
     *,
-    dy: Annotated[Optional[str], typer.Option("--dy", help="Upstream gradient ∂e/∂y, same shape as the data. Default: N(0,1) draws from --seed.", rich_help_panel=INPUT)] = None,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the default dy and of --fast's directions.", rich_help_panel=INPUT)] = 0,
+    dy: Annotated[
+        Optional[str],
+        typer.Option(
+            "--dy",
+            help="Upstream gradient ∂e/∂y, same shape as the data. Default: N(0,1) draws from --seed.",
+            rich_help_panel=INPUT,
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, help="Seed of the default dy and of --fast's directions.", rich_help_panel=INPUT),
+    ] = 0,
     delimiter: Delimiter = None,
     header: Header = None,
     eps: Eps = 1e-5,
     weight: Weight = None,
     bias: Bias = None,
     dtype: Precision64 = DType.float64,
-    jacobian: Annotated[bool, typer.Option("--jacobian", help="Also show the per-column Jacobian ∂y/∂x (k×k).", rich_help_panel=OUTPUT)] = False,
-    column: Annotated[Optional[list[str]], typer.Option("--column", "-c", help="Column (name or 0-based index) for --jacobian; repeatable. Default: all.", rich_help_panel=OUTPUT)] = None,
+    jacobian: Annotated[
+        bool, typer.Option("--jacobian", help="Also show the per-column Jacobian ∂y/∂x (k×k).", rich_help_panel=OUTPUT)
+    ] = False,
+    column: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--column",
+            "-c",
+            help="Column (name or 0-based index) for --jacobian; repeatable. Default: all.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
     format: FormatOpt = None,
     output: Output = None,
     precision: Digits = 6,
     full: Full = False,
-    only: Annotated[Optional[GradOnly], typer.Option("--only", help="Matrix for csv/tsv output. Default: dx.", show_default=False, rich_help_panel=OUTPUT)] = None,
-    check: Annotated[bool, typer.Option("--check", help="Compare the gradients with numerical derivatives; exit 1 on FAIL.", rich_help_panel=CHECK)] = False,
-    method: Annotated[Method, typer.Option("--method", help="central differences, or complex step (exact to rounding).", rich_help_panel=CHECK)] = Method.central,
-    step: Annotated[Optional[float], typer.Option("--step", help="Step relative to each column's std. Default: (ε·k)^(1/3) central (1 in eval mode, where y is affine), 1e-20 complex.", show_default=False, rich_help_panel=CHECK)] = None,
-    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Pass bound on the relative error. Default: 1e-6 central, 1e-10 complex, 1e-5 float32.", show_default=False, rich_help_panel=CHECK)] = None,
-    against: Annotated[Optional[str], typer.Option("--against", help="Check your own gradient instead: a CSV (dx) or JSON with any of dx, dw, db. Implies --check.", rich_help_panel=CHECK)] = None,
-    sweep: Annotated[bool, typer.Option("--sweep", help="Also show the numerical error for steps 1e-1 … 1e-12.", rich_help_panel=CHECK)] = False,
-    fast: Annotated[bool, typer.Option("--fast", help="Check along random directions (directional derivatives, O(k·n) each) instead of every element. Implies --check.", rich_help_panel=CHECK)] = False,
-    probes: Annotated[Optional[int], typer.Option("--probes", help="Number of random directions for --fast (implies it). Default: 8.", show_default=False, rich_help_panel=CHECK)] = None,
+    only: Annotated[
+        Optional[GradOnly],
+        typer.Option(
+            "--only", help="Matrix for csv/tsv output. Default: dx.", show_default=False, rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Compare the gradients with numerical derivatives; exit 1 on FAIL.", rich_help_panel=CHECK
+        ),
+    ] = False,
+    method: Annotated[
+        Method,
+        typer.Option(
+            "--method", help="central differences, or complex step (exact to rounding).", rich_help_panel=CHECK
+        ),
+    ] = Method.central,
+    step: Annotated[
+        Optional[float],
+        typer.Option(
+            "--step",
+            help="Step relative to each column's std. Default: (ε·k)^(1/3) central (1 in eval mode, where y is affine), 1e-20 complex.",
+            show_default=False,
+            rich_help_panel=CHECK,
+        ),
+    ] = None,
+    rtol: Annotated[
+        Optional[float],
+        typer.Option(
+            "--rtol",
+            help="Pass bound on the relative error. Default: 1e-6 central, 1e-10 complex, 1e-5 float32.",
+            show_default=False,
+            rich_help_panel=CHECK,
+        ),
+    ] = None,
+    against: Annotated[
+        Optional[str],
+        typer.Option(
+            "--against",
+            help="Check your own gradient instead: a CSV (dx) or JSON with any of dx, dw, db. Implies --check.",
+            rich_help_panel=CHECK,
+        ),
+    ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option("--sweep", help="Also show the numerical error for steps 1e-1 … 1e-12.", rich_help_panel=CHECK),
+    ] = False,
+    fast: Annotated[
+        bool,
+        typer.Option(
+            "--fast",
+            help="Check along random directions (directional derivatives, O(k·n) each) instead of every element. Implies --check.",
+            rich_help_panel=CHECK,
+        ),
+    ] = False,
+    probes: Annotated[
+        Optional[int],
+        typer.Option(
+            "--probes",
+            help="Number of random directions for --fast (implies it). Default: 8.",
+            show_default=False,
+            rich_help_panel=CHECK,
+        ),
+    ] = None,
     running: RunningIn = None,
     save_running: SaveRunning = None,
     momentum: Momentum = 0.1,
@@ -199,7 +356,9 @@ def grad(
 
     inputs, outputs = _options(locals())
     wants_check = check or sweep or fast or probes is not None
-    checks = commands.CheckOptions(wants_check, method.value, step, rtol, against, sweep, fast or probes is not None, probes)
+    checks = commands.CheckOptions(
+        wants_check, method.value, step, rtol, against, sweep, fast or probes is not None, probes
+    )
     _run(
         lambda: commands.grad(
             inputs, outputs, checks, dy_path=dy, seed=seed, show_jacobian=jacobian, column_selection=column
@@ -213,10 +372,26 @@ def _options(given: dict):
 
     enum_value = lambda option: option and option.value
     inputs = InputOptions(
-        **{name: given[name] for name in ("file", "delimiter", "header", "eps", "weight", "bias", "running", "save_running", "momentum", "eval")},
+        **{
+            name: given[name]
+            for name in (
+                "file",
+                "delimiter",
+                "header",
+                "eps",
+                "weight",
+                "bias",
+                "running",
+                "save_running",
+                "momentum",
+                "eval",
+            )
+        },
         dtype=given["dtype"].value,
     )
-    outputs = OutputOptions(enum_value(given["format"]), given["output"], given["precision"], given["full"], enum_value(given["only"]))
+    outputs = OutputOptions(
+        enum_value(given["format"]), given["output"], given["precision"], given["full"], enum_value(given["only"])
+    )
     return inputs, outputs
 
 

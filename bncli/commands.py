@@ -103,7 +103,9 @@ def load_matrix(options: InputOptions) -> Matrix:
             matrix = tables.read_matrix(str(path), delimiter=delimiter, header=options.header)
             return replace(matrix, source=f"sample {path.name}")
     if source == "-":
-        return tables.read_matrix(tables.STDIN_NAME, sys.stdin.buffer.read(), delimiter=delimiter, header=options.header)
+        return tables.read_matrix(
+            tables.STDIN_NAME, sys.stdin.buffer.read(), delimiter=delimiter, header=options.header
+        )
     return tables.read_matrix(source, delimiter=delimiter, header=options.header)
 
 
@@ -203,7 +205,13 @@ def _save_running(options: InputOptions, data: Matrix, bn: core.BatchNorm, previ
     start = previous or Running(np.zeros(n), np.ones(n), None, 0)
     mean, var = core.update_running(start.mean, start.var, bn, options.momentum)
     updated = Running(mean, var, options.momentum, start.batches + 1)
-    record = {"columns": data.columns, "mean": mean, "var": var, "momentum": options.momentum, "batches": updated.batches}
+    record = {
+        "columns": data.columns,
+        "mean": mean,
+        "var": var,
+        "momentum": options.momentum,
+        "batches": updated.batches,
+    }
     _require_finite({"running mean": mean, "running var": var}, data.columns)
     tables.write_atomic(options.save_running, _text_writer(tables.format_json(record)))
     return updated
@@ -239,7 +247,9 @@ class Model:
 
         as_seen = lambda a: np.asarray(self.cast(a), dtype=np.float64)
         running = None if self.running is None else (as_seen(self.running.mean), as_seen(self.running.var))
-        return gc.Problem(as_seen(self.data.values), as_seen(dy), as_seen(self.weight), as_seen(self.bias), self.eps, running)
+        return gc.Problem(
+            as_seen(self.data.values), as_seen(dy), as_seen(self.weight), as_seen(self.bias), self.eps, running
+        )
 
 
 def in_dtype(array: np.ndarray, dtype: str, what: str, columns: list[str]) -> np.ndarray:
@@ -250,7 +260,9 @@ def in_dtype(array: np.ndarray, dtype: str, what: str, columns: list[str]) -> np
         index = np.argwhere(~np.isfinite(cast))[0]
         column = columns[index[-1]] if cast.ndim and cast.shape[-1] == len(columns) else "?"
         value = np.asarray(array)[tuple(index)]
-        raise InputError(f"{what}: {value:g} in column {column!r} does not fit {dtype} (largest {np.finfo(dtype).max:.3g})")
+        raise InputError(
+            f"{what}: {value:g} in column {column!r} does not fit {dtype} (largest {np.finfo(dtype).max:.3g})"
+        )
     return cast
 
 
@@ -266,7 +278,9 @@ def build_model(options: InputOptions) -> Model:
     data = load_matrix(options)
     k, n = data.shape
     if options.save_running and k < 2:
-        raise InputError(f"--save-running: {data.source} has one row; the running variance needs at least 2 rows (unbiased)")
+        raise InputError(
+            f"--save-running: {data.source} has one row; the running variance needs at least 2 rows (unbiased)"
+        )
     weight = per_column("--weight", options.weight, 1.0, n)
     bias = per_column("--bias", options.bias, 0.0, n)
     running = load_running(options.running, data.columns) if options.running else None
@@ -275,7 +289,9 @@ def build_model(options: InputOptions) -> Model:
     batch_stats = None
     try:
         if options.eval:
-            bn = core.forward_eval(x, cast(running.mean, "--running"), cast(running.var, "--running"), w, b, options.eps)
+            bn = core.forward_eval(
+                x, cast(running.mean, "--running"), cast(running.var, "--running"), w, b, options.eps
+            )
             batch_stats = _batch_statistics(x, w, b, options.eps)
         else:
             bn = core.forward(x, w, b, options.eps)
@@ -336,7 +352,9 @@ def _require_finite(named: dict[str, np.ndarray], columns: list[str]) -> None:
         if bad.any():
             column = columns[int(np.argwhere(bad)[0][-1])] if values.ndim and values.shape[-1] == len(columns) else None
             where = f" of column {column!r}" if column is not None else ""
-            raise InputError(f"{name}{where} overflows float64 (the data's magnitude is too large for it); rescale the data")
+            raise InputError(
+                f"{name}{where} overflows float64 (the data's magnitude is too large for it); rescale the data"
+            )
 
 
 def _output_format(options: OutputOptions) -> str:
@@ -461,7 +479,9 @@ def forward(inputs: InputOptions, outputs: OutputOptions, show_stats: bool = Fal
 def _describe(model: Model) -> str:
     k, n = model.data.shape
     stats = "running statistics" if model.mode == "eval" else "batch statistics"
-    return f"{model.data.source}: {k} rows × {n} columns · eps {model.eps:g} · {model.mode} mode ({stats}) · {model.dtype}"
+    return (
+        f"{model.data.source}: {k} rows × {n} columns · eps {model.eps:g} · {model.mode} mode ({stats}) · {model.dtype}"
+    )
 
 
 def _context(line: str):
@@ -515,7 +535,9 @@ def _load_against(path: str, data: Matrix) -> gc.Gradient:
         raise InputError(f"--against {path}: expected a JSON object with {expected}")
     k, n = data.shape
     shapes = {"dx": (k, n), "dw": (n,), "db": (n,)}
-    return gc.Gradient(**{key: _json_numbers("--against", path, obj, key, shape) for key, shape in shapes.items() if key in obj})
+    return gc.Gradient(
+        **{key: _json_numbers("--against", path, obj, key, shape) for key, shape in shapes.items() if key in obj}
+    )
 
 
 def grad(
@@ -536,7 +558,9 @@ def grad(
     wants_jacobian = show_jacobian or outputs.only == "jacobian"
     if wants_jacobian and k * k * len(selected) > JACOBIAN_MAX_ELEMENTS:
         fits = JACOBIAN_MAX_ELEMENTS // (k * k)
-        advice = f"choose at most {fits} with --column" if fits else f"at most {int(JACOBIAN_MAX_ELEMENTS**0.5)} rows fit"
+        advice = (
+            f"choose at most {fits} with --column" if fits else f"at most {int(JACOBIAN_MAX_ELEMENTS**0.5)} rows fit"
+        )
         raise InputError(
             f"--jacobian: {len(selected)} column(s) of {k}×{k} are {k * k * len(selected):.3g} numbers, "
             f"more than {JACOBIAN_MAX_ELEMENTS:.3g}; {advice}"
@@ -568,13 +592,23 @@ def grad(
     tables = [
         lambda r: _context(describe),
         lambda r: r.matrix(f"dx = ∂e/∂x for {dy_label}", grads.dx, columns),
-        lambda r: r.matrix("dw = Σ dy·s and db = Σ dy, per column", np.vstack([grads.dw, grads.db]), columns, ["dw", "db"], ""),
+        lambda r: r.matrix(
+            "dw = Σ dy·s and db = Σ dy, per column", np.vstack([grads.dw, grads.db]), columns, ["dw", "db"], ""
+        ),
     ]
     if show_jacobian:
         json_obj["jacobian"] = {columns[c]: j for c, j in jacobians.items()}
         for c, j in jacobians.items():
             kind = "diagonal, eval mode" if model.mode == "eval" else "u·R, symmetric, rows sum to 0"
-            tables.append(lambda r, c=c, j=j: r.matrix(f"∂y/∂x of column {columns[c]} ({k}×{k}, {kind})", j, [str(i) for i in range(k)], None, "∂y[i]/∂x[j]"))
+            tables.append(
+                lambda r, c=c, j=j: r.matrix(
+                    f"∂y/∂x of column {columns[c]} ({k}×{k}, {kind})",
+                    j,
+                    [str(i) for i in range(k)],
+                    None,
+                    "∂y[i]/∂x[j]",
+                )
+            )
     matrices = {
         "dx": lambda: (grads.dx, columns, None),
         "dw": lambda: (grads.dw[None, :], columns, None),
@@ -620,7 +654,9 @@ def _run_check(model: Model, dy: np.ndarray, grads: core.Gradients, jacobians: d
         probes = DEFAULT_PROBES
     if probes is None and float(k) * k * n * (1 + len(jacobians) / n) > FULL_CHECK_LIMIT:
         probes = DEFAULT_PROBES
-        note(f"a full check of {k}×{n} costs O(k²·n); comparing {probes} random directional derivatives instead (--fast)")
+        note(
+            f"a full check of {k}×{n} costs O(k²·n); comparing {probes} random directional derivatives instead (--fast)"
+        )
     ours = gc.Gradient(dx=grads.dx, dw=grads.dw, db=grads.db, jacobian=jacobians)
     if check.against:
         checked = _load_against(check.against, model.data)
@@ -645,7 +681,9 @@ def _run_check(model: Model, dy: np.ndarray, grads: core.Gradients, jacobians: d
     except gc.StepError as error:
         names = ", ".join(repr(model.data.columns[c]) for c in error.columns)
         step = "the step" if check.step is None else f"--step {check.step:g}"
-        raise InputError(f"{step} is lost in rounding or overflows in column {names}: (x + h) − (x − h) is 0 or infinite there") from None
+        raise InputError(
+            f"{step} is lost in rounding or overflows in column {names}: (x + h) − (x − h) is 0 or infinite there"
+        ) from None
     return report, check.against
 
 
@@ -709,5 +747,7 @@ def check_json(report: gc.CheckReport, columns: list[str]) -> dict:
         "results": results,
     }
     if report.sweep:
-        obj["sweep"] = [{"step": p.step, "max_rel_error": p.max_rel_error, "default": p.is_default} for p in report.sweep]
+        obj["sweep"] = [
+            {"step": p.step, "max_rel_error": p.max_rel_error, "default": p.is_default} for p in report.sweep
+        ]
     return obj

@@ -446,7 +446,9 @@ def check_gradients(
     if probes is None:
         if checked.dx is not None or columns:
             h = step * bn.std
-            dx, jac = _numerical_dx_and_jacobians(problem, _differentiation_point(problem), h, method, columns, progress)
+            dx, jac = _numerical_dx_and_jacobians(
+                problem, _differentiation_point(problem), h, method, columns, progress
+            )
             if checked.dx is not None:
                 compare("dx", dx, scales.dx, _at_matrix)
             if columns:
@@ -539,6 +541,7 @@ def _directional(problem: Problem, x0: np.ndarray, direction: np.ndarray, method
     kept, and the cancellation costs at most ~1/step in relative rounding, far
     below the bounds.
     """
+
     def side(x):
         # Σ_t g_t·y_t with the bias left out is w·Σ_t g_t·s_t, summed without forming y.
         bn = problem.forward(x, bias=0.0)

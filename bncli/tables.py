@@ -25,7 +25,14 @@ STDIN_NAME = "<stdin>"
 SAMPLE_NAME = "blood.csv"
 SAMPLE_DY_NAME = "blood_dy.csv"
 WHITESPACE = "whitespace"
-_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": WHITESPACE, WHITESPACE: WHITESPACE}
+_DELIMITER_NAMES = {
+    "tab": "\t",
+    "\\t": "\t",
+    "comma": ",",
+    "semicolon": ";",
+    "space": WHITESPACE,
+    WHITESPACE: WHITESPACE,
+}
 _SNIFFED = ("\t", ",", ";")
 
 
@@ -61,12 +68,14 @@ def parse_delimiter(value: str | None) -> str | None:
     named = _DELIMITER_NAMES.get(value.lower())
     if named:
         return named
-    if len(value) != 1 or value in "\r\n\"#" or value.isalnum() or value in ".-+":
+    if len(value) != 1 or value in '\r\n"#' or value.isalnum() or value in ".-+":
         raise InputError(f"--delimiter: {value!r} is not usable; give one character such as , ; | or tab, whitespace")
     return value
 
 
-def read_matrix(path: str, data: bytes | None = None, *, delimiter: str | None = None, header: bool | None = None) -> Matrix:
+def read_matrix(
+    path: str, data: bytes | None = None, *, delimiter: str | None = None, header: bool | None = None
+) -> Matrix:
     """Read a matrix from ``path`` (or from ``data`` already read, e.g. stdin, named ``path``).
 
     ``.npy`` files are loaded with pickles refused; anything else is text.
@@ -261,7 +270,9 @@ def _bytes_pieces(data: bytes) -> Iterator[bytes]:
         start = cut
 
 
-def _parse_fast(pieces: Iterator[bytes], total_bytes: int, name: str, delimiter: str | None, header: bool | None) -> Matrix | None:
+def _parse_fast(
+    pieces: Iterator[bytes], total_bytes: int, name: str, delimiter: str | None, header: bool | None
+) -> Matrix | None:
     """The matrix parsed by polars piece by piece, or None where the careful reader must decide.
 
     The numbers go into one column-major array, sized from the first piece's
@@ -354,7 +365,9 @@ def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int)
 _FAST_WRITE_ELEMENTS = 200_000
 
 
-def format_delimited(values: np.ndarray, columns: Sequence[str] | None, delimiter: str, row_labels: Sequence[str] | None = None) -> str:
+def format_delimited(
+    values: np.ndarray, columns: Sequence[str] | None, delimiter: str, row_labels: Sequence[str] | None = None
+) -> str:
     """One matrix as csv/tsv text (see :func:`write_delimited`)."""
     buffer = io_module.BytesIO()
     write_delimited(buffer, values, columns, delimiter, row_labels)
@@ -442,7 +455,12 @@ def _write_json_value(stream: BinaryIO, value) -> None:
             stream.write((", " if position else "").encode() + json.dumps(str(key)).encode() + b": ")
             _write_json_value(stream, item)
         stream.write(b"}")
-    elif isinstance(value, np.ndarray) and value.ndim == 2 and value.size >= _FAST_WRITE_ELEMENTS and value.dtype.kind == "f":
+    elif (
+        isinstance(value, np.ndarray)
+        and value.ndim == 2
+        and value.size >= _FAST_WRITE_ELEMENTS
+        and value.dtype.kind == "f"
+    ):
         if not np.isfinite(value).all():
             raise ValueError("not finite")
         buffer = io_module.BytesIO()

@@ -149,7 +149,9 @@ def test_tables_summarise_large_matrices_unless_full(bncli, tmp_path):
 @pytest.mark.parametrize("width", ["80", "140"])
 def test_check_table_fits_the_terminal_without_cutting_values(bncli, width):
     run = bncli("grad", SAMPLE, "--check", "-f", "table", env={"COLUMNS": width})
-    check_table = run.stdout[run.stdout.index("gradient check") : run.stdout.index("PASS:")]  # the verdict is one long line
+    check_table = run.stdout[
+        run.stdout.index("gradient check") : run.stdout.index("PASS:")
+    ]  # the verdict is one long line
     assert all(len(line) <= int(width) for line in check_table.splitlines())
     assert "…" not in check_table and "PASS" in check_table
 

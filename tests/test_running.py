@@ -19,7 +19,10 @@ def write(path, x, header="a,b,c"):
 def batches(tmp_path):
     rng = np.random.default_rng(8)
     scales = np.array([1e-3, 1.0, 1e6])
-    return [write(tmp_path / f"b{i}.csv", rng.standard_normal((k, 3)) * scales + 10 * scales) for i, k in enumerate((6, 9, 5))]
+    return [
+        write(tmp_path / f"b{i}.csv", rng.standard_normal((k, 3)) * scales + 10 * scales)
+        for i, k in enumerate((6, 9, 5))
+    ]
 
 
 def test_chained_running_statistics_follow_the_momentum_rule(bncli, tmp_path):
@@ -48,7 +51,9 @@ def test_eval_mode_forward_and_grad(bncli, tmp_path):
     expected_y = w * (x - saved["mean"]) / np.sqrt(np.array(saved["var"]) + 1e-5) + b
     y = bncli("forward", test, "--eval", "--running", running, "-w", "0.5,-2,3", "-b", "1,0,-1").matrix()
     np.testing.assert_allclose(y, expected_y, rtol=1e-13)
-    doc = bncli("grad", test, "--eval", "--running", running, "-w", "0.5,-2,3", "--jacobian", "--check", "-f", "json").json
+    doc = bncli(
+        "grad", test, "--eval", "--running", running, "-w", "0.5,-2,3", "--jacobian", "--check", "-f", "json"
+    ).json
     assert doc["mode"] == "eval" and doc["check"]["passed"]
     dy = np.array(doc["dy"])
     np.testing.assert_allclose(doc["dx"], w / np.sqrt(np.array(saved["var"]) + 1e-5) * dy, rtol=1e-13)

@@ -1,5 +1,5 @@
 """python -m bncli: the same as the bncli command."""
 
-from bncli.cli import main
+from bncli.entry import main
 
 main()

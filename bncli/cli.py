@@ -1,18 +1,30 @@
-"""The bncli command line (Typer): options in, one result out, exit codes 0/1/2 (70, 130, 141).
+"""The bncli command line (Typer): declare the options, build option objects by name, map errors to exit codes.
 
-Only Typer is imported at start-up; numpy, Rich and the numeric code load
-inside the commands, so that ``bncli --version`` and ``--help`` start fast.
+Only Typer is imported at start-up; numpy, Rich and the numeric code load inside
+the commands, so that ``bncli --version`` and ``--help`` start fast.
+
+Exit codes: 0 success; 1 a check or audit found a problem; 2 bad usage or input;
+74 the result could not be written; 130/129/143 interrupted (SIGINT/SIGHUP/SIGTERM);
+141 the reader closed the pipe; 70 a bug in bncli.
 """
+
+from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from . import __version__
+from . import __version__, options
+from .entry import Terminated
+
+EXIT_INPUT = 2
+EXIT_OUTPUT = 74  # EX_IOERR in sysexits.h
+EXIT_BUG = 70  # EX_SOFTWARE
+EXIT_BROKEN_PIPE = 141
 
 app = typer.Typer(
     name="bncli",
@@ -22,148 +34,140 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
 )
 
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    tsv = "tsv"
-    json = "json"
-
-
-class DType(str, Enum):
-    float64 = "float64"
-    float32 = "float32"
-
-
-class Method(str, Enum):
-    central = "central"
-    complex = "complex"
-
-
-class ForwardOnly(str, Enum):
-    y = "y"
-    s = "s"
-    stats = "stats"
-
-
-class GradOnly(str, Enum):
-    dx = "dx"
-    dw = "dw"
-    db = "db"
-    jacobian = "jacobian"
-
+Format = Enum("Format", {name: name for name in options.FORMATS}, type=str)
+DType = Enum("DType", {name: name for name in options.DTYPES}, type=str)
+Method = Enum("Method", {name: name for name in options.METHODS}, type=str)
+ForwardPart = Enum("ForwardPart", {name: name for name in options.FORWARD_PARTS}, type=str)
+GradPart = Enum("GradPart", {name: name for name in options.GRAD_PARTS}, type=str)
 
 INPUT = "Input"
 OUTPUT = "Output"
 MODE = "Running statistics and eval mode"
 CHECK = "Gradient check"
 
+
+def _option(*names: str, help: str, panel: str, **settings):
+    return typer.Option(*names, help=help, rich_help_panel=panel, **settings)
+
+
 File = Annotated[
-    Optional[str],
+    str | None,
     typer.Argument(
         help="CSV, TSV or .npy file; '-' reads stdin. Omitted: stdin when piped, else the bundled sample.",
+        metavar="[FILE]",
         show_default=False,
     ),
 ]
 Delimiter = Annotated[
-    Optional[str],
-    typer.Option(
+    str | None,
+    _option(
         "--delimiter",
         "-d",
-        help="Field delimiter (',', ';', tab, whitespace, …). Default: .tsv → tab, else sniffed.",
-        rich_help_panel=INPUT,
+        help="Field delimiter: , ; | tab whitespace … Default: .tsv → tab, else sniffed.",
+        panel=INPUT,
+        metavar="CHAR",
     ),
 ]
 Header = Annotated[
-    Optional[bool],
-    typer.Option(
+    bool | None,
+    _option(
         "--header/--no-header",
-        help="First row is a header. Default: yes iff some field in it is not a number.",
+        help="First row is a header. Default: yes iff a field in it is not a number.",
+        panel=INPUT,
         show_default=False,
-        rich_help_panel=INPUT,
     ),
 ]
-Eps = Annotated[float, typer.Option("--eps", help="ε added to the variance (≥ 0).", rich_help_panel=INPUT)]
+Eps = Annotated[float, _option("--eps", help="ε added to the variance (≥ 0).", panel=INPUT)]
 Weight = Annotated[
-    Optional[str],
-    typer.Option(
+    str | None,
+    _option(
         "--weight",
         "-w",
         help="w (gamma): one number, or a comma list of one per column. Default: 1.",
-        rich_help_panel=INPUT,
+        panel=INPUT,
+        metavar="W",
     ),
 ]
 Bias = Annotated[
-    Optional[str],
-    typer.Option(
+    str | None,
+    _option(
         "--bias",
         "-b",
         help="b (beta): one number, or a comma list of one per column. Default: 0.",
-        rich_help_panel=INPUT,
+        panel=INPUT,
+        metavar="B",
     ),
 ]
-Precision64 = Annotated[
-    DType, typer.Option("--dtype", help="Precision of the analytic computation.", rich_help_panel=INPUT)
-]
-FormatOpt = Annotated[
-    Optional[Format],
-    typer.Option(
+Dtype = Annotated[DType, _option("--dtype", help="Precision of the analytic computation.", panel=INPUT)]
+FormatOption = Annotated[
+    Format | None,
+    _option(
         "--format",
         "-f",
-        help="Output format. Default: table on a terminal, csv otherwise (or by --output's extension).",
+        help="Output format. Default: by --output's extension, else table on a terminal, csv otherwise.",
+        panel=OUTPUT,
         show_default=False,
-        rich_help_panel=OUTPUT,
     ),
 ]
 Output = Annotated[
-    Optional[str],
-    typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.", rich_help_panel=OUTPUT),
-]
-Digits = Annotated[
-    int,
-    typer.Option(
-        "--precision",
-        "-p",
-        min=1,
-        max=17,
-        help="Significant digits in tables (csv/tsv/json always round-trip).",
-        rich_help_panel=OUTPUT,
+    str | None,
+    _option(
+        "--output",
+        "-o",
+        help="Write here (atomically) instead of stdout; .json .tsv .npy .csv set the format.",
+        panel=OUTPUT,
+        metavar="PATH",
     ),
 ]
-Full = Annotated[
-    bool,
-    typer.Option("--full", help="Show every element of large tables instead of a summary.", rich_help_panel=OUTPUT),
+Precision = Annotated[
+    int,
+    _option(
+        "--precision", "-p", min=1, max=17, help="Significant digits in tables (csv/tsv/json round-trip).", panel=OUTPUT
+    ),
 ]
-RunningIn = Annotated[
-    Optional[str],
-    typer.Option(
+Full = Annotated[bool, _option("--full", help="Show every element of large tables instead of a summary.", panel=OUTPUT)]
+Running = Annotated[
+    str | None,
+    _option(
         "--running",
         help="Running statistics (JSON) to start from, or to normalize with in --eval.",
-        rich_help_panel=MODE,
+        panel=MODE,
+        metavar="PATH",
     ),
 ]
 SaveRunning = Annotated[
-    Optional[str],
-    typer.Option(
-        "--save-running", help="Write the running statistics updated by this batch (JSON).", rich_help_panel=MODE
+    str | None,
+    _option(
+        "--save-running", help="Write the running statistics updated by this batch (JSON).", panel=MODE, metavar="PATH"
     ),
 ]
 Momentum = Annotated[
-    float,
-    typer.Option(
-        "--momentum", help="Momentum of the running statistics, as in PyTorch's BatchNorm1d.", rich_help_panel=MODE
-    ),
+    float, _option("--momentum", help="Momentum of the running statistics, as in PyTorch.", panel=MODE)
 ]
-Eval = Annotated[
-    bool,
-    typer.Option(
-        "--eval",
-        help="Inference mode: normalize with --running statistics instead of the batch's.",
-        rich_help_panel=MODE,
-    ),
-]
+Eval = Annotated[bool, _option("--eval", help="Inference mode: normalize with --running statistics.", panel=MODE)]
+
+FORWARD_EXAMPLES = """Examples:
+
+  bncli forward sample_data/blood.csv -f table --stats
+
+  cat data.csv | bncli forward --only s > s.csv
+
+  bncli forward data.csv -o y.npy
+"""
+
+GRAD_EXAMPLES = """Examples:
+
+  bncli grad --check                                  (the bundled sample)
+
+  bncli grad sample_data/blood.csv --jacobian -c Hb -f table
+
+  bncli grad data.csv --dy dy.csv --against my_dx.csv
+
+  cat dy.csv | bncli grad data.csv --dy - --only dx
+"""
 
 
 def _version(value: bool) -> None:
@@ -181,218 +185,266 @@ def _main(
     """Batch normalization and gradient checking from the command line."""
 
 
-def _run(action: Callable[[], int]) -> None:
-    """Run a command: input errors become one line on stderr and exit 2; a closed pipe ends quietly."""
-    from .commands import InputError
-
-    try:
-        code = action()
-    except InputError as error:
-        print(f"bncli: error: {error}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    except BrokenPipeError:
-        # The reader (e.g. `head`) has what it wanted; silence the final flush too.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise typer.Exit(141) from None
-    except Exception as error:  # a bug in bncli: one line; the traceback on request
-        if os.environ.get("BNCLI_DEBUG"):
-            raise
-        first_line = (str(error).splitlines() or [""])[0]
-        print(
-            f"bncli: internal error: {type(error).__name__}: {first_line} (a bug; BNCLI_DEBUG=1 shows the traceback)",
-            file=sys.stderr,
-        )
-        raise typer.Exit(70) from None
-    if code:
-        raise typer.Exit(code)
-
-
-@app.command()
+@app.command(epilog=FORWARD_EXAMPLES)
 def forward(
     file: File = None,
     *,
     delimiter: Delimiter = None,
     header: Header = None,
-    eps: Eps = 1e-5,
+    eps: Eps = options.DEFAULT_EPS,
     weight: Weight = None,
     bias: Bias = None,
-    dtype: Precision64 = DType.float64,
-    format: FormatOpt = None,
+    dtype: Dtype = DType.float64,
+    format: FormatOption = None,
     output: Output = None,
-    precision: Digits = 6,
+    precision: Precision = options.DEFAULT_PRECISION,
     full: Full = False,
     only: Annotated[
-        Optional[ForwardOnly],
-        typer.Option(
-            "--only", help="Matrix for csv/tsv output. Default: y.", show_default=False, rich_help_panel=OUTPUT
+        ForwardPart | None,
+        _option(
+            "--only",
+            help="Show only this part, in every format. Default: y (csv/tsv/npy), all (json, table).",
+            panel=OUTPUT,
+            show_default=False,
         ),
     ] = None,
     stats: Annotated[
-        bool, typer.Option("--stats", help="Also show per-column mean, var, std, weight, bias.", rich_help_panel=OUTPUT)
+        bool, _option("--stats", help="Also show per-column mean, var, std, weight, bias.", panel=OUTPUT)
     ] = False,
-    running: RunningIn = None,
+    running: Running = None,
     save_running: SaveRunning = None,
-    momentum: Momentum = 0.1,
+    momentum: Momentum = options.DEFAULT_MOMENTUM,
     eval: Eval = False,
 ) -> None:
     """Forward pass: y = w·(x − mean)/sqrt(var + eps) + b for each column."""
-    from . import commands
+    inputs = options.InputOptions(
+        file=file, delimiter=delimiter, header=header, eps=eps, weight=weight, bias=bias, dtype=dtype.value,
+        running=running, save_running=save_running, momentum=momentum, eval=eval,
+    )  # fmt: skip
+    outputs = options.OutputOptions(
+        format=_value(format), output=output, precision=precision, full=full, only=_value(only)
+    )
+    request = options.ForwardRequest(inputs=inputs, stats=stats)
+    _run(lambda: _forward(request, outputs))
 
-    inputs, outputs = _options(locals())
-    _run(lambda: commands.forward(inputs, outputs, show_stats=stats))
 
-
-@app.command()
+@app.command(epilog=GRAD_EXAMPLES)
 def grad(
     file: File = None,
     *,
     dy: Annotated[
-        Optional[str],
-        typer.Option(
+        str | None,
+        _option(
             "--dy",
-            help="Upstream gradient ∂e/∂y, same shape as the data. Default: N(0,1) draws from --seed.",
-            rich_help_panel=INPUT,
+            help="Upstream gradient ∂e/∂y, same shape as the data; '-' reads stdin. Default: N(0,1) draws from --seed.",
+            panel=INPUT,
+            metavar="PATH",
         ),
     ] = None,
     seed: Annotated[
-        int,
-        typer.Option("--seed", min=0, help="Seed of the default dy and of --fast's directions.", rich_help_panel=INPUT),
-    ] = 0,
+        int, _option("--seed", min=0, help="Seed of the default dy and of --fast's directions.", panel=INPUT)
+    ] = options.DEFAULT_SEED,
     delimiter: Delimiter = None,
     header: Header = None,
-    eps: Eps = 1e-5,
+    eps: Eps = options.DEFAULT_EPS,
     weight: Weight = None,
     bias: Bias = None,
-    dtype: Precision64 = DType.float64,
+    dtype: Dtype = DType.float64,
     jacobian: Annotated[
-        bool, typer.Option("--jacobian", help="Also show the per-column Jacobian ∂y/∂x (k×k).", rich_help_panel=OUTPUT)
+        bool, _option("--jacobian", help="Also compute the per-column Jacobian ∂y/∂x (k×k).", panel=OUTPUT)
     ] = False,
     column: Annotated[
-        Optional[list[str]],
-        typer.Option(
+        list[str] | None,
+        _option(
             "--column",
             "-c",
             help="Column (name or 0-based index) for --jacobian; repeatable. Default: all.",
-            rich_help_panel=OUTPUT,
+            panel=OUTPUT,
+            metavar="NAME",
         ),
     ] = None,
-    format: FormatOpt = None,
+    format: FormatOption = None,
     output: Output = None,
-    precision: Digits = 6,
+    precision: Precision = options.DEFAULT_PRECISION,
     full: Full = False,
     only: Annotated[
-        Optional[GradOnly],
-        typer.Option(
-            "--only", help="Matrix for csv/tsv output. Default: dx.", show_default=False, rich_help_panel=OUTPUT
+        GradPart | None,
+        _option(
+            "--only",
+            help="Show only this part, in every format (jacobian implies --jacobian). "
+            "Default: dx (csv/tsv/npy), all (json, table).",
+            panel=OUTPUT,
+            show_default=False,
         ),
     ] = None,
     check: Annotated[
-        bool,
-        typer.Option(
-            "--check", help="Compare the gradients with numerical derivatives; exit 1 on FAIL.", rich_help_panel=CHECK
-        ),
+        bool, _option("--check", help="Compare the gradients with numerical derivatives; exit 1 on FAIL.", panel=CHECK)
     ] = False,
     method: Annotated[
-        Method,
-        typer.Option(
-            "--method", help="central differences, or complex step (exact to rounding).", rich_help_panel=CHECK
-        ),
+        Method, _option("--method", help="central differences, or complex step (exact to rounding).", panel=CHECK)
     ] = Method.central,
     step: Annotated[
-        Optional[float],
-        typer.Option(
+        float | None,
+        _option(
             "--step",
-            help="Step relative to each column's std. Default: (ε·k)^(1/3) central (1 in eval mode, where y is affine), 1e-20 complex.",
+            help="Step relative to each column's std. Default: (ε·k)^(1/3) central (1 in eval mode, "
+            "where y is affine), 1e-20 complex.",
+            panel=CHECK,
             show_default=False,
-            rich_help_panel=CHECK,
         ),
     ] = None,
     rtol: Annotated[
-        Optional[float],
-        typer.Option(
+        float | None,
+        _option(
             "--rtol",
             help="Pass bound on the relative error. Default: 1e-6 central, 1e-10 complex, 1e-5 float32.",
+            panel=CHECK,
             show_default=False,
-            rich_help_panel=CHECK,
         ),
     ] = None,
     against: Annotated[
-        Optional[str],
-        typer.Option(
+        str | None,
+        _option(
             "--against",
-            help="Check your own gradient instead: a CSV (dx) or JSON with any of dx, dw, db. Implies --check.",
-            rich_help_panel=CHECK,
+            help="Check your own gradient instead: a CSV (dx) or JSON with any of dx, dw, db; "
+            "'-' reads a CSV from stdin. Implies --check.",
+            panel=CHECK,
+            metavar="PATH",
         ),
     ] = None,
     sweep: Annotated[
         bool,
-        typer.Option("--sweep", help="Also show the numerical error for steps 1e-1 … 1e-12.", rich_help_panel=CHECK),
+        _option("--sweep", help="Also show the numerical error for steps 1e-1 … 1e-12. Implies --check.", panel=CHECK),
     ] = False,
     fast: Annotated[
-        bool,
-        typer.Option(
-            "--fast",
-            help="Check along random directions (directional derivatives, O(k·n) each) instead of every element. Implies --check.",
-            rich_help_panel=CHECK,
-        ),
-    ] = False,
-    probes: Annotated[
-        Optional[int],
-        typer.Option(
-            "--probes",
-            help="Number of random directions for --fast (implies it). Default: 8.",
+        bool | None,
+        _option(
+            "--fast/--no-fast",
+            help="Check along random directions (O(k·n) each) instead of every element; "
+            "implies --check. Default: only when the full check would take seconds. --no-fast forces the "
+            "element-wise check.",
+            panel=CHECK,
             show_default=False,
-            rich_help_panel=CHECK,
         ),
     ] = None,
-    running: RunningIn = None,
+    probes: Annotated[
+        int | None,
+        _option(
+            "--probes",
+            help=f"Number of random directions for --fast (implies it; 1 to {options.MAX_PROBES}). "
+            f"Default: {options.DEFAULT_PROBES}.",
+            panel=CHECK,
+            show_default=False,
+        ),
+    ] = None,
+    running: Running = None,
     save_running: SaveRunning = None,
-    momentum: Momentum = 0.1,
+    momentum: Momentum = options.DEFAULT_MOMENTUM,
     eval: Eval = False,
 ) -> None:
     """Backward pass: dx, dw, db for an upstream gradient dy; --jacobian; --check."""
-    from . import commands
-
-    inputs, outputs = _options(locals())
-    wants_check = check or sweep or fast or probes is not None
-    checks = commands.CheckOptions(
-        wants_check, method.value, step, rtol, against, sweep, fast or probes is not None, probes
+    inputs = options.InputOptions(
+        file=file, delimiter=delimiter, header=header, eps=eps, weight=weight, bias=bias, dtype=dtype.value,
+        running=running, save_running=save_running, momentum=momentum, eval=eval,
+    )  # fmt: skip
+    outputs = options.OutputOptions(
+        format=_value(format), output=output, precision=precision, full=full, only=_value(only)
     )
-    _run(
-        lambda: commands.grad(
-            inputs, outputs, checks, dy_path=dy, seed=seed, show_jacobian=jacobian, column_selection=column
-        )
-    )
+    checks = options.CheckOptions(
+        enabled=check or sweep or bool(fast) or probes is not None or against is not None,
+        method=method.value, step=step, rtol=rtol, against=against, sweep=sweep, fast=fast, probes=probes,
+    )  # fmt: skip
+    request = options.GradRequest(
+        inputs=inputs, dy=dy, seed=seed, jacobian=jacobian or outputs.only == "jacobian", columns=tuple(column or ()),
+        check=checks,
+    )  # fmt: skip
+    _run(lambda: _grad(request, outputs))
 
 
-def _options(given: dict):
-    """The input and output options that both commands share, from a command's arguments."""
-    from .commands import InputOptions, OutputOptions
+def _value(choice: Enum | None) -> str | None:
+    return None if choice is None else choice.value
 
-    enum_value = lambda option: option and option.value
-    inputs = InputOptions(
-        **{
-            name: given[name]
-            for name in (
-                "file",
-                "delimiter",
-                "header",
-                "eps",
-                "weight",
-                "bias",
-                "running",
-                "save_running",
-                "momentum",
-                "eval",
-            )
-        },
-        dtype=given["dtype"].value,
-    )
-    outputs = OutputOptions(
-        enum_value(given["format"]), given["output"], given["precision"], given["full"], enum_value(given["only"])
-    )
-    return inputs, outputs
+
+def _forward(request: options.ForwardRequest, outputs: options.OutputOptions) -> int:
+    from . import commands, output
+
+    extras = {"stats": "--stats"} if request.stats else {}
+    fmt = output.validate(outputs, extras=extras, default="y", stdout_is_tty=output.stdout_is_terminal())
+    _check_save_running(request.inputs)
+    result = commands.forward(request)
+    return output.emit(result, outputs, fmt, save_running=request.inputs.save_running)
+
+
+def _grad(request: options.GradRequest, outputs: options.OutputOptions) -> int:
+    from . import commands, output
+    from .render import ProgressBar
+
+    extras = {}
+    if request.jacobian:
+        extras["jacobian"] = "--jacobian"
+    if request.check.sweep:
+        extras["check"] = "--sweep"
+    fmt = output.validate(outputs, extras=extras, default="dx", stdout_is_tty=output.stdout_is_terminal())
+    _check_save_running(request.inputs)
+    with ProgressBar("gradient check") as progress:
+        result = commands.grad(request, progress)
+    return output.emit(result, outputs, fmt, save_running=request.inputs.save_running)
+
+
+def _check_save_running(inputs: options.InputOptions) -> None:
+    if inputs.save_running:
+        from .tables import check_output_path
+
+        check_output_path(inputs.save_running, "--save-running")
+
+
+# ------------------------------------------------------------------ running a command
+
+
+def _run(action: Callable[[], int]) -> None:
+    """Run a command; every failure becomes one line on stderr and its exit code."""
+    from .tables import InputError, OutputError, printable
+
+    def fail(message: str, code: int) -> typer.Exit:
+        try:
+            print(f"bncli: error: {printable(message)}", file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return typer.Exit(code)
+
+    try:
+        code = action()
+    except InputError as error:
+        raise fail(str(error), EXIT_INPUT) from None
+    except OutputError as error:
+        raise fail(str(error), EXIT_OUTPUT) from None
+    except BrokenPipeError:
+        _silence_stdout()
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
+    except OSError as error:  # writing to stdout (full disk, closed stream)
+        _silence_stdout()
+        raise fail(f"cannot write the result to stdout: {error.strerror or error}", EXIT_OUTPUT) from None
+    except MemoryError:
+        raise fail("out of memory: the input is too large for this machine", EXIT_INPUT) from None
+    except Exception as error:  # a bug in bncli: one line; the traceback on request
+        if os.environ.get("BNCLI_DEBUG"):
+            raise
+        first_line = (str(error).splitlines() or [""])[0]
+        raise fail(
+            f"internal error: {type(error).__name__}: {first_line} (a bug; BNCLI_DEBUG=1 shows the traceback)",
+            EXIT_BUG,
+        ) from None
+    if code:
+        raise typer.Exit(code)
+
+
+def _silence_stdout() -> None:
+    """After a failed write to stdout, point it at /dev/null so the final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+    except OSError:
+        pass
 
 
 def _click_exception() -> type[Exception]:
@@ -402,19 +454,18 @@ def _click_exception() -> type[Exception]:
 
 def main() -> None:
     """Console entry point: like ``app()``, but usage errors are one line and exit 2."""
-    if sys.argv[1:] in (["--version"], ["-V"]):  # answered before Typer builds the commands
-        print(f"bncli {__version__}")
-        sys.exit(0)
     click_exception = _click_exception()
     try:
         code = app(standalone_mode=False)
     except click_exception as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # the help is already printed
             sys.exit(error.exit_code)
-        command = " ".join(sys.argv[1:2]) if sys.argv[1:2] and not sys.argv[1].startswith("-") else ""
-        hint = f" (see 'bncli {command} --help')".replace("  ", " ") if command else " (see 'bncli --help')"
+        command = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
+        hint = f" (see 'bncli {command} --help')" if command else " (see 'bncli --help')"
         print(f"bncli: error: {error.format_message()}{hint}", file=sys.stderr)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Terminated as signal_received:
+        sys.exit(128 + signal_received.signum)
     sys.exit(code if isinstance(code, int) else 0)

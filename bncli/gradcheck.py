@@ -128,8 +128,10 @@ class Comparison:
     ``row`` and ``column`` locate the worst element (row is None for per-column
     quantities and for probe checks of dx); ``wrt_row`` is the second index of a
     Jacobian element ∂y[row]/∂x[wrt_row]. ``checked`` and ``reference`` are the
-    checked and the numerical value there. ``analytic_rel_error`` is, for a
-    gradient given with --against, its distance from bncli's analytic gradient.
+    checked and the numerical value there. ``beyond`` counts the elements whose
+    error exceeds the bound and ``column_errors`` maps each column compared to
+    its worst relative error. ``analytic_rel_error`` is, for a gradient given
+    with --against, its distance from bncli's analytic gradient.
     """
 
     quantity: str
@@ -140,6 +142,8 @@ class Comparison:
     checked: float
     reference: float
     passed: bool
+    beyond: int
+    column_errors: dict[int, float]
     wrt_row: int | None = None
     analytic_rel_error: float | None = None
 
@@ -264,7 +268,10 @@ def _numerical_dx_and_jacobians(
     (k, n) and the transposed Jacobians Jᵀ[c, i, t] = ∂y_t/∂x_i, (len(columns), k, k).
     """
     k, n = x0.shape
-    normalized = lambda x: problem.forward(x, bias=0.0).y
+
+    def normalized(x):
+        return problem.forward(x, bias=0.0).y
+
     dx = np.empty((k, n))
     jac = np.empty((len(columns), k, k))
 
@@ -311,17 +318,16 @@ def _numerical_parameter_gradients(problem: Problem, method: str) -> tuple[np.nd
     """Numerical dw and db.
 
     y = w·s + b is affine in w and b, so the difference quotient is exact but for
-    rounding whatever the step, and the same at every point: the steps are of the
-    size of w (for dw) and 1 at b = 0 (for db), where rounding is least and nothing
-    overflows, with a large bias or with s so small that a tiny complex step would
-    underflow.
+    rounding whatever the step, and the same at every point. Both are taken at
+    w = b = 0 with a step of 1, so y = ±s or ±1 exactly: nothing overflows with
+    a weight or bias near the top of the float range (w + h would), and a tiny
+    complex step cannot underflow where s is small.
     """
-    w, g = problem.weight, problem.dy
-    h_w = np.maximum(np.abs(w), 1.0)
-    change, applied = _difference(lambda w_: problem.forward(problem.x, weight=w_, bias=0.0).y, w, h_w, method)
+    g = problem.dy
+    zero, one = np.zeros_like(problem.weight), np.ones_like(problem.weight)
+    change, applied = _difference(lambda w: problem.forward(problem.x, weight=w, bias=0.0).y, zero, one, method)
     dw = core.column_dot(g, change) / applied
-    h_b = np.maximum(np.abs(w), 1.0)
-    change, applied = _difference(lambda b_: problem.forward(problem.x, bias=b_).y, np.zeros_like(w), h_b, method)
+    change, applied = _difference(lambda b: problem.forward(problem.x, weight=zero, bias=b).y, zero, one, method)
     db = core.column_dot(g, change) / applied
     return dw, db
 
@@ -337,7 +343,11 @@ def _compare(
     rtol: float,
     locate: Callable[[tuple[int, ...]], tuple[int | None, int, int | None]],
     analytic: np.ndarray | None = None,
+    columns: Sequence[int] | None = None,
+    column_axis: int = -1,
 ) -> Comparison:
+    """Compare element by element; ``columns`` names the column of each index along ``column_axis``
+    (default: the index itself)."""
     denominator = np.maximum(scale, _TINY)
     error = np.subtract(checked, reference)
     np.abs(error, out=error)
@@ -346,6 +356,10 @@ def _compare(
     worst = np.unravel_index(np.argmax(error), error.shape)
     row, column, wrt_row = locate(tuple(int(i) for i in worst))
     max_rel = float(error[worst])
+    beyond = int(np.count_nonzero(~(error <= rtol)))
+    per_column = np.moveaxis(error, column_axis, -1).reshape(-1, error.shape[column_axis]).max(axis=0)
+    names = range(len(per_column)) if columns is None else columns
+    column_errors = {int(c): float(e) for c, e in zip(names, per_column, strict=True)}
     if analytic is not None:
         np.subtract(checked, analytic, out=error)
         np.abs(error, out=error)
@@ -359,6 +373,8 @@ def _compare(
         checked=float(checked[worst]),
         reference=float(reference[worst]),
         passed=bool(max_rel <= rtol),
+        beyond=beyond,
+        column_errors=column_errors,
         wrt_row=wrt_row,
         analytic_rel_error=None if analytic is None else float(error.max()),
     )
@@ -390,6 +406,15 @@ class Gradient:
     dw: np.ndarray | None = None
     db: np.ndarray | None = None
     jacobian: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def as_float64(self) -> Gradient:
+        """The same gradients in float64 (float32 ones are compared at their own precision by ``rtol``)."""
+
+        def wide(values):
+            return None if values is None else np.asarray(values, dtype=np.float64)
+
+        jacobian = {c: wide(j) for c, j in self.jacobian.items()}
+        return Gradient(wide(self.dx), wide(self.dw), wide(self.db), jacobian)
 
 
 def check_gradients(
@@ -481,10 +506,17 @@ def _compare_jacobians(results, checked: Gradient, numerical_t: np.ndarray, scal
                 scales.jacobians(chosen),
                 rtol,
                 lambda i, chosen=chosen: (i[1], chosen[i[0]], i[2]),
+                columns=chosen,
+                column_axis=0,
             )
         )
     worst = max(per_group, key=lambda comparison: comparison.max_rel_error)
-    results["jacobian"] = replace(worst, max_abs_error=max(c.max_abs_error for c in per_group))
+    results["jacobian"] = replace(
+        worst,
+        max_abs_error=max(c.max_abs_error for c in per_group),
+        beyond=sum(c.beyond for c in per_group),
+        column_errors={c: e for group in per_group for c, e in group.column_errors.items()},
+    )
 
 
 def _compare_probes(results, problem, bn, checked, analytic, scales, method, step, rtol, probes, seed, progress):
@@ -531,6 +563,8 @@ def _compare_probes(results, problem, bn, checked, analytic, scales, method, ste
             np.broadcast_to(jac_scale, shape),
             rtol,
             lambda i: (i[2], columns[i[1]], None),
+            columns=columns,
+            column_axis=1,
         )
 
 

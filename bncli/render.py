@@ -7,7 +7,6 @@ shown as escapes so that nothing from the data reaches the terminal raw.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from .tables import printable
 
 if TYPE_CHECKING:
     from .gradcheck import CheckReport, Comparison
@@ -26,11 +27,7 @@ ELLIPSIS_COLUMN = "…"
 
 def literal(text: str, style: str = "") -> Text:
     """``text`` as plain text: no markup, control characters escaped (e.g. ``\\x1b``)."""
-    safe = "".join(
-        ch if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co") else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )
-    return Text(safe, style=style)
+    return Text(printable(text), style=style)
 
 
 def number(value: float, precision: int) -> str:
@@ -46,6 +43,19 @@ def _kept(count: int, limit: int | None) -> tuple[list[int], bool]:
     return list(range(head)) + list(range(count - tail, count)), True
 
 
+def make_console(file, width: int | None, terminal: bool) -> Console:
+    """A Rich console writing to ``file``: colours only for a terminal (and never with NO_COLOR or TERM=dumb)."""
+    return Console(
+        file=file,
+        width=width,
+        force_terminal=terminal,
+        no_color=not terminal or None,
+        highlight=False,
+        soft_wrap=False,
+        emoji=False,
+    )
+
+
 class Renderer:
     """Renders results on a Rich console at a given precision, summarised unless ``full``."""
 
@@ -53,6 +63,15 @@ class Renderer:
         self.console = console
         self.precision = precision
         self.full = full
+
+    def print_all(self, makers) -> None:
+        """Print each renderable (made by a function of this renderer), one blank line between them."""
+        for make in makers:
+            renderable = make(self)
+            # A line of text (context, verdict) stays one line: grep-able; the terminal may fold it.
+            self.console.print(renderable, soft_wrap=isinstance(renderable, Text))
+            if isinstance(renderable, Text):  # tables end with a blank line of their own
+                self.console.print()
 
     def _limits(self, label_width: int) -> tuple[int | None, int | None]:
         if self.full:
@@ -166,3 +185,48 @@ def verdict(report: CheckReport, columns: Sequence[str], dtype: str = "float64")
         f"{c.quantity} at {_location(c, columns)}: {c.checked:.{9}g} vs numerical {c.reference:.{9}g}" for c in failed
     )
     return f"FAIL: {', '.join(c.quantity for c in failed)} beyond {bound}; worst {worst}"
+
+
+class ProgressBar:
+    """A Rich progress bar on stderr, shown only on a terminal and only after about a second.
+
+    ``with ProgressBar("gradient check") as progress:`` gives a callback ``progress(done,
+    total)``, or None when stderr is not a terminal.
+    """
+
+    DELAY = 1.0
+
+    def __init__(self, description: str):
+        self.description = description
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):
+        import sys
+        import time
+
+        self.started = time.monotonic()
+        try:
+            terminal = sys.stderr is not None and sys.stderr.isatty()
+        except ValueError:
+            terminal = False
+        return self if terminal else None
+
+    def __call__(self, done: int, total: int) -> None:
+        import sys
+        import time
+
+        if self.bar is None:
+            if time.monotonic() - self.started < self.DELAY:
+                return
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(file=sys.stderr), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False

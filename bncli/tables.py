@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,14 @@ _SNIFFED = ("\t", ",", ";")
 
 class InputError(Exception):
     """Bad usage or bad input: one line for the user, exit code 2."""
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\n``): safe on a terminal, one line."""
+    return "".join(
+        ch if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co") else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 @dataclass(frozen=True)
@@ -483,39 +492,70 @@ def format_for_path(path: str) -> str:
     return {".json": "json", ".tsv": "tsv"}.get(suffix, "csv")
 
 
-def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then rename it there: all or nothing.
+class OutputError(Exception):
+    """Writing a result failed (disk full, read-only, closed stdout): one line, exit code 74."""
 
-    A path that exists and is not a regular file (/dev/null, a named pipe, a
-    terminal) is written to directly: renaming over it would replace the device.
+
+def check_output_path(path: str, option: str) -> Path:
+    """The file that writing ``path`` will create or replace (a symbolic link is written through).
+
+    Refuses, before anything is computed, a path that names a folder or lies in no folder.
     """
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise InputError(f"--output {path}: is a directory")
-    if target.exists() and not target.is_file():
+    if path.endswith(("/", os.sep)) or Path(path).is_dir():
+        raise InputError(f"{option} {printable(path)}: is a directory; give a file name")
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise InputError(f"{option} {printable(path)}: no such directory {printable(str(Path(path).parent))!r}")
+    return target
+
+
+def write_files_atomically(files: Sequence[tuple[str, str, Callable[[BinaryIO], None]]]) -> None:
+    """Write each (option, path, write) to a temporary file beside its path, then rename them all.
+
+    All or nothing as far as the file system allows: if any write fails, no path is
+    touched. A path that exists and is not a regular file (/dev/null, a named pipe)
+    is written to directly, last: renaming over it would replace the device.
+    """
+    staged, direct = [], []
+    try:
+        for option, path, write in files:
+            target = check_output_path(path, option)
+            if target.exists() and not target.is_file():
+                direct.append((option, path, target, write))
+            else:
+                staged.append((option, path, target, _staged(option, path, target, write)))
+        for *_, target, temporary in staged:
+            _copy_mode(target, temporary)
+            os.replace(temporary, target)
+    except BaseException:
+        for *_, temporary in staged:
+            Path(temporary).unlink(missing_ok=True)
+        raise
+    for option, path, target, write in direct:
         try:
             with open(target, "wb") as stream:
                 write(stream)
         except OSError as error:
-            raise InputError(f"--output {path}: cannot write: {error.strerror or error}") from None
-        return
-    if not directory.is_dir():
-        raise InputError(f"--output {path}: no such directory {str(directory)!r}")
+            raise OutputError(f"{option} {printable(path)}: cannot write: {error.strerror or error}") from None
+
+
+def _staged(option: str, path: str, target: Path, write: Callable[[BinaryIO], None]) -> str:
+    """A temporary file beside ``target`` holding what ``write`` writes; its name."""
     import tempfile
 
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as error:
-        raise InputError(f"--output {path}: cannot write: {error.strerror or error}") from None
+        raise OutputError(f"{option} {printable(path)}: cannot write: {error.strerror or error}") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
-        _copy_mode(target, temporary)
-        os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
+            raise OutputError(f"{option} {printable(path)}: cannot write: {error.strerror or error}") from None
         raise
+    return temporary
 
 
 def _copy_mode(target: Path, temporary: str) -> None:

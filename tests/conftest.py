@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bncli import commands
+from bncli import inputs
 from bncli.cli import app
 
 
@@ -47,7 +47,7 @@ def bncli():
 @pytest.fixture
 def terminal_stdin(monkeypatch):
     """Pretend stdin is a terminal, so that no FILE means the bundled sample."""
-    monkeypatch.setattr(commands, "_stdin_is_piped", lambda: False)
+    monkeypatch.setattr(inputs, "stdin_is_piped", lambda: False)
 
 
 def run_process(*args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -27,7 +27,7 @@ def _column(x, g, w, b, eps):
     y = [w * si + b for si in s]
     jac = [[w * ((k if i == j else 0) - 1 - s[i] * s[j]) / (k * sigma) for j in range(k)] for i in range(k)]
     dx = [sum(gs[i] * jac[i][j] for i in range(k)) for j in range(k)]
-    dw = sum(gi * si for gi, si in zip(gs, s))
+    dw = sum(gi * si for gi, si in zip(gs, s, strict=True))
     db = sum(gs)
     return m, v, sigma, s, y, jac, dx, dw, db
 
@@ -41,7 +41,10 @@ def batchnorm(x, g, w, b, eps=1e-5):
     with localcontext() as ctx:
         ctx.prec = DIGITS
         columns = [_column(x[:, j], g[:, j], w[j], b[j], eps) for j in range(n)]
-    f = lambda values: np.array([[float(v) for v in col] for col in values]).T
+
+    def f(values):
+        return np.array([[float(v) for v in col] for col in values]).T
+
     return {
         "mean": np.array([float(c[0]) for c in columns]),
         "var": np.array([float(c[1]) for c in columns]),

@@ -117,13 +117,13 @@ BAD_INPUTS = [
     (
         "unknown --column name",
         {"d.csv": GOOD},
-        ["grad", "d.csv", "--jacobian", "-c", "z"],
+        ["grad", "d.csv", "--jacobian", "-c", "z", "-f", "json"],
         "--column 'z': no such column",
     ),
     (
         "--column index out of range",
         {"d.csv": GOOD},
-        ["grad", "d.csv", "--jacobian", "-c", "2"],
+        ["grad", "d.csv", "--jacobian", "-c", "2", "-f", "json"],
         "--column '2': no such column",
     ),
     (
@@ -187,13 +187,13 @@ BAD_INPUTS = [
     (
         "--jacobian of too many rows",
         {"t.csv": "a\n" + "\n".join(map(str, range(6000)))},
-        ["grad", "t.csv", "--jacobian"],
+        ["grad", "t.csv", "--jacobian", "-f", "json"],
         "--jacobian: 1 column(s) of 6000×6000 are 3.6e+07 numbers, more than 3.36e+07; at most 5792 rows fit",
     ),
     (
         "--jacobian of too many columns",
         {"t.csv": "\n".join(",".join(["1", str(i)] * 20) for i in range(1000))},
-        ["grad", "t.csv", "--jacobian"],
+        ["grad", "t.csv", "--jacobian", "-f", "json"],
         "--jacobian: 40 column(s) of 1000×1000 are 4e+07 numbers, more than 3.36e+07; choose at most 33 with --column",
     ),
     (
@@ -251,7 +251,7 @@ def test_ctrl_c_ends_quietly_with_130(tmp_path):
     path = tmp_path / "big.csv"
     np.savetxt(path, np.random.default_rng(0).standard_normal((1500, 20)), delimiter=",")
     process = subprocess.Popen(
-        [sys.executable, "-m", "bncli", "grad", str(path), "--sweep"],  # 13 full checks: ~10 s
+        [sys.executable, "-m", "bncli", "grad", str(path), "--sweep", "-f", "json"],  # 13 full checks: ~10 s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -164,17 +164,34 @@ def test_format_json_refuses_nan():
         tables.format_json({"y": np.array([np.nan])})
 
 
-def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "out.csv"
+def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path, monkeypatch):
+    target, other = tmp_path / "out.csv", tmp_path / "run.json"
     target.write_text("old")
 
     def boom(*args):
         raise OSError("disk full")
 
     monkeypatch.setattr(tables.os, "replace", boom)
+    files = [
+        ("--output", str(target), lambda s: s.write(b"new")),
+        ("--save-running", str(other), lambda s: s.write(b"{}")),
+    ]
     with pytest.raises(OSError):
-        tables.write_atomic(str(target), lambda stream: stream.write(b"new"))
+        tables.write_files_atomically(files)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_a_failed_write_touches_no_file(tmp_path):
+    target, other = tmp_path / "out.csv", tmp_path / "run.json"
+    other.write_text("old")
+
+    def fails(stream):
+        raise OSError(28, "No space left on device")
+
+    files = [("--save-running", str(other), lambda s: s.write(b"{}")), ("--output", str(target), fails)]
+    with pytest.raises(tables.OutputError, match="--output .*No space left"):
+        tables.write_files_atomically(files)
+    assert other.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 
 
 # ------------------------------------------------------------------ properties

@@ -51,9 +51,10 @@ def test_jacobian_matches_torch_autograd():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((7, 2)) * 1e6 + 3e7
     w, b = np.array([1.5, -0.5]), np.array([0.1, 0.2])
-    f = lambda t: torch.nn.functional.batch_norm(
-        t, None, None, torch.tensor(w), torch.tensor(b), training=True, eps=1e-5
-    )
+
+    def f(t):
+        return torch.nn.functional.batch_norm(t, None, None, torch.tensor(w), torch.tensor(b), training=True, eps=1e-5)
+
     jac = torch.autograd.functional.jacobian(f, torch.tensor(x - x[0])).numpy()  # (k, n, k, n)
     bn = core.forward(x, w, b)
     for c in range(2):

@@ -1,0 +1,59 @@
+"""The console entry point: signals and standard streams first, then the command line.
+
+Importing the command line (Typer) takes a moment; Ctrl-C, SIGTERM or SIGHUP in that
+moment ends bncli quietly like at any other time, instead of with a traceback.
+"""
+
+import os
+import signal
+import sys
+
+from . import __version__
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary files are removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def _guard_standard_streams() -> None:
+    """Put /dev/null on a closed stdin, stdout or stderr descriptor.
+
+    Otherwise the next file bncli opens takes that descriptor, and a note meant for
+    stderr lands in it. sys.stdin and sys.stdout stay None (Python's mark of a closed
+    stream), so reading or writing them still says the stream is closed; notes for a
+    closed stderr are dropped.
+    """
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != descriptor:
+                os.dup2(null, descriptor)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the life of the process)
+
+
+def main() -> None:
+    _guard_standard_streams()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
+    try:
+        if sys.argv[1:] in (["--version"], ["-V"]):  # answered before Typer builds the commands
+            print(f"bncli {__version__}")
+            sys.exit(0)
+        from .cli import main as run_command_line
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Terminated as received:
+        sys.exit(128 + received.signum)
+    run_command_line()

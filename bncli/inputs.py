@@ -1,0 +1,231 @@
+"""Loading and validating what the commands read: the data, --weight/--bias, --dy, --against, --running.
+
+Every problem is an :class:`~bncli.tables.InputError` whose message is one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import tables
+from .options import InputOptions
+from .tables import InputError, Matrix
+
+if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
+    from . import gradcheck as gc
+
+
+def note(message: str) -> None:
+    """A diagnostic line on stderr; a stderr that is closed or full does not change the outcome."""
+    try:
+        print(f"bncli: {tables.printable(message)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# ------------------------------------------------------------------------ the data
+
+
+def stdin_is_piped() -> bool:
+    """True when stdin is a pipe, file or socket; False for a terminal, /dev/null or a closed stdin."""
+    if sys.stdin is None:
+        return False
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor (tests)
+        return not sys.stdin.isatty()
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
+
+
+def read_stdin(option: str) -> bytes:
+    """All of stdin, for FILE or an option given as '-'."""
+    if sys.stdin is None:
+        raise InputError(f"{option} -: stdin is closed")
+    try:
+        return sys.stdin.buffer.read()
+    except OSError as error:
+        raise InputError(f"{option} -: cannot read stdin: {error.strerror or error}") from None
+
+
+def load_matrix(options: InputOptions) -> Matrix:
+    """The input matrix: FILE, '-' (stdin), piped stdin, or the bundled sample."""
+    delimiter = tables.parse_delimiter(options.delimiter)
+    source = options.file
+    if source is None:
+        if stdin_is_piped():
+            source = "-"
+        else:
+            path = tables.sample_path()
+            note(f"no FILE and nothing piped in: using the bundled sample {path.name} (blood counts, 10×4)")
+            matrix = tables.read_matrix(str(path), delimiter=delimiter, header=options.header)
+            return replace(matrix, source=f"sample {path.name}")
+    if source == "-":
+        data = read_stdin("FILE")
+        return tables.read_matrix(tables.STDIN_NAME, data, delimiter=delimiter, header=options.header)
+    return tables.read_matrix(source, delimiter=delimiter, header=options.header)
+
+
+def per_column(option: str, text: str | None, default: float, n: int) -> np.ndarray:
+    """--weight/--bias: one number for every column, or a comma list of exactly n."""
+    if text is None:
+        return np.full(n, default)
+    fields = [field.strip() for field in text.split(",")]
+    try:
+        values = np.array([float(field) for field in fields])
+    except ValueError:
+        raise InputError(f"{option} {text!r}: not a number or a comma list of numbers") from None
+    if not np.isfinite(values).all():
+        raise InputError(f"{option} {text!r}: NaN and infinity are not allowed")
+    if len(values) == 1:
+        return np.full(n, values[0])
+    if len(values) != n:
+        raise InputError(f"{option}: {len(values)} values, but the data has {n} columns")
+    return values
+
+
+def same_shape(option: str, other: Matrix, data: Matrix) -> np.ndarray:
+    if other.shape != data.shape:
+        k, n = data.shape
+        raise InputError(f"{option} {other.source}: shape {other.shape[0]}×{other.shape[1]}, but the data is {k}×{n}")
+    return other.values
+
+
+def resolve_columns(selection: tuple[str, ...], names: list[str]) -> list[int]:
+    """--column NAME|INDEX (repeatable) to column indices; all columns when none is given."""
+    if not selection:
+        return list(range(len(names)))
+    indices = []
+    for item in selection:
+        if item in names:
+            indices.append(names.index(item))
+        elif item.isdigit() and int(item) < len(names):
+            indices.append(int(item))
+        else:
+            shown = ", ".join(repr(name) for name in names[:10]) + (", …" if len(names) > 10 else "")
+            raise InputError(f"--column {item!r}: no such column; the columns are {shown} (or 0…{len(names) - 1})")
+    return list(dict.fromkeys(indices))
+
+
+def matrix_option(option: str, path: str, data: Matrix) -> np.ndarray:
+    """A matrix given to an option (--dy, --against): a path or '-' (stdin), of the data's shape."""
+    if path == "-":
+        if data.source == tables.STDIN_NAME:
+            raise InputError(f"{option} - reads stdin, and so does the data: give FILE as a path")
+        return same_shape(option, tables.read_matrix(tables.STDIN_NAME, read_stdin(option)), data)
+    return same_shape(option, tables.read_matrix(path), data)
+
+
+# ------------------------------------------------------------------ the gradients
+
+
+@dataclass(frozen=True)
+class UpstreamGradient:
+    """dy and where it came from: a file, stdin, or N(0, 1) draws from a seed."""
+
+    values: np.ndarray
+    path: str | None
+    seed: int | None
+
+    @property
+    def label(self) -> str:
+        if self.path is None:
+            return f"dy ~ N(0, 1), seed {self.seed}"
+        return "dy from stdin" if self.path == "-" else f"dy from {self.path}"
+
+
+def load_dy(path: str | None, seed: int, data: Matrix) -> UpstreamGradient:
+    if path is None:
+        from . import core
+
+        draws = np.random.default_rng(seed).standard_normal(data.shape)
+        return UpstreamGradient(core.columns_contiguous(draws), None, seed)
+    return UpstreamGradient(matrix_option("--dy", path, data), path, None)
+
+
+def load_against(path: str, data: Matrix) -> gc.Gradient:
+    """--against: a CSV/TSV/.npy file (or '-') is dx; a JSON object may hold dx, dw, db."""
+    from . import gradcheck as gc
+
+    if not path.lower().endswith(".json"):
+        return gc.Gradient(dx=matrix_option("--against", path, data))
+    expected = 'any of "dx", "dw", "db"'
+    obj = json_object("--against", path, expected)
+    if not any(key in obj for key in ("dx", "dw", "db")):
+        raise InputError(f"--against {path}: expected a JSON object with {expected}")
+    k, n = data.shape
+    shapes = {"dx": (k, n), "dw": (n,), "db": (n,)}
+    found = {key: json_numbers("--against", path, obj, key, shape) for key, shape in shapes.items() if key in obj}
+    return gc.Gradient(**found)
+
+
+# ------------------------------------------------------------- running statistics
+
+
+@dataclass(frozen=True)
+class Running:
+    """Running statistics as PyTorch's BatchNorm1d keeps them."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    momentum: float | None
+    batches: int
+
+
+def json_object(option: str, path: str, expected: str) -> dict:
+    """The JSON object in the file given to ``option`` (``expected`` says what it should hold)."""
+    text = tables.read_bytes(path)
+    try:
+        obj = json.loads(text.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise InputError(f"{option} {path}: not UTF-8 text, so not JSON") from None
+    except RecursionError:
+        raise InputError(f"{option} {path}: not usable JSON (nested too deeply)") from None
+    except ValueError as error:  # JSONDecodeError, or an integer of thousands of digits
+        raise InputError(f"{option} {path}: not valid JSON ({tables.printable(str(error))})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{option} {path}: expected a JSON object with {expected}")
+    return obj
+
+
+def json_numbers(option: str, path: str, obj: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``obj[key]`` as finite float64 numbers of the given shape."""
+    try:
+        values = np.array(obj[key], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{option} {path}: {key!r} is not an array of numbers") from None
+    if values.shape != shape:
+        raise InputError(f"{option} {path}: {key!r} has shape {values.shape}, but it must be {shape}")
+    if not np.isfinite(values).all():
+        raise InputError(f"{option} {path}: {key!r} holds NaN or infinity (or a number beyond float64)")
+    return values
+
+
+def load_running(path: str, columns: list[str]) -> Running:
+    """A --running file: JSON {"columns", "mean", "var", "momentum", "batches"}, checked against the data."""
+    obj = json_object("--running", path, "columns, mean, var")
+    missing = [key for key in ("columns", "mean", "var") if key not in obj]
+    if missing:
+        raise InputError(f"--running {path}: missing key(s) {', '.join(missing)}")
+    names = obj["columns"]
+    if not isinstance(names, list) or not all(isinstance(name, str | int) for name in names):
+        raise InputError(f"--running {path}: 'columns' must be a list of column names")
+    if [str(name) for name in names] != columns:
+        shown = tables.printable(str(names)[:200])
+        raise InputError(f"--running {path}: its columns {shown} differ from the data's {columns}")
+    mean, var = (json_numbers("--running", path, obj, key, (len(columns),)) for key in ("mean", "var"))
+    if (var < 0).any():
+        column = columns[int(np.argmax(var < 0))]
+        raise InputError(f"--running {path}: negative variance for column {column!r}")
+    momentum, batches = obj.get("momentum"), obj.get("batches", 0)
+    if momentum is not None and not (isinstance(momentum, int | float) and 0 <= momentum <= 1):
+        raise InputError(f"--running {path}: 'momentum' must be a number between 0 and 1, or null")
+    if isinstance(batches, bool) or not isinstance(batches, int) or not 0 <= batches < 2**53:
+        raise InputError(f"--running {path}: 'batches' must be a whole number ≥ 0")
+    return Running(mean, var, momentum, batches)

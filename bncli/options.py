@@ -1,0 +1,81 @@
+"""What the user asked for, as plain option objects built by name. No numpy: the CLI imports this at start-up.
+
+Every default is written here once; the CLI, the commands and the numeric core take it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_EPS = 1e-5
+DEFAULT_MOMENTUM = 0.1
+DEFAULT_PRECISION = 6
+DEFAULT_SEED = 0
+DEFAULT_PROBES = 8
+# A probe costs about one forward pass; more than this many is a full check's worth on any input
+# that the probes are meant for, and keeps --probes from running for ever.
+MAX_PROBES = 10_000
+
+FORMATS = ("table", "csv", "tsv", "json", "npy")
+DTYPES = ("float64", "float32")
+METHODS = ("central", "complex")
+FORWARD_PARTS = ("y", "s", "stats")
+GRAD_PARTS = ("dx", "dw", "db", "dy", "jacobian")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputOptions:
+    """The data and the batch-norm parameters: shared by every command that reads a matrix."""
+
+    file: str | None = None  # None: stdin when piped, else the bundled sample; "-": stdin
+    delimiter: str | None = None  # None: by extension, else sniffed
+    header: bool | None = None  # None: a header iff some field of the first row is not a number
+    eps: float = DEFAULT_EPS
+    weight: str | None = None  # one number or a comma list of n; None: 1
+    bias: str | None = None  # likewise; None: 0
+    dtype: str = "float64"
+    running: str | None = None  # running statistics to start from (training) or to use (--eval)
+    save_running: str | None = None
+    momentum: float = DEFAULT_MOMENTUM
+    eval: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputOptions:
+    """How to show a result: never consulted while the result is computed."""
+
+    format: str | None = None  # None: by --output's extension, else table on a terminal, csv otherwise
+    output: str | None = None  # None: stdout
+    precision: int = DEFAULT_PRECISION
+    full: bool = False
+    only: str | None = None  # one part of the result, in every format
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckOptions:
+    """``grad --check`` and its variants."""
+
+    enabled: bool = False
+    method: str = "central"
+    step: float | None = None  # None: per method (gradcheck.default_step)
+    rtol: float | None = None  # None: per method and dtype (gradcheck.DEFAULT_RTOL)
+    against: str | None = None
+    sweep: bool = False
+    fast: bool | None = None  # None: probes only when the full check would be slow
+    probes: int | None = None  # None: DEFAULT_PROBES when probing
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForwardRequest:
+    inputs: InputOptions
+    stats: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradRequest:
+    inputs: InputOptions
+    dy: str | None = None  # None: N(0, 1) draws from seed; "-": stdin
+    seed: int = DEFAULT_SEED
+    jacobian: bool = False
+    columns: tuple[str, ...] = ()  # names or indices for --jacobian; empty: all
+    check: CheckOptions = CheckOptions()

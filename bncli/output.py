@@ -266,6 +266,8 @@ def _check_tables(result: GradResult) -> list[Callable]:
 
     report, columns = result.check.report, result.model.columns
     makers = [lambda r: r.check(report, columns, result.check.against)]
+    if not report.passed:
+        makers.append(lambda r: r.failures(report, columns))
     if report.sweep:
         makers.append(lambda r: r.sweep(report))
     style = "bold green" if report.passed else "bold red"

@@ -31,7 +31,7 @@ def literal(text: str, style: str = "") -> Text:
 
 
 def number(value: float, precision: int) -> str:
-    return f"{value:.{precision}g}"
+    return "" if np.isnan(value) else f"{value:.{precision}g}"
 
 
 def _kept(count: int, limit: int | None) -> tuple[list[int], bool]:
@@ -96,11 +96,11 @@ class Renderer:
         shown_rows, cut_rows = _kept(k, max_rows)
         shown_cols, cut_cols = _kept(n, max_cols)
         table = _table(title)
-        table.add_column(literal(label_header), style="dim", justify="right")
+        table.add_column(literal(label_header), style="dim", justify="right", overflow="fold")
         for position, j in enumerate(shown_cols):
             if cut_cols and position == (len(shown_cols) + 1) // 2:
                 table.add_column(ELLIPSIS_COLUMN, justify="center")
-            table.add_column(literal(columns[j]), justify="right")
+            table.add_column(literal(columns[j]), justify="right", overflow="fold")
         for position, i in enumerate(shown_rows):
             if cut_rows and position == (len(shown_rows) + 1) // 2:
                 table.add_row(ELLIPSIS_ROW, *([ELLIPSIS_ROW] * (len(shown_cols) + cut_cols)))
@@ -120,30 +120,41 @@ class Renderer:
         if against:
             title += f"; checking {against}"
         table = _table(title)
-        # Below 100 columns the checked and numerical values share a column, one above the other.
+        # Below 100 columns pairs of values share a column, one above the other, so nothing is cut at 80.
         stacked = self.console.width < 100
-        values = ("checked\nnumerical",) if stacked else ("checked", "numerical")
-        for header in ("quantity", "max abs err", "max rel err", "worst at", *values):
-            table.add_column(header, justify="right" if header != "quantity" else "left")
+        headers = (
+            ("quantity", "max abs err\nmax rel err", "worst at", "checked\nnumerical")
+            if stacked
+            else ("quantity", "max abs err", "max rel err", "worst at", "checked", "numerical")
+        )
+        for header in headers:
+            table.add_column(header, justify="right" if header != "quantity" else "left", overflow="fold")
         if against:
-            table.add_column("vs bncli", justify="right")
+            table.add_column("vs bncli", justify="right", overflow="fold")
         table.add_column("result")
         for comparison in report.results.values():
-            checked = number(comparison.checked, self.precision)
-            numerical = number(comparison.reference, self.precision)
-            cells = [
-                comparison.quantity,
-                number(comparison.max_abs_error, 3),
-                number(comparison.max_rel_error, 3),
-                _location(comparison, columns),
-                *((Text("\n").join([literal(checked), literal(numerical)]),) if stacked else (checked, numerical)),
-            ]
+            errors = [number(comparison.max_abs_error, 3), number(comparison.max_rel_error, 3)]
+            values = [number(comparison.checked, self.precision), number(comparison.reference, self.precision)]
+            if stacked:
+                errors, values = [_stack(errors)], [_stack(values)]
+            cells = [comparison.quantity, *errors, _location(comparison, columns), *values]
             if against:
                 rel = comparison.analytic_rel_error
                 cells.append("" if rel is None else number(rel, 3))
             cells.append(Text("PASS", style="bold green") if comparison.passed else Text("FAIL", style="bold red"))
             table.add_row(*[cell if isinstance(cell, Text) else literal(cell) for cell in cells])
         return table
+
+    def failures(self, report: CheckReport, columns: Sequence[str]) -> Table:
+        """For each failing quantity: how many elements exceed the bound, and the worst error per column."""
+        failed = [c for c in report.results.values() if not c.passed]
+        errors = np.full((len(failed), len(columns)), np.nan)
+        for row, comparison in enumerate(failed):
+            for column, error in comparison.column_errors.items():
+                errors[row, column] = error
+        labels = [f"{c.quantity}: {c.beyond} beyond" for c in failed]
+        title = f"worst relative error per column (bound {report.rtol:g})"
+        return Renderer(self.console, 3, self.full).matrix(title, errors, columns, labels, "")
 
     def sweep(self, report: CheckReport) -> Table:
         table = _table("numerical dx error by step (× σ)")
@@ -157,6 +168,11 @@ class Renderer:
                 "← default" if point.is_default else "",
             )
         return table
+
+
+def _stack(lines: list[str]) -> Text:
+    """Values one above the other in one cell."""
+    return Text("\n").join(literal(line) for line in lines)
 
 
 def _table(title: str) -> Table:

@@ -101,9 +101,22 @@ def median_time(function, repeats: int) -> float:
     return statistics.median(times)
 
 
+MISSED: list[str] = []
+
+
+def judged(name: str, value: float, goal: str) -> str:
+    """``goal`` ("≤ 1.3", "≥ 200") with whether ``value`` meets it; a miss is remembered for the summary."""
+    relation, bound = goal.split()
+    met = value <= float(bound) if relation == "≤" else value >= float(bound)
+    if not met:
+        MISSED.append(f"{name.strip()}: {value:.3g}, goal {goal}")
+    return f"goal {goal} {'met' if met else 'MISSED'}"
+
+
 def report(name: str, ours: float, peer: float, goal: str, unit: str = "s") -> None:
     ratio = ours / peer
-    print(f"  {name:<52} bncli {ours:8.3f} {unit}   peer {peer:8.3f} {unit}   ratio {ratio:6.2f}   goal {goal}")
+    verdict = judged(name, ratio, goal)
+    print(f"  {name:<52} bncli {ours:8.3f} {unit}   peer {peer:8.3f} {unit}   ratio {ratio:6.2f}   {verdict}")
 
 
 # ------------------------------------------------------------------------------ data
@@ -155,9 +168,9 @@ def row_big(files, repeats):
         ours, _ = interleaved(ours_cmd, ours_cmd, 1)
         print("  pandas/polars peer missing: run bench/run.py --setup")
     slow, _ = run_once([PYTHON, "-c", NUMPY_SCRIPT, str(big), f"{out}/numpy.csv"])
-    print(
-        f"  {'np.loadtxt + np.savetxt (one run)':<52} {slow:8.3f} s   bncli is {slow / ours['time']:.1f}× faster   goal ≥ 5"
-    )
+    faster = slow / ours["time"]
+    verdict = judged("np.loadtxt + np.savetxt, times bncli", faster, "≥ 5")
+    print(f"  {'np.loadtxt + np.savetxt (one run)':<52} {slow:8.3f} s   bncli is {faster:.1f}× faster   {verdict}")
     shutil.rmtree(out)
 
 
@@ -240,9 +253,10 @@ def row_check(files, repeats):
         start = time.perf_counter()
         theirs_verdict = "PASS" if torch.autograd.gradcheck(fn, inputs, raise_exception=False) else "FAIL"
         theirs = time.perf_counter() - start
+        goal = judged(f"full check {label}, times faster than torch", theirs / ours, "≥ 200")
         print(
             f"  {k}×{n}, {label}: bncli {ours * 1e3:.1f} ms ({verdict})   torch.autograd.gradcheck "
-            f"{theirs * 1e3:.0f} ms ({theirs_verdict})   bncli {theirs / ours:.0f}× faster   goal ≥ 200"
+            f"{theirs * 1e3:.0f} ms ({theirs_verdict})   bncli {theirs / ours:.0f}× faster   {goal}"
         )
 
 
@@ -332,12 +346,17 @@ def main() -> None:
     repeats = 5 if args.quick else 15
     import platform
 
-    print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
-    )
+    machine = platform.processor() or platform.machine()
+    print(f"{machine}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}")
     files = make_data(args.quick)
     for name in args.rows.split(","):
         ROWS[name](files, repeats if name in ("version", "small") else max(3, repeats // 3))
+    if MISSED:
+        print(f"\n{len(MISSED)} goal(s) MISSED:")
+        for line in MISSED:
+            print(f"  {line}")
+        sys.exit(1)
+    print("\nevery goal met")
 
 
 if __name__ == "__main__":

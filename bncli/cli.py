@@ -31,10 +31,9 @@ app = typer.Typer(
     help="Batch normalization and gradient checking: forward pass, backward pass, Jacobian, and a numerical check "
     "of gradients (bncli's own or yours) that holds at every scale.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode=None,
 )
 
 Format = Enum("Format", {name: name for name in options.FORMATS}, type=str)
@@ -321,7 +320,7 @@ def grad(
         _option(
             "--fast/--no-fast",
             help="Check along random directions (O(k·n) each) instead of every element; "
-            "implies --check. Default: only when the full check would take seconds. --no-fast forces the "
+            "implies --check. Default: only when the full check would take seconds. --no-fast: the "
             "element-wise check.",
             panel=CHECK,
             show_default=False,
@@ -351,7 +350,7 @@ def grad(
         format=_value(format), output=output, precision=precision, full=full, only=_value(only)
     )
     checks = options.CheckOptions(
-        enabled=check or sweep or bool(fast) or probes is not None or against is not None,
+        enabled=check or sweep or fast is not None or probes is not None or against is not None,
         method=method.value, step=step, rtol=rtol, against=against, sweep=sweep, fast=fast, probes=probes,
     )  # fmt: skip
     request = options.GradRequest(

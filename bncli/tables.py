@@ -487,9 +487,9 @@ def format_json(obj) -> str:
 
 
 def format_for_path(path: str) -> str:
-    """The output format that a file name implies: .json, .tsv, else csv."""
+    """The output format that a file name implies: .json, .tsv, .npy, else csv."""
     suffix = Path(path).suffix.lower()
-    return {".json": "json", ".tsv": "tsv"}.get(suffix, "csv")
+    return {".json": "json", ".tsv": "tsv", ".npy": "npy"}.get(suffix, "csv")
 
 
 class OutputError(Exception):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -50,13 +51,16 @@ def terminal_stdin(monkeypatch):
     monkeypatch.setattr(inputs, "stdin_is_piped", lambda: False)
 
 
-def run_process(*args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """bncli as a real process (python -m bncli), for pipes, exit codes and signals."""
+def run_process(
+    *args: str, input: bytes | None = None, timeout: float = 120, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """bncli as a real process (python -m bncli), for pipes, exit codes and signals; ``env`` adds variables."""
     return subprocess.run(
         [sys.executable, "-m", "bncli", *map(str, args)],
         input=input,
         capture_output=True,
         timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
     )
 
 

@@ -230,8 +230,11 @@ def jacobian_too_large(k: int, columns: int) -> str:
 
 def _validated(check: CheckOptions) -> CheckOptions:
     """The check options with their bounds checked, before any input is read."""
-    if check.step is not None and not (check.step > 0 and np.isfinite(check.step)):
-        raise InputError(f"--step {check.step}: must be a positive number")
+    if check.step is not None and not 0 < check.step <= 1:
+        raise InputError(
+            f"--step {check.step:g}: must be in (0, 1]: it is relative to each column's std, and a larger step "
+            "measures the curvature of batch norm, not its gradient"
+        )
     if check.rtol is not None and not (check.rtol > 0 and np.isfinite(check.rtol)):
         raise InputError(f"--rtol {check.rtol}: must be a positive number")
     if check.probes is not None and not 1 <= check.probes <= MAX_PROBES:

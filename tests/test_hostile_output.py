@@ -1,0 +1,283 @@
+"""Hostile environments and outputs: failed runs write nothing, streams and signals end cleanly (real processes).
+
+Each test names the defect it reproduces (issue "Hostile input, round two", items #1 … #21).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_process
+
+from bncli import tables
+
+SAMPLE = tables.sample_path()
+PYTHON_BNCLI = [sys.executable, "-m", "bncli"]
+
+
+def one_line_error(run, code: int = 2) -> str:
+    stderr = run.stderr.decode()
+    assert run.returncode == code, run
+    assert "Traceback" not in stderr and "Warning" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bncli: error: "), lines
+    return lines[0]
+
+
+def shell(command: str, cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A shell pipeline in which `bncli` is this interpreter's bncli."""
+    bncli = " ".join(f"'{part}'" for part in PYTHON_BNCLI)
+    return subprocess.run(
+        ["bash", "-c", command.replace("bncli ", bncli + " ")],
+        capture_output=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def data(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,5\n4,4\n6,1\n")
+    return tmp_path
+
+
+# -------------------------------------------------- #1: a failed run writes nothing
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["-o", "no/dir/y.csv"],
+        ["--only", "jacobian", "-f", "json", "--column", "zz"],
+        ["--dy", "missing.csv"],
+        ["--check", "--step", "-1"],
+    ],
+)
+def test_a_failed_run_leaves_the_running_statistics_untouched(data, extra):
+    running = data / "r.json"
+    assert run_process("forward", data / "d.csv", "--save-running", running).returncode == 0
+    before = running.read_bytes()
+    command = "grad" if extra[0] != "-o" else "forward"
+    args = [command, data / "d.csv", "--running", running, "--save-running", running, *extra]
+    run = subprocess.run([*PYTHON_BNCLI, *map(str, args)], capture_output=True, cwd=data)
+    one_line_error(run)
+    assert running.read_bytes() == before and json.loads(before)["batches"] == 1
+
+
+def test_output_and_running_statistics_are_written_together(data):
+    running, out = data / "r.json", data / "y.csv"
+    assert run_process("forward", data / "d.csv", "--save-running", running, "-o", out).returncode == 0
+    assert json.loads(running.read_text())["batches"] == 1 and out.read_text().startswith("a,b\n")
+    assert sorted(p.name for p in data.iterdir()) == ["d.csv", "r.json", "y.csv"]
+
+
+# --------------------------------------------------- #5: nothing half-written
+
+
+def test_a_huge_weight_gives_whole_json_or_one_error(data):
+    run = run_process("grad", "-w", "1e308", "--check", "-f", "json", input=b"a\n1\n2\n4\n")
+    if run.returncode == 0:
+        assert json.loads(run.stdout)["check"]["passed"]
+    else:
+        one_line_error(run)
+        assert run.stdout == b""
+    csv = run_process("grad", "-w", "1e308", "--check", input=b"a\n1\n2\n4\n")
+    assert csv.returncode in (0, 2) and b"FAIL" not in csv.stderr  # a correct gradient never FAILs
+
+
+# ------------------------------------------------ #8: bad input is exit 2, not 70
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"columns": 5, "mean": [0, 0], "var": [1, 1]}',
+        '{"columns": null, "mean": [0, 0], "var": [1, 1]}',
+        '{"columns": ["a", "b"], "mean": [0, 0], "var": [1, 1], "batches": "x"}',
+        '{"columns": ["a", "b"], "mean": [0, 0], "var": [1, 1], "batches": ' + "9" * 5000 + "}",
+        '{"columns": ["a", "b"], "mean": [0, 0], "var": [1, 1], "momentum": "fast"}',
+        "[" * 100_000 + "]" * 100_000,
+        '{"columns": ["a", "b"], "mean": [1e999, 0], "var": [1, 1]}',
+    ],
+    ids=["columns 5", "columns null", "batches x", "5000 digits", "momentum text", "deep nesting", "1e999"],
+)
+def test_bad_running_files_are_input_errors(data, content):
+    running = data / "r.json"
+    running.write_text(content)
+    one_line_error(run_process("forward", data / "d.csv", "--running", running))
+    one_line_error(run_process("forward", data / "d.csv", "--eval", "--running", running))
+
+
+def test_closed_stdin_and_huge_step_are_input_errors(data):
+    one_line_error(shell("bncli forward - <&-", data))
+    one_line_error(run_process("grad", data / "d.csv", "--fast", "--step", "1e200"))
+
+
+# -------------------------------------------- #9, #14: output failures are exit 74
+
+
+def test_a_full_stdout_is_an_output_error(data):
+    line = one_line_error(shell("bncli forward d.csv > /dev/full", data), code=74)
+    assert "No space left" in line
+    line = one_line_error(run_process("forward", data / "d.csv", "-o", "/dev/full"), code=74)
+    assert "--output /dev/full" in line
+
+
+def test_a_closed_stdout_is_an_output_error(data):
+    assert "stdout is closed" in one_line_error(shell("bncli forward d.csv >&-", data), code=74)
+
+
+def test_closed_or_full_stderr_does_not_change_the_result(data):
+    closed = shell("bncli grad d.csv --check 2>&-", data)
+    assert closed.returncode == 0 and closed.stdout.decode().startswith("a,b\n")
+    assert b"PASS" not in closed.stdout and b"bncli" not in closed.stdout
+    full = shell("bncli grad d.csv --check 2>/dev/full", data)
+    assert full.returncode == 0 and full.stdout == closed.stdout
+    sample = shell("bncli forward 2>&- </dev/null", data)
+    assert sample.returncode == 0 and b"using the bundled sample" not in sample.stdout
+
+
+# ------------------------------------------------------------ #10: pipes close
+
+
+def test_a_closed_pipe_ends_with_141(data):
+    table = shell("bncli grad d.csv --check -f table | head -1; echo ${PIPESTATUS[0]} >&2", data)
+    assert table.stderr.decode().strip().splitlines()[-1] in ("0", "141")  # 0 when all fit in the pipe first
+    big = data / "big.csv"
+    np.savetxt(big, np.random.default_rng(0).standard_normal((60_000, 5)), delimiter=",")  # ~3 MB
+    run = shell("bncli forward big.csv | head -c 100 > /dev/null; echo ${PIPESTATUS[0]} >&2", data)
+    assert run.stderr.decode().strip().splitlines() == ["141"]
+
+
+# --------------------------------------------- #11, #21: signals end cleanly
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_during_a_write_leaves_no_temporary_file(tmp_path, signum):
+    big = tmp_path / "big.csv"
+    np.savetxt(big, np.random.default_rng(1).standard_normal((400_000, 5)), delimiter=",")
+    process = subprocess.Popen([*PYTHON_BNCLI, "forward", str(big), "-o", str(tmp_path / "out.csv")],
+                               stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".out.csv.") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode in (128 + signum, 0) and b"Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["big.csv"], ["big.csv", "out.csv"])
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has installed a handler for ``signum`` (Linux /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("delay", [0.0, 0.005, 0.02, 0.05])
+def test_ctrl_c_at_start_up_prints_no_traceback(delay):
+    """From bncli's entry on (its SIGTERM handler is the sign), Ctrl-C ends it quietly.
+
+    The interpreter's own start before that (~20-40 ms here: importing site) runs no
+    bncli code; Python itself reports an interrupt there.
+    """
+    process = subprocess.Popen([*PYTHON_BNCLI, "forward", str(SAMPLE)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while process.poll() is None and not _catches(process.pid, signal.SIGTERM) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert b"Traceback" not in stderr and b"Exception ignored" not in stderr, stderr
+    assert process.returncode in (0, 130)
+
+
+# -------------------------------------------------- #12, #17: tables anywhere
+
+
+def test_a_table_in_a_file_does_not_depend_on_the_terminal(data):
+    from bncli import core
+
+    texts = set()
+    for columns in ("0", "20", "abc", "300"):
+        out = data / "t.txt"
+        assert (
+            run_process("forward", data / "d.csv", "-f", "table", "-o", out, env={"COLUMNS": columns}).returncode == 0
+        )
+        texts.add(out.read_text())
+    assert len(texts) == 1
+    text = texts.pop()
+    y = core.forward(tables.read_matrix(str(data / "d.csv")).values).y
+    assert "y = w·s + b" in text and all(f"{v:.6g}" in text for v in y.ravel())
+    narrow = run_process("forward", data / "d.csv", "-f", "table", env={"COLUMNS": "20"}).stdout.decode()
+    assert all(f"{v:.6g}" in narrow for v in y.ravel()), narrow
+
+
+@pytest.mark.parametrize("environment", [{"PYTHONIOENCODING": "ascii"}, {"PYTHONIOENCODING": "latin-1"},
+                                         {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}])  # fmt: skip
+def test_a_stdout_that_cannot_encode_the_table_gets_all_of_it(environment):
+    run = run_process("grad", SAMPLE, "--check", "-f", "table", env=environment)
+    assert run.returncode == 0 and b"Traceback" not in run.stderr, run
+    text = run.stdout.decode("latin-1")
+    assert "PASS:" in text and "db" in text and text.rstrip().endswith(")")
+
+
+# ------------------------------------------------ #15, #16: messages say it right
+
+
+def test_control_characters_in_a_header_are_escaped_in_the_verdict(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_bytes(b'"x\x1b[31m"\n1\n3\n4\n')
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("1\n3\n5\n")
+    run = run_process("grad", data, "--against", wrong)
+    assert run.returncode == 1 and b"\x1b" not in run.stderr and b"\\x1b[31m" in run.stderr
+
+
+def test_messages_name_the_right_option_and_file(data):
+    line = one_line_error(run_process("forward", data / "d.csv", "--save-running", data / "no" / "r.json"))
+    assert line.startswith("bncli: error: --save-running ")
+    running = data / "r.json"
+    running.write_text('{"columns": ["a", "b"], "mean": [0, 0], "var": [0, 1]}')
+    line = one_line_error(run_process("forward", data / "d.csv", "--eval", "--running", running, "--eps", "0"))
+    assert "--running" in line and "'a'" in line
+    named = data / "new\nline.csv"
+    named.write_text("a\n1\nx\n")
+    assert "new\\nline.csv" in one_line_error(run_process("forward", named))
+
+
+def test_a_missing_output_folder_is_reported_before_the_check(tmp_path):
+    big = tmp_path / "big.csv"
+    np.savetxt(big, np.random.default_rng(0).standard_normal((3000, 10)), delimiter=",")
+    start = time.monotonic()
+    one_line_error(run_process("grad", big, "--check", "--no-fast", "-o", tmp_path / "missing" / "x.csv"))
+    assert time.monotonic() - start < 10  # the full check alone takes longer
+
+
+# ---------------------------------------------------------- #18, #20: bounds
+
+
+def test_probes_are_bounded():
+    assert "--probes" in one_line_error(run_process("grad", SAMPLE, "--probes", str(10**30)))
+    assert "--probes" in one_line_error(run_process("grad", SAMPLE, "--probes", "100000"))
+
+
+def test_output_to_a_folder_name_or_through_a_link(data):
+    line = one_line_error(run_process("forward", data / "d.csv", "-o", str(data / "newdir") + "/"))
+    assert "newdir" in line and not (data / "newdir").exists()
+    target = data / "target.csv"
+    target.write_text("old")
+    link = data / "link.csv"
+    link.symlink_to(target)
+    assert run_process("forward", data / "d.csv", "-o", link).returncode == 0
+    assert link.is_symlink() and target.read_text().startswith("a,b\n")

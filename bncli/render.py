@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
+from rich.padding import Padding
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from .explain import Explanation
     from .gradcheck import CheckReport, Comparison
 
 ELLIPSIS_ROW = "⋮"
@@ -166,3 +169,35 @@ def verdict(report: CheckReport, columns: Sequence[str], dtype: str = "float64")
         f"{c.quantity} at {_location(c, columns)}: {c.checked:.{9}g} vs numerical {c.reference:.{9}g}" for c in failed
     )
     return f"FAIL: {', '.join(c.quantity for c in failed)} beyond {bound}; worst {worst}"
+
+
+# ------------------------------------------------------------- bncli explain
+
+
+def explanation(renderer: Renderer, e: Explanation) -> Group:
+    """The article's derivation on one column: each step a titled section, its formulas in Unicode,
+    its values (matrices summarised like :meth:`Renderer.matrix`, all with ``full``) and its checks."""
+    from .explain import context, steps
+
+    precision = renderer.precision
+    parts: list = [literal(line) for line in context(e)]
+    labels = [str(i) for i in range(1, e.k + 1)]
+    for position, step in enumerate(steps(e), 1):
+        parts += [Text(), Rule(literal(f"{position}. {step.title}", style="bold"), align="left")]
+        for formula in step.formulas:
+            line = Text("  ").append(literal(formula.unicode, style="bold"))
+            if formula.value is not None:
+                line.append(f" = {number(formula.value, precision)}")
+            parts.append(line)
+        if step.values is not None:
+            values = step.values
+            if values.matrix:
+                table = renderer.matrix(f"{values.title} ({e.k} × {e.k})", values.values, labels, labels, "i\\j")
+            else:
+                table = renderer.matrix("", values.values, [unicode for unicode, _ in values.headers], labels, "i")
+            parts.append(Padding(table, (0, 0, 0, 2)))
+        parts += [
+            Padding(literal(note, style="green" if note.startswith("check") else "dim"), (0, 0, 0, 2))
+            for note in step.notes
+        ]
+    return Group(*parts)

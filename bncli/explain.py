@@ -190,9 +190,11 @@ def explain_column(
     grads = core.backward(dy, bn)
     u, r = core.jacobian_factors(bn, column)
     jacobian = core.jacobian(bn, column)
-    m = bn.mean[column]
+    s, std = bn.s[:, column], bn.std[column]
     if bn.training:
-        dm_dx, dv_dx = np.full(k, 1 / k, dtype=dtype), 2 * (x[:, column] - m) / k
+        # x_i − m as s_i·σ, from core's centered values: m itself, rounded to a float, has lost
+        # the digits of data such as timestamps ~1.7e9 with a spread of seconds.
+        dm_dx, dv_dx = np.full(k, 1 / k, dtype=dtype), 2 * (s * std) / k
     else:
         dm_dx = dv_dx = np.zeros(k, dtype=dtype)
     dx_via_jacobian = dy[:, column] @ jacobian
@@ -214,10 +216,10 @@ def explain_column(
         training=bn.training,
         dtype=str(np.dtype(dtype)),
         x=x[:, column],
-        m=m,
+        m=bn.mean[column],
         v=bn.var[column],
-        std=bn.std[column],
-        s=bn.s[:, column],
+        std=std,
+        s=s,
         dm_dx=dm_dx,
         dv_dx=dv_dx,
         u=u,

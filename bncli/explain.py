@@ -250,7 +250,9 @@ def _require_small(k: int) -> None:
         )
 
 
-def _checks(problem: gc.Problem, dm_dx, dv_dx, jacobian, dx_difference) -> dict:
+def _checks(
+    problem: gc.Problem, dm_dx: np.ndarray, dv_dx: np.ndarray, jacobian: np.ndarray, dx_difference: np.ndarray
+) -> dict:
     """The checks of each step, in float64, each relative to the natural scale of the elements compared.
 
     dm/dx and dv/dx against central differences of the forward pass; J's symmetry
@@ -317,33 +319,17 @@ def _largest(error: np.ndarray, scale: np.ndarray) -> float:
 
 
 def explanation_json(e: Explanation) -> dict:
-    """The contract's json object: vectors as lists of k numbers, R and J as k lists of k, scalars as floats."""
+    """The contract's json object: scalars as floats, vectors (k) and R and J (k×k) as float64 arrays.
 
-    def vector(a: np.ndarray) -> list:
-        return _float64(a).tolist()
-
-    return {
-        "column": e.column,
-        "k": e.k,
-        "eps": e.eps,
-        "weight": e.weight,
-        "bias": e.bias,
-        "x": vector(e.x),
-        "m": float(e.m),
-        "v": float(e.v),
-        "std": float(e.std),
-        "s": vector(e.s),
-        "dm_dx": vector(e.dm_dx),
-        "dv_dx": vector(e.dv_dx),
-        "u": float(e.u),
-        "R": vector(e.R),
-        "J": vector(e.J),
-        "dy": vector(e.dy),
-        "dx_via_J": vector(e.dx_via_J),
-        "dx": vector(e.dx),
-        "dw": float(e.dw),
-        "db": float(e.db),
-    }
+    :func:`bncli.tables.write_json` writes the arrays as lists of k numbers and k lists
+    of k numbers, at full round-trip precision, the large ones in bulk: at k = 4096,
+    6 s against 20 s or more for the same object built of Python lists.
+    """
+    obj = {"column": e.column, "k": e.k, "eps": e.eps, "weight": e.weight, "bias": e.bias}
+    for key in ("x", "m", "v", "std", "s", "dm_dx", "dv_dx", "u", "R", "J", "dy", "dx_via_J", "dx", "dw", "db"):
+        value = getattr(e, key)
+        obj[key] = _float64(value) if np.ndim(value) else float(value)
+    return obj
 
 
 # ----------------------------------------------------------------- the steps, for people

@@ -214,8 +214,8 @@ def test_json_has_exactly_the_contracts_keys(sample):
 
 
 def explanation_json_roundtrip(e):
-    """The json object as a script reads it back (NaN and infinity refused)."""
-    return json.loads(json.dumps(explain.explanation_json(e), allow_nan=False))
+    """The json object as bncli writes it and a script reads it back (NaN and infinity refused)."""
+    return json.loads(tables.format_json(explain.explanation_json(e)))
 
 
 def test_markdown_has_the_articles_latex_and_the_values(sample):
@@ -295,7 +295,7 @@ def test_rich_rendering_shows_data_names_literally():
 
 
 def test_too_many_rows_is_an_input_error_with_advice():
-    explain.explain_column(np.arange(4096.0), np.zeros(4096))  # R and J: 2·4096² = 2**25 numbers
+    explain._require_small(4096)  # R and J: 2·4096² = 2**25 numbers, the limit
     with pytest.raises(InputError, match=re.escape("at most 4096 rows fit")):
         explain.explain_column(np.arange(4097.0), np.zeros(4097))
 
@@ -310,3 +310,11 @@ def test_degenerate_columns_stay_finite():
     assert constant.dv_dx_disagreement < 1e-8 and constant.dx_difference < 1e-15
     with pytest.raises(InputError, match="zero variance"):
         explain.explain_column(np.full(5, 0.1), np.arange(5.0), eps=0.0, name="c")
+
+
+def test_json_of_a_large_column_carries_r_and_j_in_full():
+    # 500² elements: tables.write_json writes R and J in bulk (its fast path for large matrices).
+    rng = np.random.default_rng(6)
+    e = explain.explain_column(1.7e9 + rng.uniform(0, 5, 500), rng.standard_normal(500))
+    obj = explanation_json_roundtrip(e)
+    assert obj["R"] == e.R.tolist() and obj["J"] == e.J.tolist() and obj["dx"] == e.dx.tolist()

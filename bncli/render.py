@@ -175,8 +175,12 @@ def verdict(report: CheckReport, columns: Sequence[str], dtype: str = "float64")
 
 
 def explanation(renderer: Renderer, e: Explanation) -> Group:
-    """The article's derivation on one column: each step a titled section, its formulas in Unicode,
-    its values (matrices summarised like :meth:`Renderer.matrix`, all with ``full``) and its checks."""
+    """The article's derivation on one column, for people: one titled section per step.
+
+    Each section shows the step's formulas in Unicode, its values (summarised like
+    :meth:`Renderer.matrix`, all of them with ``full``) and its checks with their numbers,
+    in a neutral colour: they are measurements, not verdicts.
+    """
     from .explain import context, steps
 
     precision = renderer.precision
@@ -197,7 +201,7 @@ def explanation(renderer: Renderer, e: Explanation) -> Group:
                 table = renderer.matrix("", values.values, [unicode for unicode, _ in values.headers], labels, "i")
             parts.append(Padding(table, (0, 0, 0, 2)))
         parts += [
-            Padding(literal(note, style="green" if note.startswith("check") else "dim"), (0, 0, 0, 2))
+            Padding(literal(note, style="cyan" if note.startswith("check") else "dim"), (0, 0, 0, 2))
             for note in step.notes
         ]
     return Group(*parts)

@@ -345,20 +345,34 @@ def backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     return Gradients(dx=dx, dw=dw, db=db)
 
 
-def jacobian(bn: BatchNorm, column: int) -> np.ndarray:
-    """The k×k Jacobian ∂y/∂x of one column, built explicitly (for display and checks).
+def jacobian_factors(bn: BatchNorm, column: int) -> tuple[np.floating, np.ndarray]:
+    """The scalar u and the k×k matrix R of one column, with ∂y/∂x = u·R (the article's factoring).
 
-    Training mode: J = u·R with u = w/(kσ) and R_ij = k·δ_ij − 1 − s_i s_j; J is
-    symmetric and each of its rows sums to 0. Eval mode: J = (w/σ)·I.
+    Training mode: u = w/(kσ) and R_ij = k·δ_ij − 1 − s_i s_j, i.e. k − 1 − s_i² on the
+    diagonal and −1 − s_i s_j off it. The −1 comes from ∂m/∂x_j = 1/k and the −s_i s_j
+    from ∂v/∂x_j = 2(x_j − m)/k. Eval mode: m and v are constants, both terms vanish and
+    the k cancels: u = w/σ and R = I.
     """
     w = np.broadcast_to(bn.weight, bn.std.shape)[column]
     k = bn.rows
     if not bn.training:
-        return np.diag(np.full(k, w / bn.std[column], dtype=bn.dtype))
+        return w / bn.std[column], np.eye(k, dtype=bn.dtype)
     s = bn.s[:, column]
     r = -np.outer(s, s) - 1
     r[np.diag_indices(k)] += k
-    return (w / (k * bn.std[column])) * r
+    return w / (k * bn.std[column]), r
+
+
+def jacobian(bn: BatchNorm, column: int) -> np.ndarray:
+    """The k×k Jacobian ∂y/∂x of one column, built explicitly (for display and checks).
+
+    Training mode: J = u·R (see :func:`jacobian_factors`); J is symmetric and each
+    of its rows sums to 0. Eval mode: J = (w/σ)·I.
+    """
+    u, r = jacobian_factors(bn, column)
+    if not bn.training:  # u·I would give −0.0 off the diagonal where w < 0
+        return np.diag(np.full(bn.rows, u, dtype=bn.dtype))
+    return u * r
 
 
 def update_running(

@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
+from rich.padding import Padding
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
 from .tables import printable
 
 if TYPE_CHECKING:
+    from .explain import Explanation
     from .gradcheck import CheckReport, Comparison
 
 ELLIPSIS_ROW = "⋮"
@@ -246,3 +249,39 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.stop()
         return False
+
+
+# ------------------------------------------------------------- bncli explain
+
+
+def explanation(renderer: Renderer, e: Explanation) -> Group:
+    """The article's derivation on one column, for people: one titled section per step.
+
+    Each section shows the step's formulas in Unicode, its values (summarised like
+    :meth:`Renderer.matrix`, all of them with ``full``) and its checks with their numbers,
+    in a neutral colour: they are measurements, not verdicts.
+    """
+    from .explain import context, steps
+
+    precision = renderer.precision
+    parts: list = [literal(line) for line in context(e)]
+    labels = [str(i) for i in range(1, e.k + 1)]
+    for position, step in enumerate(steps(e), 1):
+        parts += [Text(), Rule(literal(f"{position}. {step.title}", style="bold"), align="left")]
+        for formula in step.formulas:
+            line = Text("  ").append(literal(formula.unicode, style="bold"))
+            if formula.value is not None:
+                line.append(f" = {number(formula.value, precision)}")
+            parts.append(line)
+        if step.values is not None:
+            values = step.values
+            if values.matrix:
+                table = renderer.matrix(f"{values.title} ({e.k} × {e.k})", values.values, labels, labels, "i\\j")
+            else:
+                table = renderer.matrix("", values.values, [unicode for unicode, _ in values.headers], labels, "i")
+            parts.append(Padding(table, (0, 0, 0, 2)))
+        parts += [
+            Padding(literal(note, style="cyan" if note.startswith("check") else "dim"), (0, 0, 0, 2))
+            for note in step.notes
+        ]
+    return Group(*parts)

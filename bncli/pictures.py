@@ -186,7 +186,9 @@ def _index_ruler(labels: Sequence[str], cell: int, indent: int) -> Text:
     for position in range(0, len(labels), stride):
         start = indent + position * cell
         line[start : start + len(labels[position])] = labels[position]
-    return Text("".join(line).rstrip(), style="dim", no_wrap=True, overflow="crop")
+    ruler = literal("".join(line).rstrip(), style="dim")  # labels may be data: shown literally
+    ruler.no_wrap, ruler.overflow = True, "crop"
+    return ruler
 
 
 def _name_header(names: Sequence[str], cell: int, indent: int) -> Text:

@@ -314,3 +314,11 @@ def test_pictures_and_matplotlib_are_not_imported_at_start_up():
     probe = "import sys, bncli.pictures, bncli.figures; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_labels_from_data_are_shown_literally():
+    lines = text_of(
+        pictures.ErrorMap(np.ones((2, 60)), col_labels=["\x1b[31mred"] * 60, row_labels=["[b]x[/b]", "y"]), 80
+    )
+    text = "\n".join(lines)
+    assert "\x1b" not in text and "\\x1b[31mred" in text and "[b]x[/b]" in text

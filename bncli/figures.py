@@ -118,7 +118,9 @@ def _draw_error_map(figure, ax, item: pictures.ErrorMap) -> None:
     size = max(4.0, min(60.0, 3000.0 / max(k, n)))  # a mark about the size of a cell
     ax.scatter(cols, rows, marker="x", s=size, color="black", linewidths=1, label=f"beyond the bound ({rows.size})")
     worst_row, worst_col = item.worst
-    ax.scatter([worst_col], [worst_row], marker="D", s=2 * size, facecolor="white", edgecolor="black", label="worst")
+    ax.scatter(
+        [worst_col], [worst_row], marker="D", s=max(40.0, 2 * size), facecolor="white", edgecolor="black", label="worst"
+    )
     _ticks(ax, "y", k, item.row_labels)
     _ticks(ax, "x", n, item.col_labels)
     ax.xaxis.tick_top()

@@ -775,7 +775,7 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
         consistency=consistency_results,
         yardstick=aside,
     )
-    report.diagnosis.extend(_inaccuracy_hint(chosen))
+    report.diagnosis.extend(_inaccuracy_hint(chosen, named=bool(report.diagnosis)))
     return report
 
 
@@ -798,8 +798,9 @@ def _run_case(target, case: Case, inputs: CaseInputs, layout: str):
     return CaseResult(case.name, inputs.dtype, shape, "", None, quantities, case.extreme), outputs, ref
 
 
-def _inaccuracy_hint(cases: list[CaseResult]) -> list[str]:
-    """General lines for INACCURATE results: precision lost on ill-conditioned data, or range on extremes."""
+def _inaccuracy_hint(cases: list[CaseResult], named: bool) -> list[str]:
+    """General lines for INACCURATE results: precision lost on ill-conditioned data (unless a mistake was
+    named already), or range on the extremes."""
     lines = []
     for extreme, text in (
         (False, "the formulas are right but the arithmetic loses precision there (e.g. a one-pass variance, "
@@ -808,7 +809,7 @@ def _inaccuracy_hint(cases: list[CaseResult]) -> list[str]:
          "largest value before squaring"),
     ):  # fmt: skip
         where = sorted({f"{r.name}/{r.dtype}" for r in cases if r.verdict == "INACCURATE" and r.extreme == extreme})
-        if where:
+        if where and (extreme or not named):
             lines.append(f"INACCURATE on {', '.join(where)} while the unit case passes: {text}")
     return lines
 
@@ -881,7 +882,7 @@ def failure_lines(result: CaseResult) -> list[str]:
             at = ",".join(str(i) for i in q.worst)
             lines.append(
                 f"{result.name}/{result.dtype} {name} {q.verdict}: worst [{at}] ({q.feature}) "
-                f"expected {q.expected:.9g}, obtained {q.obtained:.9g}; {q.beyond} element(s) beyond budget, "
+                f"expected {q.expected!r}, obtained {q.obtained!r}; {q.beyond} element(s) beyond budget, "
                 f"error/budget {q.ratio:.3g}"
             )
     return lines
@@ -894,10 +895,11 @@ def consistency_line(result: ConsistencyResult) -> str:
     errors = ", ".join(f"{q} {e:.2g}" for q, e in result.errors.items())
     if result.consistent:
         return f"self-consistency ({where}): the backward agrees with central differences of its own y ({errors})"
-    bad = ", ".join(q for q, e in result.errors.items() if e > result.tolerance)
+    bad = [q for q, e in result.errors.items() if e > result.tolerance]
+    verb = "disagrees" if len(bad) == 1 else "disagree"
     return (
-        f"self-consistency ({where}): {bad} disagree with central differences of the target's own y ({errors}; "
-        f"tolerance {result.tolerance:g}): the backward does not match the forward"
+        f"self-consistency ({where}): {', '.join(bad)} {verb} with central differences of the target's own y "
+        f"({errors}; tolerance {result.tolerance:g}): the backward does not match the forward"
     )
 
 

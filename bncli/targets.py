@@ -68,7 +68,8 @@ class FunctionTarget(Target):
 
         def run():
             try:
-                box["value"] = self.func(*args)
+                with np.errstate(all="ignore"):  # the target's overflow is judged by its results, not warned about
+                    box["value"] = self.func(*args)
             except BaseException as error:  # noqa: BLE001 - anything the target raises is its ERROR
                 box["error"] = error
 

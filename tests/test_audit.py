@@ -340,3 +340,17 @@ def test_torch_passes_the_default_battery():
     pytest.importorskip("torch")
     report = bncli.audit("torch")
     assert report.passed, auditing.report_text(report)
+
+
+def test_rich_rendering_shows_verdicts_failures_diagnosis_and_the_overall_line():
+    from rich.console import Console
+
+    from bncli import render
+
+    console = Console(width=120, record=True, force_terminal=False)
+    render.print_audit(console, bncli.audit(missing_mean_term.batchnorm, cases=["two_rows"], extreme=True))
+    text = console.export_text()
+    assert "two_rows" in text and "extreme cases" in text and "yardstick only" in text
+    assert "diagnosis: dx matches dx without the mean term" in text
+    assert "self-consistency (unit/float64): dx disagrees" in text
+    assert text.rstrip().splitlines()[-1].startswith("WRONG: 6 case runs")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import math
 import os
 import shlex
 import shutil
@@ -40,7 +41,7 @@ class Target:
 
     def __init__(self, layout: str, timeout: float):
         self.layout = layout
-        self.timeout = timeout
+        self.timeout = timeout if math.isfinite(timeout) else None  # inf: wait as long as it takes
 
     def call(self, inputs: CaseInputs):
         raise NotImplementedError
@@ -256,16 +257,18 @@ def load_function(spec: str):
         module_name = f"bncli_audit_target_{path.stem}"
         spec_ = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec_)
+        sys.modules[module_name] = module  # as an import would: dataclasses and pickle look the module up
         try:
             spec_.loader.exec_module(module)
-        except Exception as error:  # noqa: BLE001 - any failure to import is the user's input error
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure to import is the user's input error
+            del sys.modules[module_name]
             raise InputError(f"target {spec!r}: importing {location} failed: {type(error).__name__}: {error}") from None
     else:
         if "" not in sys.path and os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(location)
-        except Exception as error:  # noqa: BLE001
+        except (Exception, SystemExit) as error:  # noqa: BLE001
             raise InputError(f"target {spec!r}: cannot import {location}: {type(error).__name__}: {error}") from None
     func = getattr(module, attribute, None)
     if not callable(func):

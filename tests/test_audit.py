@@ -354,3 +354,9 @@ def test_rich_rendering_shows_verdicts_failures_diagnosis_and_the_overall_line()
     assert "diagnosis: dx matches dx without the mean term" in text
     assert "self-consistency (unit/float64): dx disagrees" in text
     assert text.rstrip().splitlines()[-1].startswith("WRONG: 6 case runs")
+
+
+def test_a_file_that_fails_to_import_is_an_input_error(tmp_path):
+    (tmp_path / "broken.py").write_text("import sys\nsys.exit('this is a script, not a module')\n")
+    with pytest.raises(InputError, match="importing .*broken.py failed: SystemExit: this is a script"):
+        bncli.audit(f"{tmp_path / 'broken.py'}:f")

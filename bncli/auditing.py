@@ -32,6 +32,8 @@ QUANTITIES = ("y", "dx", "dw", "db")
 DTYPES = ("float64", "float32")
 LAYOUTS = ("nc", "nchw", "nhwc")
 VERDICTS = ("PASS", "INACCURATE", "WRONG", "MISSING", "ERROR")
+# A quantity beyond budget before the unit case has decided between WRONG and INACCURATE.
+_BEYOND = "BEYOND"
 YARDSTICK = "unit"
 DEFAULT_TIMEOUT = 60.0
 
@@ -392,7 +394,7 @@ def _budget(name: str, dtype: str) -> float:
 
 
 def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs, layout: str) -> QuantityResult:
-    """Element-wise error on the natural scale; the verdict is PASS or 'beyond' (decided later)."""
+    """Element-wise error on the natural scale; the verdict is PASS or _BEYOND (settled by :func:`_settle`)."""
     exact, scale = ref.values[name], ref.scales[name]
     obtained = obtained.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -411,7 +413,7 @@ def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs,
         column = flat
         worst = [column]
     return QuantityResult(
-        verdict="PASS" if beyond == 0 else "BEYOND",
+        verdict="PASS" if beyond == 0 else _BEYOND,
         max_error=max_error,
         budget=budget,
         worst=worst if beyond else None,
@@ -424,22 +426,18 @@ def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs,
 
 
 def _settle(result: CaseResult, yardstick: CaseResult | None) -> CaseResult:
-    """BEYOND becomes WRONG if the same quantity is beyond budget on the unit case, else INACCURATE."""
+    """_BEYOND becomes WRONG if the same quantity fails the unit case of that dtype too, else INACCURATE."""
 
     def wrong_on_unit(name: str) -> bool:
         # Without a unit result that passes, nothing shows that the formula is right.
         return yardstick is None or yardstick.quantities[name].verdict != "PASS"
 
     quantities = {
-        name: (
-            q
-            if q.verdict != "BEYOND"
-            else QuantityResult(**{**q.__dict__, "verdict": "WRONG" if wrong_on_unit(name) else "INACCURATE"})
-        )
+        name: q if q.verdict != _BEYOND else replace(q, verdict="WRONG" if wrong_on_unit(name) else "INACCURATE")
         for name, q in result.quantities.items()
     }
-    verdict = result.verdict if result.error else overall([q.verdict for q in quantities.values()])
-    return CaseResult(result.name, result.dtype, result.shape, verdict, result.error, quantities, result.extreme)
+    verdict = result.verdict if result.error else overall(q.verdict for q in quantities.values())
+    return replace(result, verdict=verdict, quantities=quantities)
 
 
 def overall(verdicts: Iterable[str]) -> str:
@@ -470,11 +468,12 @@ def check_outputs(outputs, inputs: CaseInputs, layout: str) -> dict[str, np.ndar
         if name not in QUANTITIES or value is None:
             continue
         try:
-            array = np.asarray(value, dtype=np.float64) if not _is_complex(value) else None
-        except (TypeError, ValueError):
-            array = None
-        if array is None:
-            raise TargetError(f"{name} is not an array of real numbers")
+            array = np.asarray(value)
+        except Exception as error:  # noqa: BLE001 - whatever the target returned, it is its ERROR
+            raise TargetError(f"{name} is not an array: {str(error).splitlines()[0]}") from None
+        if array.dtype.kind not in "fiub":
+            raise TargetError(f"{name} is not an array of real numbers (dtype {array.dtype})")
+        array = array.astype(np.float64)
         if name in ("y", "dx"):
             if array.shape != full:
                 raise TargetError(f"{name} has shape {array.shape}, expected {full}")
@@ -486,10 +485,6 @@ def check_outputs(outputs, inputs: CaseInputs, layout: str) -> dict[str, np.ndar
     if not checked:
         raise TargetError("returned none of y, dx, dw, db")
     return checked
-
-
-def _is_complex(value) -> bool:
-    return np.iscomplexobj(value) if isinstance(value, np.ndarray) else False
 
 
 # ------------------------------------------------------------------------- diagnosis
@@ -752,7 +747,7 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
                 inputs = case.inputs(dtype)
                 result, outputs, ref = _run_case(target, case, inputs, options.layout)
                 raw.append(result)
-                beyond = [q for q, r in result.quantities.items() if r.verdict == "BEYOND"]
+                beyond = [q for q, r in result.quantities.items() if r.verdict == _BEYOND]
                 if beyond and not case.extreme:  # extremes test range, not formulas: nothing to name there
                     failures.append((inputs, ref, outputs, beyond))
                 if options.consistency and case.name == YARDSTICK and dtype == "float64" and outputs:

@@ -360,3 +360,20 @@ def test_a_file_that_fails_to_import_is_an_input_error(tmp_path):
     (tmp_path / "broken.py").write_text("import sys\nsys.exit('this is a script, not a module')\n")
     with pytest.raises(InputError, match="importing .*broken.py failed: SystemExit: this is a script"):
         bncli.audit(f"{tmp_path / 'broken.py'}:f")
+
+
+@pytest.mark.parametrize(
+    "returned, message",
+    [
+        ({"y": [[1.0, 2.0], [3.0]]}, "y is not an array"),
+        ({"dx": np.ones((16, 4), complex)}, "dx is not an array of real numbers"),
+        ({"dw": "abc"}, "dw is not an array of real numbers"),
+        ({"db": np.ones(5)}, "db has shape (5,), expected (4,)"),
+        ({}, "returned none of y, dx, dw, db"),
+        ((1, 2, 3, 4, 5), "a sequence of 5 items"),
+        (None, "returned nothing"),
+    ],
+)
+def test_malformed_results_are_errors(returned, message):
+    report = bncli.audit(lambda *args: returned, cases=["unit"], dtypes="float64")
+    assert report.verdict == "ERROR" and message in report.cases[0].error

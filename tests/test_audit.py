@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -251,12 +252,15 @@ def test_file_target_imports_modules_beside_it(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
-def test_c_example_passes_through_cmd(tmp_path):
+def test_c_example_passes_through_cmd_and_temporary_folders_are_removed(tmp_path, monkeypatch):
     binary = tmp_path / "batchnorm"
     subprocess.run(["cc", "-O2", "-o", str(binary), str(EXAMPLES / "batchnorm.c"), "-lm"], check=True)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     report = bncli.audit(None, cmd=str(binary))
     assert report.passed, auditing.report_text(report)
-    assert not list(Path(report.target).parent.glob("bncli-audit-*"))
+    assert list(scratch.iterdir()) == []
 
 
 def test_cmd_failures_are_errors_with_the_last_stderr_line(tmp_path):

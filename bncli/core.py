@@ -218,10 +218,10 @@ def _require_positive(std: np.ndarray) -> None:
         raise ZeroVarianceError(np.flatnonzero(zero.reshape(-1, zero.shape[-1]).any(axis=0)).tolist())
 
 
-def _subnormal(a: np.ndarray) -> np.ndarray:
-    """Where ``a`` is nonzero but below the smallest normal number: digits lost to underflow."""
+def _underflowed(a: np.ndarray) -> np.ndarray:
+    """Where ``a`` is below the smallest normal number (0 included): digits may be lost to underflow."""
     magnitude = np.abs(a)
-    return (magnitude > 0) & (magnitude < np.finfo(magnitude.dtype).tiny)
+    return magnitude < np.finfo(magnitude.dtype).tiny
 
 
 def _power_of_two_scale(x: np.ndarray) -> np.ndarray:
@@ -257,10 +257,11 @@ def forward(
     Notes
     -----
     Data near the top of the float range (|x| ≳ 1e154) would overflow when
-    squared, and data near the bottom (a variance below the smallest normal
+    squared, and data near the bottom (var + eps below the smallest normal
     number) would lose digits to underflow; such columns are normalized in units
-    of a power of two near their largest value, which is exact, so s and y stay right. ``var`` (and ``std``)
-    are then inf only when they exceed the float range themselves.
+    of a power of two near their largest value, which is exact, so s and y stay
+    right. ``var`` (and ``std``) are then inf only when they exceed the float
+    range themselves.
 
     Raises
     ------
@@ -270,7 +271,10 @@ def forward(
     x = columns_contiguous(x)
     with np.errstate(over="ignore", invalid="ignore"):
         shift, residual, var = _moments(x)
-    if np.isfinite(shift).all() and np.isfinite(var).all() and not _subnormal(var).any():
+    # var + eps below the normal range has lost digits, or all of them (squares that underflow to 0
+    # when eps = 0); a subnormal var beside a normal eps has not (eps dominates). A truly constant
+    # column with eps = 0 goes the scaled way too and is refused there.
+    if np.isfinite(shift).all() and np.isfinite(var).all() and not _underflowed(var + eps).any():
         root = np.sqrt(var + eps)
         scale = None
     else:

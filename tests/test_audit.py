@@ -332,9 +332,14 @@ def test_references_are_exact_at_natural_scale(case):
 
 def test_core_keeps_digits_when_the_variance_underflows():
     x = np.array([[1.0, -2.0], [3.0, 0.5], [-0.25, 4.0]])
-    for tiny, dtype in ((2.0**-520, np.float64), (2.0**-70, np.float32)):
+    dy = np.array([[0.5, -1.0], [2.0, 0.25], [-1.5, 1.0]])
+    for tiny, dtype in ((2.0**-540, np.float64), (2.0**-70, np.float32)):  # squares underflow to 0
         scaled = core.forward((x * tiny).astype(dtype), eps=0.0)
         np.testing.assert_allclose(scaled.s, core.forward(x, eps=0.0).s, rtol=4 * np.finfo(dtype).eps)
+        # With an ordinary eps the variance is negligible: s ≈ (x − m)/√ε, dx ≈ (w/√ε)·(dy − mean dy).
+        bn = core.forward((x * tiny).astype(dtype), eps=1e-5)
+        dx = core.backward(dy.astype(dtype), bn).dx
+        np.testing.assert_allclose(dx, (dy - dy.mean(axis=0)) / np.sqrt(1e-5), rtol=1e-5)
 
 
 # ---------------------------------------------------------------------- torch

@@ -218,6 +218,12 @@ def _require_positive(std: np.ndarray) -> None:
         raise ZeroVarianceError(np.flatnonzero(zero.reshape(-1, zero.shape[-1]).any(axis=0)).tolist())
 
 
+def _underflowed(a: np.ndarray) -> np.ndarray:
+    """Where ``a`` is below the smallest normal number (0 included): digits may be lost to underflow."""
+    magnitude = np.abs(a)
+    return magnitude < np.finfo(magnitude.dtype).tiny
+
+
 def _power_of_two_scale(x: np.ndarray) -> np.ndarray:
     """Per column, a power of two near max|x|, so that x/scale is exact and ≤ 1 in size."""
     peak = np.max(np.abs(_real(x)), axis=-2, keepdims=True)
@@ -251,9 +257,11 @@ def forward(
     Notes
     -----
     Data near the top of the float range (|x| ≳ 1e154) would overflow when
-    squared; such columns are normalized in units of a power of two near their
-    largest value, which is exact, so s and y stay right. ``var`` (and ``std``)
-    are then inf only when they exceed the float range themselves.
+    squared, and data near the bottom (var + eps below the smallest normal
+    number) would lose digits to underflow; such columns are normalized in units
+    of a power of two near their largest value, which is exact, so s and y stay
+    right. ``var`` (and ``std``) are then inf only when they exceed the float
+    range themselves.
 
     Raises
     ------
@@ -263,7 +271,10 @@ def forward(
     x = columns_contiguous(x)
     with np.errstate(over="ignore", invalid="ignore"):
         shift, residual, var = _moments(x)
-    if np.isfinite(shift).all() and np.isfinite(var).all():
+    # var + eps below the normal range has lost digits, or all of them (squares that underflow to 0
+    # when eps = 0); a subnormal var beside a normal eps has not (eps dominates). A truly constant
+    # column with eps = 0 goes the scaled way too and is refused there.
+    if np.isfinite(shift).all() and np.isfinite(var).all() and not _underflowed(var + eps).any():
         root = np.sqrt(var + eps)
         scale = None
     else:

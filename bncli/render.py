@@ -285,3 +285,68 @@ def explanation(renderer: Renderer, e: Explanation) -> Group:
             for note in step.notes
         ]
     return Group(*parts)
+
+
+# ------------------------------------------------------------------------ audit reports
+
+_VERDICT_STYLES = {
+    "PASS": "bold green",
+    "INACCURATE": "bold yellow",
+    "WRONG": "bold red",
+    "ERROR": "bold magenta",
+    "MISSING": "dim",
+}
+
+
+def _verdict_text(verdict: str, ratio: float | None = None) -> Text:
+    text = Text(verdict, style=_VERDICT_STYLES.get(verdict, ""))
+    if verdict in ("INACCURATE", "WRONG") and ratio is not None:
+        text.append(f" ×{ratio:.2g}", style="dim")
+    return text
+
+
+def _audit_table(title: str, results, caption: str | None = None) -> Table:
+    """Cases × quantities: each cell the verdict, and for a failure error/budget."""
+    from .auditing import QUANTITIES
+
+    table = _table(title)
+    table.caption = caption
+    for header in ("case", "dtype", "shape", *QUANTITIES, "verdict"):
+        table.add_column(header, justify="left")
+    for result in results:
+        cells = [_verdict_text(q.verdict, q.ratio) for q in (result.quantities[name] for name in QUANTITIES)]
+        shape = "×".join(str(d) for d in result.shape)
+        table.add_row(literal(result.name), result.dtype, shape, *cells, _verdict_text(result.verdict))
+    return table
+
+
+def audit_renderables(report) -> list:
+    """An audit report for a terminal: the table(s), failures, diagnosis, consistency, the verdict."""
+    from .auditing import consistency_line, failure_lines
+
+    title = f"bncli audit of {report.target} (layout {report.layout})"
+    default = [r for r in report.cases if not r.extreme]
+    extreme = [r for r in report.cases if r.extreme]
+    legend = "cells: the verdict, and error/budget where beyond budget"
+    parts: list = [_audit_table(title, default, legend)] if default else []
+    if extreme:
+        parts.append(
+            _audit_table("extreme cases (opt-in: a textbook implementation's squares overflow or underflow)", extreme)
+        )
+    if report.yardstick:
+        parts.append(_audit_table("yardstick only (not selected; tells WRONG from INACCURATE)", report.yardstick))
+    failures = [line for r in report.cases for line in failure_lines(r)]
+    parts.extend(literal(line, "red" if "WRONG" in line or "ERROR" in line else "yellow") for line in failures)
+    parts.extend(Text.assemble(("diagnosis: ", "bold"), literal(line)) for line in report.diagnosis)
+    parts.extend(literal(consistency_line(c)) for c in report.consistency)
+    counts = {}
+    for r in report.cases:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    parts.append(Text.assemble(_verdict_text(report.verdict), f": {len(report.cases)} case runs ({summary})"))
+    return parts
+
+
+def print_audit(console: Console, report) -> None:
+    for part in audit_renderables(report):
+        console.print(part)

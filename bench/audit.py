@@ -1,0 +1,134 @@
+"""bncli audit: budget calibration and speed (a benchmark, not a test: nothing here asserts).
+
+    .venv/bin/python bench/audit.py calibrate   # max error/(u·scale) per quantity, per implementation
+    .venv/bin/python bench/audit.py speed       # the default battery on a numpy target; --cmd per case
+
+calibrate runs correct implementations (bncli's core, PyTorch if installed, the
+textbook two-pass numpy of examples/batchnorm_numpy.py, and the C example when
+``cc`` exists) on every case, both dtypes and every layout, and prints the largest
+error of each quantity in units of u·scale: the C_q of bncli.auditing.BUDGET_MULTIPLES
+must sit above these with a margin.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bncli import auditing, targets  # noqa: E402
+
+EXAMPLE = f"{ROOT / 'examples' / 'batchnorm_numpy.py'}:batchnorm"
+
+
+def _compiled_example(folder: str) -> str | None:
+    if shutil.which("cc") is None:
+        return None
+    binary = str(Path(folder) / "batchnorm")
+    subprocess.run(["cc", "-O2", "-o", binary, str(ROOT / "examples" / "batchnorm.c"), "-lm"], check=True)
+    return binary
+
+
+def _implementations(folder: str) -> dict[str, tuple]:
+    found = {
+        "bncli": ("bncli", None, auditing.LAYOUTS, True),
+        "numpy": (EXAMPLE, None, ("nc", "nchw"), False),
+        "numpy-nhwc": (f"{EXAMPLE}_nhwc", None, ("nhwc",), False),
+    }
+    try:
+        import torch  # noqa: F401
+
+        found["torch"] = ("torch", None, auditing.LAYOUTS, False)
+    except ImportError:
+        print("torch not installed: calibrating without it")
+    binary = _compiled_example(folder)
+    if binary:
+        found["C"] = (None, binary, ("nc",), False)
+    return found
+
+
+def calibrate() -> None:
+    """Largest error/(u·scale) per quantity and dtype over the default cases (extremes: bncli only)."""
+    with tempfile.TemporaryDirectory() as folder:
+        worst: dict[tuple[str, str, str], tuple[float, str]] = {}
+        for label, (target, cmd, layouts, extremes) in _implementations(folder).items():
+            for layout in layouts:
+                resolved = targets.resolve(target, cmd=cmd, layout=layout, timeout=60)
+                for case in auditing.list_cases(extreme=extremes):
+                    for dtype in auditing.DTYPES:
+                        inputs = case.inputs(dtype)
+                        ref = auditing.reference(inputs)
+                        outputs = auditing.check_outputs(resolved.call(inputs), inputs, layout)
+                        u = auditing.unit_roundoff(dtype)
+                        for name, value in outputs.items():
+                            error = np.abs(value - ref.values[name]) / ref.scales[name] / u
+                            key = (label, name, dtype)
+                            if error.max() > worst.get(key, (-1.0, ""))[0]:
+                                worst[key] = (float(error.max()), f"{case.name}/{layout}")
+                resolved.close()
+        print(f"{'implementation':<15}{'quantity':<9}{'dtype':<9}{'max error/(u·scale)':>20}  where   (C_q)")
+        for (label, name, dtype), (value, where) in sorted(worst.items()):
+            print(f"{label:<15}{name:<9}{dtype:<9}{value:>20.3g}  {where}   ({auditing.BUDGET_MULTIPLES[name]:g})")
+        for name in auditing.QUANTITIES:
+            top = max(v for (_, q, _), (v, _) in worst.items() if q == name)
+            budget = auditing.BUDGET_MULTIPLES[name]
+            print(f"{name}: max {top:.3g}, C = {budget:g}, margin {budget / top:.2g}×")
+
+
+def speed(repeats: int = 5) -> None:
+    """The default battery (both dtypes, nc) on the numpy example, minus the target's own compute time."""
+    func = targets.load_function(EXAMPLE)
+    spent = [0.0]
+
+    def timed(*args):
+        start = time.perf_counter()
+        try:
+            return func(*args)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    totals, own = [], []
+    for _ in range(repeats):
+        spent[0] = 0.0
+        start = time.perf_counter()
+        report = auditing.run_audit(auditing.AuditOptions(target=timed))
+        totals.append(time.perf_counter() - start)
+        own.append(spent[0])
+    overhead = [t - o for t, o in zip(totals, own, strict=True)]
+    cases = len(report.cases)
+    print(
+        f"default battery ({cases} case runs + self-consistency), numpy target: "
+        f"median {statistics.median(totals):.3f} s total, {statistics.median(own):.3f} s inside the target, "
+        f"{statistics.median(overhead):.3f} s bncli "
+        f"(goal ≤ 3 s); verdict {report.verdict}"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        binary = _compiled_example(folder)
+        if binary is None:
+            print("--cmd: no cc, skipped")
+            return
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            report = auditing.run_audit(auditing.AuditOptions(cmd=binary, consistency=False))
+            times.append(time.perf_counter() - start)
+        runs = len(report.cases)
+        per_case = (statistics.median(times) - statistics.median(overhead)) / runs
+        print(
+            f"--cmd with the C example: median {statistics.median(times):.3f} s for {runs} case runs, "
+            f"{1e3 * per_case:.1f} ms per case beyond the in-process audit (write inputs, start, read outputs); "
+            f"verdict {report.verdict}"
+        )
+
+
+if __name__ == "__main__":
+    {"calibrate": calibrate, "speed": speed}[sys.argv[1] if len(sys.argv) > 1 else "speed"]()

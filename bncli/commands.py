@@ -15,7 +15,15 @@ import numpy as np
 
 from . import core, inputs
 from .inputs import Running, UpstreamGradient, note
-from .options import DEFAULT_PROBES, MAX_PROBES, CheckOptions, ForwardRequest, GradRequest, InputOptions
+from .options import (
+    DEFAULT_PROBES,
+    MAX_MATRIX_ELEMENTS,
+    MAX_PROBES,
+    CheckOptions,
+    ForwardRequest,
+    GradRequest,
+    InputOptions,
+)
 from .tables import InputError, Matrix
 
 if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
@@ -25,9 +33,6 @@ if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for i
 # the check switches to probes: the full check costs ~15-25 ns per k²·n here, so
 # this is ~2 s (bench/run.py, "check cost versus k and n").
 FULL_CHECK_LIMIT = 1e8
-# --jacobian builds k×k numbers per column: at most this many in all (256 MB), e.g. one
-# column of 4096 rows or 32 columns of 724.
-JACOBIAN_MAX_ELEMENTS = 1 << 25
 
 
 # --------------------------------------------------------------------- the model
@@ -204,7 +209,7 @@ def grad(request: GradRequest, progress: gc.ProgressCallback | None = None) -> G
     model = build_model(request.inputs)
     k, n = model.data.shape
     jacobian_columns = inputs.resolve_columns(request.columns, model.columns) if request.jacobian else []
-    if k * k * len(jacobian_columns) > JACOBIAN_MAX_ELEMENTS:
+    if k * k * len(jacobian_columns) > MAX_MATRIX_ELEMENTS:
         raise InputError(jacobian_too_large(k, len(jacobian_columns)))
     dy = inputs.load_dy(request.dy, request.seed, model.data)
     gradients = core.backward(model.cast(dy.values, "dy"), model.bn)
@@ -219,12 +224,12 @@ def grad(request: GradRequest, progress: gc.ProgressCallback | None = None) -> G
 
 
 def jacobian_too_large(k: int, columns: int) -> str:
-    """The message for k×k Jacobians of this many columns beyond JACOBIAN_MAX_ELEMENTS."""
-    fits = JACOBIAN_MAX_ELEMENTS // (k * k)
-    advice = f"choose at most {fits} with --column" if fits else f"at most {int(JACOBIAN_MAX_ELEMENTS**0.5)} rows fit"
+    """The message for k×k Jacobians of this many columns beyond MAX_MATRIX_ELEMENTS."""
+    fits = MAX_MATRIX_ELEMENTS // (k * k)
+    advice = f"choose at most {fits} with --column" if fits else f"at most {int(MAX_MATRIX_ELEMENTS**0.5)} rows fit"
     return (
         f"--jacobian: {columns} column(s) of {k}×{k} are {k * k * columns:.3g} numbers, "
-        f"more than {JACOBIAN_MAX_ELEMENTS:.3g}; {advice}"
+        f"more than {MAX_MATRIX_ELEMENTS:.3g}; {advice}"
     )
 
 

@@ -26,8 +26,7 @@ from functools import cached_property
 
 import numpy as np
 
-DEFAULT_EPS = 1e-5
-DEFAULT_MOMENTUM = 0.1
+from .options import DEFAULT_EPS, DEFAULT_MOMENTUM  # noqa: F401 (the defaults, written once)
 
 
 class ZeroVarianceError(ValueError):

@@ -34,11 +34,9 @@ import numpy as np
 
 from . import core
 from . import gradcheck as gc
+from .options import MAX_MATRIX_ELEMENTS
 from .tables import InputError
 
-# R and J are k×k each: at most this many numbers for both (512 MB in float64),
-# the same bound as ``grad --jacobian`` (2**25): k ≤ 4096.
-MAX_ELEMENTS = 1 << 25
 # Vectors and matrices longer than this are summarised in markdown (first and last halves).
 MARKDOWN_ROWS = 12
 # Elements per batched forward pass of the central differences (~16 MB).
@@ -168,7 +166,7 @@ def explain_column(
     Raises
     ------
     InputError
-        R and J would exceed :data:`MAX_ELEMENTS`, dy's shape differs from x's, or
+        R and J would exceed :data:`MAX_MATRIX_ELEMENTS`, dy's shape differs from x's, or
         ε = 0 with a constant column.
     """
     x, dy = np.asarray(x, dtype), np.asarray(dy, dtype)
@@ -243,10 +241,11 @@ def _float64(a: np.ndarray) -> np.ndarray:
 
 
 def _require_small(k: int) -> None:
-    if 2 * k * k > MAX_ELEMENTS:
+    """R and J are k×k each: both together within the bound of ``grad --jacobian`` (k ≤ 4096)."""
+    if 2 * k * k > MAX_MATRIX_ELEMENTS:
         raise InputError(
-            f"explain builds R and J, {k}×{k} each: {2 * k * k:.3g} numbers, more than {MAX_ELEMENTS:.3g}; "
-            f"at most {isqrt(MAX_ELEMENTS // 2)} rows fit: explain a sample of the rows"
+            f"explain builds R and J, {k}×{k} each: {2 * k * k:.3g} numbers, more than {MAX_MATRIX_ELEMENTS:.3g}; "
+            f"at most {isqrt(MAX_MATRIX_ELEMENTS // 2)} rows fit: explain a sample of the rows"
         )
 
 

@@ -12,6 +12,9 @@ DEFAULT_MOMENTUM = 0.1
 DEFAULT_PRECISION = 6
 DEFAULT_SEED = 0
 DEFAULT_PROBES = 8
+# --jacobian and explain build k×k numbers per column: at most this many in all (256 MB), e.g.
+# one column of 4096 rows or 32 columns of 724.
+MAX_MATRIX_ELEMENTS = 1 << 25
 # A probe costs about one forward pass; more than this many is a full check's worth on any input
 # that the probes are meant for, and keeps --probes from running for ever.
 MAX_PROBES = 10_000

@@ -26,16 +26,14 @@ from functools import cache
 import numpy as np
 
 from . import core
+from .options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
 from .tables import InputError
 
 QUANTITIES = ("y", "dx", "dw", "db")
-DTYPES = ("float64", "float32")
-LAYOUTS = ("nc", "nchw", "nhwc")
 VERDICTS = ("PASS", "INACCURATE", "WRONG", "MISSING", "ERROR")
 # A quantity beyond budget before the unit case has decided between WRONG and INACCURATE.
 _BEYOND = "BEYOND"
 YARDSTICK = "unit"
-DEFAULT_TIMEOUT = 60.0
 
 # C_q, the multiple of u·scale a correct implementation stays within. Measured maxima of
 # error/(u·scale) over every default case, both dtypes and all three layouts

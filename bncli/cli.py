@@ -36,7 +36,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-Format = Enum("Format", {name: name for name in options.FORMATS}, type=str)
+Format = Enum("Format", {name: name for name in options.MATRIX_FORMATS}, type=str)
+AuditFormat = Enum("AuditFormat", {name: name for name in options.AUDIT_FORMATS}, type=str)
+ExplainFormat = Enum("ExplainFormat", {name: name for name in options.EXPLAIN_FORMATS}, type=str)
+Layout = Enum("Layout", {name: name for name in options.LAYOUTS}, type=str)
 DType = Enum("DType", {name: name for name in options.DTYPES}, type=str)
 Method = Enum("Method", {name: name for name in options.METHODS}, type=str)
 ForwardPart = Enum("ForwardPart", {name: name for name in options.FORWARD_PARTS}, type=str)
@@ -46,6 +49,7 @@ INPUT = "Input"
 OUTPUT = "Output"
 MODE = "Running statistics and eval mode"
 CHECK = "Gradient check"
+AUDIT = "Audit"
 
 
 def _option(*names: str, help: str, panel: str, **settings):
@@ -116,7 +120,8 @@ Output = Annotated[
     _option(
         "--output",
         "-o",
-        help="Write here (atomically) instead of stdout; .json .tsv .npy .csv set the format.",
+        help="Write here (atomically) instead of stdout; the extension sets the format (.json .tsv .npy .csv; "
+        ".svg .html: the table view with pictures; .png .pdf: the pictures, needs bncli[plot]).",
         panel=OUTPUT,
         metavar="PATH",
     ),
@@ -128,6 +133,24 @@ Precision = Annotated[
     ),
 ]
 Full = Annotated[bool, _option("--full", help="Show every element of large tables instead of a summary.", panel=OUTPUT)]
+Dy = Annotated[
+    str | None,
+    _option(
+        "--dy",
+        help="Upstream gradient ∂e/∂y, same shape as the data; '-' reads stdin. Default: N(0,1) draws from --seed.",
+        panel=INPUT,
+        metavar="PATH",
+    ),
+]
+Seed = Annotated[int, _option("--seed", min=0, help="Seed of the default dy and of --fast's directions.", panel=INPUT)]
+Plot = Annotated[
+    bool,
+    _option(
+        "--plot",
+        help="Also draw pictures (heatmaps, error maps, curves) in the table view and svg/html/png files.",
+        panel=OUTPUT,
+    ),
+]
 Running = Annotated[
     str | None,
     _option(
@@ -166,6 +189,23 @@ GRAD_EXAMPLES = """Examples:
   bncli grad data.csv --dy dy.csv --against my_dx.csv
 
   cat dy.csv | bncli grad data.csv --dy - --only dx
+"""
+
+
+EXPLAIN_EXAMPLES = """Examples:
+
+  bncli explain -c Hb                                 (the bundled sample's haemoglobin column)
+
+  bncli explain sample_data/blood.csv -c Hb --dy sample_data/blood_dy.csv -o notes.md
+"""
+
+AUDIT_EXAMPLES = """Examples:
+
+  bncli audit examples/batchnorm_numpy.py:batchnorm
+
+  bncli audit torch --layout nchw
+
+  bncli audit --cmd './batchnorm' --dtype float64 -o report.json
 """
 
 
@@ -231,18 +271,8 @@ def forward(
 def grad(
     file: File = None,
     *,
-    dy: Annotated[
-        str | None,
-        _option(
-            "--dy",
-            help="Upstream gradient ∂e/∂y, same shape as the data; '-' reads stdin. Default: N(0,1) draws from --seed.",
-            panel=INPUT,
-            metavar="PATH",
-        ),
-    ] = None,
-    seed: Annotated[
-        int, _option("--seed", min=0, help="Seed of the default dy and of --fast's directions.", panel=INPUT)
-    ] = options.DEFAULT_SEED,
+    dy: Dy = None,
+    seed: Seed = options.DEFAULT_SEED,
     delimiter: Delimiter = None,
     header: Header = None,
     eps: Eps = options.DEFAULT_EPS,
@@ -266,6 +296,7 @@ def grad(
     output: Output = None,
     precision: Precision = options.DEFAULT_PRECISION,
     full: Full = False,
+    plot: Plot = False,
     only: Annotated[
         GradPart | None,
         _option(
@@ -347,7 +378,7 @@ def grad(
         running=running, save_running=save_running, momentum=momentum, eval=eval,
     )  # fmt: skip
     outputs = options.OutputOptions(
-        format=_value(format), output=output, precision=precision, full=full, only=_value(only)
+        format=_value(format), output=output, precision=precision, full=full, only=_value(only), plot=plot
     )
     checks = options.CheckOptions(
         enabled=check or sweep or fast is not None or probes is not None or against is not None,
@@ -368,10 +399,10 @@ def _forward(request: options.ForwardRequest, outputs: options.OutputOptions) ->
     from . import commands, output
 
     extras = {"stats": "--stats"} if request.stats else {}
-    fmt = output.validate(outputs, extras=extras, default="y", stdout_is_tty=output.stdout_is_terminal())
+    fmt = _validate(outputs, options.MATRIX_FORMATS, extras=extras, default="y")
     _check_save_running(request.inputs)
     result = commands.forward(request)
-    return output.emit(result, outputs, fmt, save_running=request.inputs.save_running)
+    return output.emit(output.forward_document(result, request.inputs.save_running), outputs, fmt)
 
 
 def _grad(request: options.GradRequest, outputs: options.OutputOptions) -> int:
@@ -383,11 +414,18 @@ def _grad(request: options.GradRequest, outputs: options.OutputOptions) -> int:
         extras["jacobian"] = "--jacobian"
     if request.check.sweep:
         extras["check"] = "--sweep"
-    fmt = output.validate(outputs, extras=extras, default="dx", stdout_is_tty=output.stdout_is_terminal())
+    drawable = request.jacobian or request.check.enabled
+    fmt = _validate(outputs, options.MATRIX_FORMATS, extras=extras, default="dx", pictures=drawable)
     _check_save_running(request.inputs)
     with ProgressBar("gradient check") as progress:
         result = commands.grad(request, progress)
-    return output.emit(result, outputs, fmt, save_running=request.inputs.save_running)
+    return output.emit(output.grad_document(result, request.inputs.save_running), outputs, fmt)
+
+
+def _validate(outputs: options.OutputOptions, formats: tuple[str, ...], **what) -> str:
+    from . import output
+
+    return output.validate(outputs, formats=formats, stdout_is_tty=output.stdout_is_terminal(), **what)
 
 
 def _check_save_running(inputs: options.InputOptions) -> None:
@@ -395,6 +433,174 @@ def _check_save_running(inputs: options.InputOptions) -> None:
         from .tables import check_output_path
 
         check_output_path(inputs.save_running, "--save-running")
+
+
+@app.command(epilog=EXPLAIN_EXAMPLES)
+def explain(
+    file: File = None,
+    *,
+    column: Annotated[
+        str | None,
+        _option(
+            "--column",
+            "-c",
+            help="The column explained (name or 0-based index). Default: the first.",
+            panel=INPUT,
+            metavar="NAME",
+        ),
+    ] = None,
+    dy: Dy = None,
+    seed: Seed = options.DEFAULT_SEED,
+    delimiter: Delimiter = None,
+    header: Header = None,
+    eps: Eps = options.DEFAULT_EPS,
+    weight: Weight = None,
+    bias: Bias = None,
+    dtype: Dtype = DType.float64,
+    format: Annotated[
+        ExplainFormat | None,
+        _option(
+            "--format",
+            "-f",
+            help="Output format (markdown: LaTeX formulas, for notes). Default: by --output's "
+            "extension (.md: markdown), else table on a terminal, json otherwise.",
+            panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+    output: Output = None,
+    precision: Precision = options.DEFAULT_PRECISION,
+    full: Full = False,
+    running: Running = None,
+    eval: Eval = False,
+) -> None:
+    """The article's derivation on one column: m, v, s, dm/dx, dv/dx, u, R, J = u·R, dx, dw, db, each checked."""
+    inputs = options.InputOptions(
+        file=file, delimiter=delimiter, header=header, eps=eps, weight=weight, bias=bias, dtype=dtype.value,
+        running=running, eval=eval,
+    )  # fmt: skip
+    outputs = options.OutputOptions(format=_value(format), output=output, precision=precision, full=full)
+    request = options.ExplainRequest(inputs=inputs, column=column, dy=dy, seed=seed)
+    _run(lambda: _explain(request, outputs))
+
+
+def _explain(request: options.ExplainRequest, outputs: options.OutputOptions) -> int:
+    from . import commands, output
+
+    fmt = _validate(outputs, options.EXPLAIN_FORMATS)
+    result = commands.explain(request)
+    return output.emit(output.explain_document(result), outputs, fmt)
+
+
+@app.command(epilog=AUDIT_EXAMPLES)
+def audit(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="path/to/file.py:func or package.module:func (a Python function), torch, or bncli.",
+            metavar="[TARGET]",
+            show_default=False,
+        ),
+    ] = None,
+    *,
+    cmd: Annotated[
+        str | None,
+        _option(
+            "--cmd",
+            help="Audit a program instead (any language): run once per case with a folder holding "
+            "x.npy, dy.npy, params.json (and x.csv, dy.csv); it writes y, dx, dw, db there as .npy or .csv.",
+            panel=AUDIT,
+            metavar="'PROGRAM [ARGS]'",
+        ),
+    ] = None,
+    case: Annotated[
+        list[str] | None,
+        _option("--case", help="Run only this case; repeatable (see --list-cases).", panel=AUDIT, metavar="NAME"),
+    ] = None,
+    list_cases: Annotated[bool, _option("--list-cases", help="List the cases and exit.", panel=AUDIT)] = False,
+    extreme: Annotated[
+        bool,
+        _option(
+            "--extreme", help="Add the extreme cases (squares overflow or underflow), reported apart.", panel=AUDIT
+        ),
+    ] = False,
+    dtype: Annotated[
+        DType | None,
+        _option(
+            "--dtype", help="Run the cases in this precision only. Default: both.", panel=AUDIT, show_default=False
+        ),
+    ] = None,
+    layout: Annotated[
+        Layout,
+        _option(
+            "--layout",
+            help="nc: batch × features (BatchNorm1d); nchw, nhwc: statistics per channel over N, H, W (BatchNorm2d).",
+            panel=AUDIT,
+        ),
+    ] = Layout.nc,
+    timeout: Annotated[
+        float, _option("--timeout", help="Seconds each call may take before it is an ERROR.", panel=AUDIT, min=0.001)
+    ] = options.DEFAULT_TIMEOUT,
+    format: Annotated[
+        AuditFormat | None,
+        _option(
+            "--format",
+            "-f",
+            help="Output format. Default: by --output's extension, else table on a terminal, json otherwise.",
+            panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+    output: Output = None,
+    plot: Plot = False,
+) -> None:
+    """Audit a batch-norm implementation (any language) on hard cases against exact references.
+
+    Compares its y, dx, dw, db with bounds that a correct implementation attains at its precision,
+    and tells rounding (INACCURATE) from formula errors (WRONG); exit 0 on PASS, 1 otherwise.
+    """
+    outputs = options.OutputOptions(format=_value(format), output=output, plot=plot)
+    dtypes = options.DTYPES if dtype is None else (dtype.value,)
+    settings = {"cases": tuple(case or ()), "extreme": extreme, "dtypes": dtypes, "layout": layout.value}
+    _run(lambda: _audit(target, cmd, list_cases, settings | {"timeout": timeout}, outputs))
+
+
+def _audit(target: str | None, cmd: str | None, list_cases: bool, settings: dict, outputs) -> int:
+    from . import auditing, output
+
+    if list_cases:
+        for case in auditing.list_cases(extreme=True):
+            extreme = " (--extreme)" if case.extreme else ""
+            print(f"{case.name:<14} {case.description}{extreme}")
+        return 0
+    if (target is None) == (cmd is None):
+        from .tables import InputError
+
+        raise InputError("audit needs a TARGET or --cmd 'PROGRAM [ARGS]' (one of them); see 'bncli audit --help'")
+    fmt = _validate(outputs, options.AUDIT_FORMATS, pictures=True)
+    progress = _audit_progress()
+    try:
+        report = auditing.run_audit(auditing.AuditOptions(target=target, cmd=cmd, **settings), progress=progress)
+    finally:
+        if progress:
+            progress(None)
+    return output.emit(output.audit_document(report), outputs, fmt)
+
+
+def _audit_progress():
+    """A line on a terminal's stderr naming the case being run, erased as the next begins."""
+    try:
+        terminal = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if not terminal:
+        return None
+
+    def show(what: str | None) -> None:
+        sys.stderr.write("\r\x1b[K" if what is None else f"\r\x1b[Kaudit: {what}")
+        sys.stderr.flush()
+
+    return show
 
 
 # ------------------------------------------------------------------ running a command

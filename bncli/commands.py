@@ -20,6 +20,7 @@ from .options import (
     MAX_MATRIX_ELEMENTS,
     MAX_PROBES,
     CheckOptions,
+    ExplainRequest,
     ForwardRequest,
     GradRequest,
     InputOptions,
@@ -296,3 +297,35 @@ def _run_check(
         raise InputError(
             f"{step} is lost in rounding or overflows in column {names}: (x + h) − (x − h) is 0 or infinite there"
         ) from None
+
+
+# ------------------------------------------------------------------------ explain
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    model: Model
+    dy: UpstreamGradient
+    explanation: object  # bncli.explain.Explanation
+
+
+def explain(request: ExplainRequest) -> ExplainResult:
+    """The article's derivation on one column of the data (default: the first)."""
+    from .explain import explain_column
+
+    model = build_model(request.inputs)
+    column = 0 if request.column is None else inputs.resolve_columns((request.column,), model.columns)[0]
+    dy = inputs.load_dy(request.dy, request.seed, model.data)
+    running = None if model.running is None else (model.running.mean, model.running.var)
+    explanation = explain_column(
+        model.cast(model.data.values, model.data.source),
+        model.cast(dy.values, "dy"),
+        model.weight,
+        model.bias,
+        model.eps,
+        column=column,
+        name=model.columns[column],
+        running=running,
+        dtype=model.dtype,
+    )
+    return ExplainResult(model, dy, explanation)

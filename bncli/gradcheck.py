@@ -146,6 +146,7 @@ class Comparison:
     column_errors: dict[int, float]
     wrt_row: int | None = None
     analytic_rel_error: float | None = None
+    errors: np.ndarray | None = field(default=None, repr=False)  # every element's relative error (dx, full check)
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,7 @@ def _compare(
     analytic: np.ndarray | None = None,
     columns: Sequence[int] | None = None,
     column_axis: int = -1,
+    keep_errors: bool = False,
 ) -> Comparison:
     """Compare element by element; ``columns`` names the column of each index along ``column_axis``
     (default: the index itself)."""
@@ -360,6 +362,7 @@ def _compare(
     per_column = np.moveaxis(error, column_axis, -1).reshape(-1, error.shape[column_axis]).max(axis=0)
     names = range(len(per_column)) if columns is None else columns
     column_errors = {int(c): float(e) for c, e in zip(names, per_column, strict=True)}
+    kept = error.copy() if keep_errors else None
     if analytic is not None:
         np.subtract(checked, analytic, out=error)
         np.abs(error, out=error)
@@ -377,6 +380,7 @@ def _compare(
         column_errors=column_errors,
         wrt_row=wrt_row,
         analytic_rel_error=None if analytic is None else float(error.max()),
+        errors=kept,
     )
 
 
@@ -459,7 +463,8 @@ def check_gradients(
 
     def compare(name, reference, scale, locate):
         ours = None if analytic is None else getattr(analytic, name)
-        results[name] = _compare(name, getattr(checked, name), reference, scale, rtol, locate, ours)
+        keep = name == "dx"  # the error map of the check
+        results[name] = _compare(name, getattr(checked, name), reference, scale, rtol, locate, ours, keep_errors=keep)
 
     if checked.dw is not None or checked.db is not None:
         dw, db = _numerical_parameter_gradients(problem, method)

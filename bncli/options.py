@@ -19,7 +19,12 @@ MAX_MATRIX_ELEMENTS = 1 << 25
 # that the probes are meant for, and keeps --probes from running for ever.
 MAX_PROBES = 10_000
 
-FORMATS = ("table", "csv", "tsv", "json", "npy")
+# What each command writes: the first is the default on a terminal, the second elsewhere.
+MATRIX_FORMATS = ("table", "csv", "tsv", "json", "npy")
+AUDIT_FORMATS = ("table", "json")
+EXPLAIN_FORMATS = ("table", "json", "markdown")
+LAYOUTS = ("nc", "nchw", "nhwc")
+DEFAULT_TIMEOUT = 60.0
 DTYPES = ("float64", "float32")
 METHODS = ("central", "complex")
 FORWARD_PARTS = ("y", "s", "stats")
@@ -52,6 +57,7 @@ class OutputOptions:
     precision: int = DEFAULT_PRECISION
     full: bool = False
     only: str | None = None  # one part of the result, in every format
+    plot: bool = False  # pictures too (in tables and svg/html files; png/pdf files are pictures alone)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,3 +88,11 @@ class GradRequest:
     jacobian: bool = False
     columns: tuple[str, ...] = ()  # names or indices for --jacobian; empty: all
     check: CheckOptions = CheckOptions()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplainRequest:
+    inputs: InputOptions
+    column: str | None = None  # name or index; None: the first
+    dy: str | None = None
+    seed: int = DEFAULT_SEED

@@ -1,13 +1,19 @@
-"""The one output dispatcher: a command's result plus the output options → table, csv, tsv, json or npy.
+"""The one output dispatcher: a command's result plus the output options → what is written, and where.
 
-A result is cut into named *parts* (y, s, stats; dx, dw, db, dy, jacobian; check).
+A result becomes a :class:`Document`: named *parts* (y, s, stats; dx, dw, db, dy,
+jacobian, check; an audit report; an explanation) and the pictures it can draw.
 Every format is a function of the parts, so ``--only`` means the same everywhere:
 csv/tsv/npy print that part's matrix, json only that part's keys (plus
 ``columns``), a table only that part's tables. Without ``--only``, csv/tsv/npy
-print the default matrix and json and tables carry every part that was computed
-or asked for. Something asked for that the chosen output cannot carry is refused
-with one line naming the fix (:func:`validate`, before anything is computed); a
-check's verdict goes to stderr whenever the output does not carry the check.
+print the first part's matrix and json and tables carry every part that was
+computed or asked for. Something asked for that the chosen output cannot carry
+is refused with one line naming the fix (:func:`validate`, before anything is
+computed); a check's verdict goes to stderr whenever the output does not carry
+the check.
+
+Formats: table, csv, tsv, json, npy, markdown, and by --output's extension svg
+and html (the table view as a terminal shows it, pictures included) and png and
+pdf (the pictures, drawn by matplotlib).
 
 Nothing is written until everything that goes out has been made and found
 finite; files (``--output``, ``--save-running``) are written together at the end,
@@ -19,29 +25,25 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import StringIO
 
 import numpy as np
 
 from . import options, tables
-from .commands import ForwardResult, GradResult, Model, require_finite
+from .commands import ExplainResult, ForwardResult, GradResult, Model, require_finite
 from .inputs import note
 from .tables import InputError
 
 MATRIX_FORMATS = ("csv", "tsv", "npy")
+RECORDED_FORMATS = ("svg", "html")  # the table view, recorded as a terminal shows it
+FIGURE_FORMATS = ("png", "pdf")  # the pictures alone, drawn by matplotlib
 SELECTABLE = set(options.FORWARD_PARTS) | set(options.GRAD_PARTS)
 # A table that goes to a file or a pipe is this wide, whatever the terminal.
 FILE_WIDTH = 120
 MIN_WIDTH = 40
-
-
-def resolve_format(options: options.OutputOptions, stdout_is_terminal: bool) -> str:
-    if options.format:
-        return options.format
-    if options.output:
-        return tables.format_for_path(options.output)
-    return "table" if stdout_is_terminal else "csv"
+# The width of recorded terminal pictures (svg, html) when stdout is no terminal to copy.
+RECORDED_WIDTH = 100
 
 
 def stdout_is_terminal() -> bool:
@@ -51,7 +53,18 @@ def stdout_is_terminal() -> bool:
         return False
 
 
-# ------------------------------------------------------------------------- parts
+def resolve_format(outputs: options.OutputOptions, formats: tuple[str, ...], stdout_is_tty: bool) -> str:
+    """--format; else --output's extension (a picture file, or one of ``formats``); else by stdout.
+
+    ``formats[0]`` is what a terminal gets and ``formats[1]`` what a pipe or any other file gets.
+    """
+    if outputs.format:
+        return outputs.format
+    if outputs.output:
+        implied = tables.format_for_path(outputs.output)
+        known = implied in formats or implied in RECORDED_FORMATS + FIGURE_FORMATS
+        return implied if known else formats[1]
+    return formats[0] if stdout_is_tty else formats[1]
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,8 @@ class Part:
     ``matrix`` gives (values, header, row labels) for csv/tsv/npy; ``json`` the keys
     it adds; ``tables`` its Rich renderables (functions of a Renderer) in the full
     view and ``alone`` those shown when --only picks it (default: the same).
-    ``in_json``/``in_table``: part of the full json/table view.
+    ``in_json``/``in_table``: part of the full json/table view. ``markdown``: its
+    Markdown text, where it has one.
     """
 
     name: str
@@ -71,6 +85,7 @@ class Part:
     in_json: bool = True
     in_table: bool = True
     alone: list[Callable] | None = None
+    markdown: Callable[[int, bool], str] | None = None  # (precision, full) → text
 
 
 def _matrix_part(name, title, values, columns, *, row_labels=None, label_header="row", **flags) -> Part:
@@ -166,12 +181,122 @@ def _jacobian_part(result: GradResult) -> Part:
     )
 
 
-def _parts(result) -> list[Part]:
-    return _forward_parts(result) if isinstance(result, ForwardResult) else _grad_parts(result)
+def _verdict_of(result: GradResult) -> str | None:
+    return None if result.check is None else verdict_line(result)
+
+
+@dataclass
+class Document:
+    """What a result shows: its parts, and around them what every format needs."""
+
+    parts: list[Part]
+    columns: list[str]  # names for ``columns`` in json and for naming non-finite values
+    context: str | None = None  # the first line of the table view
+    meta: dict = field(default_factory=dict)  # keys of the full json besides the parts'
+    has_header: bool = True
+    exit_code: int = 0
+    verdict: str | None = None  # on stderr when the output does not carry the ``check`` part
+    pictures: list[Callable] = field(default_factory=list)  # each → a bncli.pictures.Picture
+    replaced_by_pictures: tuple[str, ...] = ()  # parts whose tables the pictures replace with --plot
+    files: list[tuple[str, str, Callable]] = field(default_factory=list)  # (option, path, write) besides -o
+
+
+def forward_document(result: ForwardResult, save_running: str | None = None) -> Document:
+    return _model_document(result.model, _forward_parts(result), save_running=save_running)
+
+
+def grad_document(result: GradResult, save_running: str | None = None) -> Document:
+    document = _model_document(result.model, _grad_parts(result), save_running=save_running)
+    document.exit_code = result.exit_code
+    document.verdict = _verdict_of(result)
+    document.pictures = _grad_pictures(result)
+    document.replaced_by_pictures = ("jacobian",)
+    return document
+
+
+def _model_document(model: Model, parts: list[Part], save_running: str | None) -> Document:
+    files = []
+    if save_running and model.updated is not None:
+        files.append(("--save-running", save_running, _text_writer(tables.format_json(_running_record(model)))))
+    return Document(parts, model.columns, _describe(model), _meta_json(model), model.data.has_header, files=files)
+
+
+def audit_document(report) -> Document:
+    from .auditing import report_json
+
+    part = Part("report", lambda: report_json(report), [_audit_tables(report)])
+    return Document([part], [], exit_code=0 if report.passed else 1, pictures=[lambda: _audit_grid(report)])
+
+
+def explain_document(result: ExplainResult) -> Document:
+    from .explain import explanation_json, explanation_markdown
+
+    e = result.explanation
+
+    def tables_of(r):
+        from .render import explanation
+
+        return explanation(r, e)
+
+    def markdown(precision: int, full: bool) -> str:
+        return explanation_markdown(e, precision, full)
+
+    part = Part("explanation", lambda: explanation_json(e), [tables_of], markdown=markdown)
+    return Document([part], [e.column], context=None)
+
+
+def _audit_tables(report):
+    def make(r):
+        from rich.console import Group
+
+        from .render import audit_renderables
+
+        return Group(*audit_renderables(report))
+
+    return make
+
+
+def _audit_grid(report):
+    from .auditing import QUANTITIES
+    from .pictures import AuditGrid
+
+    cases = report.cases
+    labels = [f"{r.name} {r.dtype}" for r in cases]
+    ratios = [[np.nan if r.quantities[q].ratio is None else r.quantities[q].ratio for q in QUANTITIES] for r in cases]
+    letters = [[r.quantities[q].verdict[0] for q in QUANTITIES] for r in cases]
+    return AuditGrid(labels, QUANTITIES, ratios, letters, title=f"audit of {report.target}: error / budget")
+
+
+def _grad_pictures(result: GradResult) -> list[Callable]:
+    """The Jacobian heatmaps, the check's error map (every element compared) and its sweep curve."""
+    columns, k = result.model.columns, result.model.data.shape[0]
+    made = []
+    for column, values in result.jacobians.items():
+        title = f"∂y/∂x of column {columns[column]} ({k}×{k})"
+        made.append(lambda values=values, title=title: _picture("Heatmap", values, title))
+    check = result.check
+    dx = None if check is None else check.report.results.get("dx")
+    if dx is not None and dx.errors is not None:
+        ratio = dx.errors / check.report.rtol
+        title = f"dx: error over the bound ({check.report.rtol:g}), every element"
+        made.append(lambda: _picture("ErrorMap", ratio, col_labels=columns, title=title))
+    if check is not None and check.report.sweep:
+        report = check.report
+        steps = [point.step for point in report.sweep]
+        errors = [point.max_rel_error for point in report.sweep]
+        title = "numerical dx error against the step (× σ)"
+        made.append(lambda: _picture("SweepPlot", steps, errors, report.rtol, report.step, title=title))
+    return made
+
+
+def _picture(kind: str, *args, **kwargs):
+    from . import pictures
+
+    return getattr(pictures, kind)(*args, **kwargs)
 
 
 def _meta_json(model: Model) -> dict:
-    """What every full json carries besides the parts."""
+    """What every full json of forward and grad carries besides the parts."""
     return {
         "columns": model.columns,
         "eps": model.eps,
@@ -278,62 +403,88 @@ def _check_tables(result: GradResult) -> list[Callable]:
 # ------------------------------------------------------------------- validation
 
 
-def validate(options: options.OutputOptions, *, extras: dict[str, str], default: str, stdout_is_tty: bool) -> str:
+def validate(
+    outputs: options.OutputOptions,
+    *,
+    formats: tuple[str, ...],
+    extras: dict[str, str] | None = None,
+    default: str | None = None,
+    pictures: bool = False,
+    stdout_is_tty: bool,
+) -> str:
     """Refuse, before anything is computed, output options that cannot show what was asked for.
 
-    ``extras`` maps each part asked for beyond the default (e.g. "stats": "--stats")
-    to the option that asked. Returns the format.
+    ``formats``: what the command can write (the first for a terminal, the second
+    otherwise); ``extras`` maps each part asked for beyond the default (e.g.
+    "stats": "--stats") to the option that asked; ``pictures``: whether the
+    command has pictures to draw with --plot. Returns the format.
     """
-    fmt = resolve_format(options, stdout_is_tty)
-    if fmt == "npy" and not options.output and stdout_is_tty:
+    fmt = resolve_format(outputs, formats, stdout_is_tty)
+    if fmt not in formats + RECORDED_FORMATS + FIGURE_FORMATS:
+        raise InputError(f"--format {fmt}: this command writes {', '.join(formats)}")
+    if fmt in RECORDED_FORMATS + FIGURE_FORMATS and not outputs.output:
+        raise InputError(f"{fmt} pictures are written to a file: give --output NAME.{fmt}")
+    if fmt == "npy" and not outputs.output and stdout_is_tty:
         raise InputError("-f npy writes binary data: give --output FILE.npy or pipe it")
+    _validate_parts(outputs, fmt, extras or {}, default)
+    wants_pictures = outputs.plot or fmt in FIGURE_FORMATS
+    if wants_pictures and not pictures:
+        raise InputError(
+            "--plot: nothing to draw here; it draws the Jacobian (grad --jacobian), the check "
+            "(grad --check, --sweep) and audits"
+        )
+    if outputs.plot and fmt not in ("table", *RECORDED_FORMATS, *FIGURE_FORMATS):
+        raise InputError(
+            f"--plot draws pictures, which {fmt} cannot carry: use -f table, or -o NAME.svg, .html or .png"
+        )
+    if outputs.output:
+        tables.check_output_path(outputs.output, "--output")
+    return fmt
+
+
+def _validate_parts(outputs: options.OutputOptions, fmt: str, extras: dict[str, str], default: str | None) -> None:
     if fmt in MATRIX_FORMATS:
-        shown = options.only or default
+        shown = outputs.only or default
         for part, option in extras.items():
             if part != shown:
                 alone = f"--only {part} for it alone, or " if part in SELECTABLE else ""
                 fix = f"use {alone}-f json or -f table for everything"
                 raise InputError(f"{option}: {fmt} output carries one matrix ({shown}); {fix}")
-    elif options.only:
+    elif outputs.only:
         for part, option in extras.items():
-            if part != options.only:
-                raise InputError(f"{option}: --only {options.only} shows {options.only} alone; drop one of them")
-    if options.output:
-        tables.check_output_path(options.output, "--output")
-    return fmt
+            if part != outputs.only:
+                raise InputError(f"{option}: --only {outputs.only} shows {outputs.only} alone; drop one of them")
 
 
 # ----------------------------------------------------------------------- writing
 
 
-def emit(result, options: options.OutputOptions, fmt: str, save_running: str | None = None) -> int:
-    """Show ``result`` as ``fmt`` on stdout or in --output, and write --save-running; the exit code."""
-    parts = {part.name: part for part in _parts(result)}
-    model = result.model
-    check = getattr(result, "check", None)
-    shown = _selected(parts, options.only, fmt)
+def emit(document: Document, outputs: options.OutputOptions, fmt: str) -> int:
+    """Show ``document`` as ``fmt`` on stdout or in --output, write its other files; the exit code."""
+    parts = {part.name: part for part in document.parts}
+    shown = _selected(parts, outputs.only, fmt)
     if fmt in MATRIX_FORMATS:
-        write = _matrix_writer(shown[0], fmt, model)
+        write = _matrix_writer(shown[0], fmt, document)
     elif fmt == "json":
-        obj = ({"columns": model.columns} if options.only else _meta_json(model)) | {
+        obj = ({"columns": document.columns} if outputs.only else document.meta) | {
             key: value for part in shown for key, value in part.json().items()
         }
-        _require_finite_json(obj, model.columns)
+        _require_finite_json(obj, document.columns)
         write = _text_writer(tables.format_json(obj))
+    elif fmt == "markdown":
+        write = _text_writer(shown[0].markdown(outputs.precision, outputs.full))
+    elif fmt in FIGURE_FORMATS:
+        write = _figure_writer([make() for make in document.pictures], fmt)
     else:
-        text = _render(model, shown, options, to_file=bool(options.output))
-        write = _text_writer(text, None if options.output else _stdout_encoding())
-    files = []
-    if options.output:
-        files.append(("--output", options.output, write))
-    if save_running and model.updated is not None:
-        files.append(("--save-running", save_running, _text_writer(tables.format_json(_running_record(model)))))
-    if check is not None and not any(part.name == "check" for part in shown):
-        note(verdict_line(result))
+        text = _render(document, shown, outputs, fmt)
+        write = _text_writer(text, None if outputs.output else _stdout_encoding())
+    if document.verdict is not None and not any(part.name == "check" for part in shown):
+        note(document.verdict)
+    files = ([("--output", outputs.output, write)] if outputs.output else []) + document.files
     tables.write_files_atomically(files)
-    if not options.output:
+    if not outputs.output:
         _write_stdout(write)
-    return getattr(result, "exit_code", 0)
+    return document.exit_code
 
 
 def _selected(parts: dict[str, Part], only: str | None, fmt: str) -> list[Part]:
@@ -355,14 +506,26 @@ def _unavailable(only: str, parts: dict[str, Part], fmt: str) -> InputError:
     return InputError(f"--only {only}: not available here; choose one of {', '.join(parts)}")
 
 
-def _matrix_writer(part: Part, fmt: str, model: Model):
+def _matrix_writer(part: Part, fmt: str, document: Document):
     values, header, row_labels = part.matrix()
-    require_finite(part.name, values, model.columns)
+    require_finite(part.name, values, document.columns)
     if fmt == "npy":
         return lambda stream: np.save(stream, np.asarray(values, dtype=np.float64), allow_pickle=False)
-    header = header if model.data.has_header else None
+    header = header if document.has_header else None
     delimiter = "," if fmt == "csv" else "\t"
     return lambda stream: tables.write_delimited(stream, values, header, delimiter, row_labels)
+
+
+def _figure_writer(pictures: list, fmt: str):
+    """The pictures drawn by matplotlib, made now (so that a missing matplotlib fails before any write)."""
+    from io import BytesIO
+
+    from .figures import save_figure
+
+    buffer = BytesIO()
+    save_figure(pictures, buffer, fmt)
+    data = buffer.getvalue()
+    return lambda stream: stream.write(data)
 
 
 def _running_record(model: Model) -> dict:
@@ -383,7 +546,7 @@ def _require_finite_json(obj, columns: list[str], name: str = "") -> None:
             _require_finite_json(value, columns, f"{name}.{key}" if name else str(key))
     elif isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
         require_finite(name, obj, columns)
-    elif isinstance(obj, float) and not np.isfinite(obj):
+    elif isinstance(obj, float | np.floating) and not np.isfinite(obj):
         raise InputError(f"{name} is not finite (the data's magnitude is too large for float64); rescale the data")
     elif isinstance(obj, list | tuple):
         for item in obj:
@@ -411,19 +574,31 @@ def _write_stdout(write) -> None:
 # ------------------------------------------------------------------------ tables
 
 
-def _render(model: Model, parts: list[Part], options: options.OutputOptions, to_file: bool) -> str:
-    """The tables as text: for a terminal (its width and colours) or for a file (FILE_WIDTH, no colours)."""
+def _render(document: Document, parts: list[Part], outputs: options.OutputOptions, fmt: str) -> str:
+    """The table view as text (for a terminal, a pipe or a file) or as svg/html (recorded as a terminal shows it)."""
     from .render import Renderer, literal, make_console
 
-    terminal = not to_file and stdout_is_terminal()
-    buffer = _EncodedBuffer("utf-8" if to_file else _stdout_encoding())
-    width = FILE_WIDTH if to_file else _table_width(terminal)
-    console = make_console(buffer, width=width, terminal=terminal)
-    renderer = Renderer(console, options.precision, options.full)
-    makers = [lambda r: literal(_describe(model), style="dim")]
+    recorded = fmt in RECORDED_FORMATS
+    terminal = recorded or (not outputs.output and stdout_is_terminal())
+    buffer = _EncodedBuffer("utf-8" if outputs.output else _stdout_encoding())
+    if recorded:
+        width = _table_width(True) if stdout_is_terminal() else RECORDED_WIDTH
+    else:
+        width = FILE_WIDTH if outputs.output else _table_width(terminal)
+    console = make_console(buffer, width=width, terminal=terminal, record=recorded)
+    renderer = Renderer(console, outputs.precision, outputs.full)
+    makers = [] if document.context is None else [lambda r: literal(document.context, style="dim")]
     for part in parts:
-        makers += part.tables if options.only is None or part.alone is None else part.alone
+        if outputs.plot and part.name in document.replaced_by_pictures:
+            continue
+        makers += part.tables if outputs.only is None or part.alone is None else part.alone
+    if outputs.plot:
+        makers += [lambda r, make=make: make() for make in document.pictures]
     renderer.print_all(makers)
+    if fmt == "svg":
+        return console.export_svg(title="bncli")
+    if fmt == "html":
+        return console.export_html()
     return buffer.getvalue()
 
 

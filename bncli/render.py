@@ -46,16 +46,21 @@ def _kept(count: int, limit: int | None) -> tuple[list[int], bool]:
     return list(range(head)) + list(range(count - tail, count)), True
 
 
-def make_console(file, width: int | None, terminal: bool) -> Console:
-    """A Rich console writing to ``file``: colours only for a terminal (and never with NO_COLOR or TERM=dumb)."""
+def make_console(file, width: int | None, terminal: bool, record: bool = False) -> Console:
+    """A Rich console writing to ``file``: colours only for a terminal (and never with NO_COLOR or TERM=dumb).
+
+    ``record``: kept for export as SVG or HTML, in full colour whatever the real terminal is.
+    """
     return Console(
         file=file,
         width=width,
         force_terminal=terminal,
+        color_system="truecolor" if record else "auto",
         no_color=not terminal or None,
         highlight=False,
         soft_wrap=False,
         emoji=False,
+        record=record,
     )
 
 

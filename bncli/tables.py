@@ -487,9 +487,22 @@ def format_json(obj) -> str:
 
 
 def format_for_path(path: str) -> str:
-    """The output format that a file name implies: .json, .tsv, .npy, else csv."""
+    """The output format that a file name implies: .json .tsv .npy .md .svg .html .png .pdf, else csv."""
     suffix = Path(path).suffix.lower()
-    return {".json": "json", ".tsv": "tsv", ".npy": "npy"}.get(suffix, "csv")
+    return _FORMAT_BY_SUFFIX.get(suffix, "csv")
+
+
+_FORMAT_BY_SUFFIX = {
+    ".json": "json",
+    ".tsv": "tsv",
+    ".npy": "npy",
+    ".md": "markdown",
+    ".svg": "svg",
+    ".html": "html",
+    ".htm": "html",
+    ".png": "png",
+    ".pdf": "pdf",
+}
 
 
 class OutputError(Exception):

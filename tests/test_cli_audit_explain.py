@@ -1,0 +1,235 @@
+"""bncli audit, bncli explain and --plot as a user runs them: real processes, exit codes, files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_process
+
+from bncli import tables
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SAMPLE = tables.sample_path()
+SAMPLE_DY = tables.sample_path(tables.SAMPLE_DY_NAME)
+
+
+def audit(*args, cwd=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "bncli", "audit", *map(str, args)], capture_output=True, cwd=cwd, timeout=timeout
+    )
+
+
+def no_traceback(run):
+    assert b"Traceback" not in run.stderr and b"Warning" not in run.stderr, run.stderr.decode()
+
+
+# ------------------------------------------------------------------------ audit
+
+
+def test_the_self_test_passes_everything_in_both_dtypes():
+    run = audit("bncli", "--extreme", "-f", "json")
+    no_traceback(run)
+    report = json.loads(run.stdout)
+    assert run.returncode == 0 and report["verdict"] == "PASS"
+    assert {(c["name"], c["dtype"]) for c in report["cases"]} >= {("unit", "float32"), ("extreme_tiny", "float64")}
+    assert all(c["verdict"] == "PASS" for c in report["cases"])
+
+
+def test_a_textbook_numpy_implementation_passes():
+    run = audit(f"{EXAMPLES / 'batchnorm_numpy.py'}:batchnorm")
+    no_traceback(run)
+    assert run.returncode == 0, run.stdout.decode()[-2000:]
+    assert b"PASS" in run.stdout
+
+
+def test_one_pass_variance_is_inaccurate_not_wrong_and_named():
+    run = audit(f"{EXAMPLES / 'one_pass_variance.py'}:batchnorm", "-f", "json")
+    report = json.loads(run.stdout)
+    assert run.returncode == 1 and report["verdict"] == "INACCURATE"
+    unit = [c for c in report["cases"] if c["name"] == "unit"]
+    offset = [c for c in report["cases"] if c["name"] == "offset"]
+    assert all(c["verdict"] == "PASS" for c in unit) and all(c["verdict"] == "INACCURATE" for c in offset)
+    assert any("one-pass variance" in line for line in report["diagnosis"])
+
+
+@pytest.mark.parametrize(
+    "example, named",
+    [("unbiased_variance.py", "unbiased variance"), ("missing_mean_term.py", "mean term")],
+)
+def test_formula_mistakes_are_wrong_and_named(example, named):
+    run = audit(f"{EXAMPLES / example}:batchnorm", "--dtype", "float64")
+    text = run.stdout.decode()
+    assert run.returncode == 1 and "WRONG" in text and named in text, text[-3000:]
+
+
+def test_targets_that_fail_are_errors_and_the_rest_goes_on(tmp_path):
+    target = tmp_path / "flaky.py"
+    target.write_text(
+        "import numpy as np, time\n"
+        "def bn(x, w, b, eps, dy):\n"
+        "    if x.shape[0] == 2:\n"
+        "        raise RuntimeError('two rows are not supported')\n"
+        "    if x.shape[0] > 1000:\n"
+        "        time.sleep(30)\n"
+        "    if x.shape[0] == 12:\n"
+        "        return {'y': np.zeros((3, 3))}\n"
+        "    m = x.mean(0); v = ((x - m) ** 2).mean(0)\n"
+        "    return {'y': w * (x - m) / np.sqrt(v + eps) + b}\n"
+    )
+    run = audit(f"{target}:bn", "--dtype", "float64", "--timeout", "2", "-f", "json")
+    no_traceback(run)
+    report = json.loads(run.stdout)
+    by_name = {c["name"]: c for c in report["cases"]}
+    assert run.returncode == 1 and report["verdict"] == "ERROR"
+    assert by_name["two_rows"]["verdict"] == "ERROR" and "two rows are not supported" in by_name["two_rows"]["error"]
+    assert by_name["large_batch"]["verdict"] == "ERROR" and "2" in by_name["large_batch"]["error"]
+    assert by_name["constant"]["verdict"] == "ERROR" and "shape" in by_name["constant"]["error"]
+    assert by_name["unit"]["quantities"]["y"]["verdict"] == "PASS"
+    assert by_name["unit"]["quantities"]["dx"]["verdict"] == "MISSING"
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("no/such/file.py:f", "no/such/file.py"),
+        ("examples/batchnorm_numpy.py:nothing_here", "nothing_here"),
+        ("no_such_module_anywhere:f", "no_such_module_anywhere"),
+        ("justaword", "justaword"),
+    ],
+)
+def test_a_target_that_cannot_be_found_is_an_input_error(target, message):
+    run = audit(target, cwd=ROOT)
+    lines = run.stderr.decode().strip().splitlines()
+    assert run.returncode == 2 and run.stdout == b"" and len(lines) == 1 and message in lines[0], lines
+
+
+def test_usage_errors_of_audit():
+    assert audit("bncli", "--case", "nope").returncode == 2
+    assert audit().returncode == 2
+    assert audit("bncli", "--cmd", "true").returncode == 2
+    listed = audit("--list-cases")
+    assert listed.returncode == 0 and b"unit" in listed.stdout and b"--extreme" in listed.stdout
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_the_c_example_passes_through_cmd(tmp_path):
+    program = tmp_path / "batchnorm"
+    subprocess.run(["cc", "-O2", "-o", program, EXAMPLES / "batchnorm.c", "-lm"], check=True)
+    run = audit("--cmd", program, "-f", "json", "-o", tmp_path / "report.json")
+    no_traceback(run)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert run.returncode == 0 and report["verdict"] == "PASS" and run.stdout == b""
+
+
+def test_a_command_that_fails_is_an_error_with_its_last_stderr_line(tmp_path):
+    script = tmp_path / "fails.sh"
+    script.write_text("#!/bin/sh\necho 'starting' >&2\necho 'cannot open x.csv: no luck' >&2\nexit 3\n")
+    script.chmod(0o755)
+    run = audit("--cmd", script, "--case", "unit", "--dtype", "float64", "-f", "json")
+    case = json.loads(run.stdout)["cases"][0]
+    assert run.returncode == 1 and case["verdict"] == "ERROR" and "cannot open x.csv: no luck" in case["error"]
+
+
+def test_torch_is_audited_or_refused_with_what_to_install():
+    run = audit("torch", "--dtype", "float64", "--layout", "nchw")
+    no_traceback(run)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert run.returncode == 2 and b"torch" in run.stderr
+    else:
+        assert run.returncode == 0, run.stdout.decode()[-2000:]
+
+
+def test_the_audit_grid_is_drawn_with_plot(tmp_path):
+    run = audit("bncli", "--case", "unit", "--plot", "-f", "table")
+    assert run.returncode == 0 and b"error / budget" in run.stdout
+    svg = tmp_path / "audit.svg"
+    assert audit("bncli", "--case", "unit", "--plot", "-o", svg).returncode == 0
+    assert svg.read_text().lstrip().startswith("<svg")
+
+
+# ---------------------------------------------------------------------- explain
+
+
+def test_explain_equals_grad_to_the_last_digit():
+    explained = json.loads(run_process("explain", SAMPLE, "-c", "Hb", "--dy", SAMPLE_DY, "-f", "json").stdout)
+    grad = json.loads(run_process("grad", SAMPLE, "--dy", SAMPLE_DY, "--jacobian", "-c", "Hb", "-f", "json").stdout)
+    column = grad["columns"].index("Hb")
+    assert explained["dx"] == [row[column] for row in grad["dx"]]
+    assert explained["dw"] == grad["dw"][column] and explained["db"] == grad["db"][column]
+    assert explained["J"] == grad["jacobian"]["Hb"]
+    expected = {"column", "k", "eps", "weight", "bias", "x", "m", "v", "std", "s", "dm_dx", "dv_dx", "u", "R", "J"}
+    assert expected | {"dy", "dx_via_J", "dx", "dw", "db"} == set(explained)
+    by_index = json.loads(run_process("explain", SAMPLE, "-c", "3", "--dy", SAMPLE_DY, "-f", "json").stdout)
+    assert by_index == explained
+
+
+def test_explain_writes_markdown_notes_and_tables(tmp_path):
+    notes = tmp_path / "notes.md"
+    assert run_process("explain", SAMPLE, "-c", "Hb", "-o", notes).returncode == 0
+    text = notes.read_text()
+    assert "$$" in text and "\\frac" in text and "Hb" in text
+    table = run_process("explain", SAMPLE, "-c", "Hb", "-f", "table").stdout.decode()
+    for step in ("Mean and variance", "u and R", "∂y/∂x = u·R", "dx = ∂e/∂x, two ways", "dw and db"):
+        assert step in table
+    piped = run_process("explain", "-c", "Hb", input=SAMPLE.read_bytes())
+    assert json.loads(piped.stdout)["column"] == "Hb"
+
+
+def test_explain_in_eval_mode_has_a_diagonal_jacobian(tmp_path):
+    running = tmp_path / "run.json"
+    assert run_process("forward", SAMPLE, "--save-running", running).returncode == 0
+    doc = json.loads(run_process("explain", SAMPLE, "--eval", "--running", running, "-f", "json").stdout)
+    jacobian = np.array(doc["J"])
+    np.testing.assert_array_equal(jacobian, np.diag(np.diag(jacobian)))
+
+
+def test_explain_refuses_what_it_cannot_do(tmp_path):
+    assert run_process("explain", SAMPLE, "-c", "nope").returncode == 2
+    assert run_process("explain", SAMPLE, "-f", "csv").returncode == 2
+    constant = tmp_path / "c.csv"
+    constant.write_text("a\n1\n1\n1\n")
+    run = run_process("explain", constant, "--eps", "0")
+    assert run.returncode == 2 and b"zero variance" in run.stderr
+
+
+# ------------------------------------------------------------------------ plots
+
+
+def test_grad_plot_draws_the_jacobian_and_the_error_map():
+    run = run_process("grad", SAMPLE, "--jacobian", "-c", "Hb", "--check", "--plot", "-f", "table")
+    text = run.stdout.decode()
+    assert run.returncode == 0 and "∂y/∂x of column Hb" in text and "error over the bound" in text
+    sweep = run_process("grad", SAMPLE, "--sweep", "--plot", "-f", "table").stdout.decode()
+    assert "against the step" in sweep
+
+
+def test_plot_is_refused_where_pictures_cannot_go(tmp_path):
+    assert b"--plot" in run_process("grad", SAMPLE, "--jacobian", "--plot", "-f", "json").stderr
+    assert run_process("grad", SAMPLE, "--plot", "-f", "table").returncode == 2  # nothing to draw
+    assert run_process("forward", SAMPLE, "-o", tmp_path / "y.svg").returncode == 0  # the table view, no pictures
+
+
+def test_picture_files_are_whole_and_atomic(tmp_path):
+    svg, html = tmp_path / "j.svg", tmp_path / "j.html"
+    assert run_process("grad", SAMPLE, "--jacobian", "-c", "Hb", "--plot", "-o", svg).returncode == 0
+    assert svg.read_text().lstrip().startswith("<svg") and svg.read_text().rstrip().endswith("</svg>")
+    assert run_process("grad", SAMPLE, "--jacobian", "-c", "Hb", "--plot", "-o", html).returncode == 0
+    assert "<html" in html.read_text().lower()
+    png = tmp_path / "j.png"
+    run = run_process("grad", SAMPLE, "--jacobian", "-c", "Hb", "-o", png)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert run.returncode == 2 and b"pip install 'bncli[plot]'" in run.stderr and not png.exists()
+    else:
+        assert run.returncode == 0 and png.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

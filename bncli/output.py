@@ -26,6 +26,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from io import StringIO
 
 import numpy as np
@@ -225,7 +226,7 @@ def audit_document(report) -> Document:
     from .auditing import report_json
 
     part = Part("report", lambda: report_json(report), [_audit_tables(report)])
-    return Document([part], [], exit_code=0 if report.passed else 1, pictures=[lambda: _audit_grid(report)])
+    return Document([part], [], exit_code=0 if report.passed else 1, pictures=[partial(_audit_grid, report)])
 
 
 def explain_document(result: ExplainResult) -> Document:
@@ -270,26 +271,25 @@ def _audit_grid(report):
 def _grad_pictures(result: GradResult) -> list[Callable]:
     """The Jacobian heatmaps, the check's error map (every element compared) and its sweep curve."""
     columns, k = result.model.columns, result.model.data.shape[0]
-    made = []
-    for column, values in result.jacobians.items():
-        title = f"∂y/∂x of column {columns[column]} ({k}×{k})"
-        made.append(lambda values=values, title=title: _picture("Heatmap", values, title))
-    check = result.check
-    dx = None if check is None else check.report.results.get("dx")
+    made = [
+        partial(_picture, "Heatmap", values, f"∂y/∂x of column {columns[column]} ({k}×{k})")
+        for column, values in result.jacobians.items()
+    ]
+    report = None if result.check is None else result.check.report
+    dx = None if report is None else report.results.get("dx")
     if dx is not None and dx.errors is not None:
-        ratio = dx.errors / check.report.rtol
-        title = f"dx: error over the bound ({check.report.rtol:g}), every element"
-        made.append(lambda: _picture("ErrorMap", ratio, col_labels=columns, title=title))
-    if check is not None and check.report.sweep:
-        report = check.report
+        title = f"dx: error over the bound ({report.rtol:g}), every element"
+        made.append(partial(_picture, "ErrorMap", dx.errors / report.rtol, col_labels=columns, title=title))
+    if report is not None and report.sweep:
         steps = [point.step for point in report.sweep]
         errors = [point.max_rel_error for point in report.sweep]
         title = "numerical dx error against the step (× σ)"
-        made.append(lambda: _picture("SweepPlot", steps, errors, report.rtol, report.step, title=title))
+        made.append(partial(_picture, "SweepPlot", steps, errors, report.rtol, report.step, title=title))
     return made
 
 
 def _picture(kind: str, *args, **kwargs):
+    """A picture of :mod:`bncli.pictures`, imported only when one is drawn."""
     from . import pictures
 
     return getattr(pictures, kind)(*args, **kwargs)
@@ -593,13 +593,17 @@ def _render(document: Document, parts: list[Part], outputs: options.OutputOption
             continue
         makers += part.tables if outputs.only is None or part.alone is None else part.alone
     if outputs.plot:
-        makers += [lambda r, make=make: make() for make in document.pictures]
+        makers += [partial(_draw, make) for make in document.pictures]
     renderer.print_all(makers)
     if fmt == "svg":
         return console.export_svg(title="bncli")
     if fmt == "html":
         return console.export_html()
     return buffer.getvalue()
+
+
+def _draw(make: Callable, renderer) -> object:
+    return make()
 
 
 def _table_width(terminal: bool) -> int | None:

@@ -78,7 +78,7 @@ class Renderer:
             renderable = make(self)
             # A line of text (context, verdict) stays one line: grep-able; the terminal may fold it.
             self.console.print(renderable, soft_wrap=isinstance(renderable, Text))
-            if isinstance(renderable, Text):  # tables end with a blank line of their own
+            if not isinstance(renderable, Table):  # tables end with a blank line of their own
                 self.console.print()
 
     def _limits(self, label_width: int) -> tuple[int | None, int | None]:

@@ -301,7 +301,7 @@ def grad(
         GradPart | None,
         _option(
             "--only",
-            help="Show only this part, in every format (jacobian implies --jacobian). "
+            help="Show only this part, in every format (jacobian implies --jacobian, check --check). "
             "Default: dx (csv/tsv/npy), all (json, table).",
             panel=OUTPUT,
             show_default=False,
@@ -381,7 +381,8 @@ def grad(
         format=_value(format), output=output, precision=precision, full=full, only=_value(only), plot=plot
     )
     checks = options.CheckOptions(
-        enabled=check or sweep or fast is not None or probes is not None or against is not None,
+        enabled=check or sweep or fast is not None or probes is not None or against is not None
+        or only == GradPart.check,
         method=method.value, step=step, rtol=rtol, against=against, sweep=sweep, fast=fast, probes=probes,
     )  # fmt: skip
     request = options.GradRequest(

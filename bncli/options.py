@@ -28,7 +28,7 @@ DEFAULT_TIMEOUT = 60.0
 DTYPES = ("float64", "float32")
 METHODS = ("central", "complex")
 FORWARD_PARTS = ("y", "s", "stats")
-GRAD_PARTS = ("dx", "dw", "db", "dy", "jacobian")
+GRAD_PARTS = ("dx", "dw", "db", "dy", "jacobian", "check")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -76,7 +76,7 @@ class Part:
     it adds; ``tables`` its Rich renderables (functions of a Renderer) in the full
     view and ``alone`` those shown when --only picks it (default: the same).
     ``in_json``/``in_table``: part of the full json/table view. ``markdown``: its
-    Markdown text, where it has one.
+    Markdown text, where it has one. ``pictures``: what --plot draws of it.
     """
 
     name: str
@@ -87,6 +87,8 @@ class Part:
     in_table: bool = True
     alone: list[Callable] | None = None
     markdown: Callable[[int, bool], str] | None = None  # (precision, full) → text
+    pictures: list[Callable] = field(default_factory=list)  # each → a bncli.pictures.Picture
+    drawn_instead: bool = False  # with --plot its pictures replace its tables (e.g. a Jacobian's numbers)
 
 
 def _matrix_part(name, title, values, columns, *, row_labels=None, label_header="row", **flags) -> Part:
@@ -156,7 +158,11 @@ def _grad_parts(result: GradResult) -> list[Part]:
     if result.jacobians:
         parts.append(_jacobian_part(result))
     if result.check is not None:
-        parts.append(Part("check", lambda: {"check": check_json(result)}, _check_tables(result)))
+        parts.append(
+            Part(
+                "check", lambda: {"check": check_json(result)}, _check_tables(result), pictures=_check_pictures(result)
+            )
+        )
     return parts
 
 
@@ -179,6 +185,10 @@ def _jacobian_part(result: GradResult) -> Part:
         lambda: {"jacobian": {columns[c]: j for c, j in jacobians.items()}},
         [table(c) for c in jacobians],
         matrix if len(jacobians) == 1 else None,
+        pictures=[
+            partial(_picture, "Heatmap", j, f"∂y/∂x of column {columns[c]} ({k}×{k})") for c, j in jacobians.items()
+        ],
+        drawn_instead=True,
     )
 
 
@@ -197,8 +207,6 @@ class Document:
     has_header: bool = True
     exit_code: int = 0
     verdict: str | None = None  # on stderr when the output does not carry the ``check`` part
-    pictures: list[Callable] = field(default_factory=list)  # each → a bncli.pictures.Picture
-    replaced_by_pictures: tuple[str, ...] = ()  # parts whose tables the pictures replace with --plot
     files: list[tuple[str, str, Callable]] = field(default_factory=list)  # (option, path, write) besides -o
 
 
@@ -210,8 +218,6 @@ def grad_document(result: GradResult, save_running: str | None = None) -> Docume
     document = _model_document(result.model, _grad_parts(result), save_running=save_running)
     document.exit_code = result.exit_code
     document.verdict = _verdict_of(result)
-    document.pictures = _grad_pictures(result)
-    document.replaced_by_pictures = ("jacobian",)
     return document
 
 
@@ -225,8 +231,8 @@ def _model_document(model: Model, parts: list[Part], save_running: str | None) -
 def audit_document(report) -> Document:
     from .auditing import report_json
 
-    part = Part("report", lambda: report_json(report), [_audit_tables(report)])
-    return Document([part], [], exit_code=0 if report.passed else 1, pictures=[partial(_audit_grid, report)])
+    part = Part("report", lambda: report_json(report), [_audit_tables(report)], pictures=[partial(_audit_grid, report)])
+    return Document([part], [], exit_code=0 if report.passed else 1)
 
 
 def explain_document(result: ExplainResult) -> Document:
@@ -268,19 +274,17 @@ def _audit_grid(report):
     return AuditGrid(labels, QUANTITIES, ratios, letters, title=f"audit of {report.target}: error / budget")
 
 
-def _grad_pictures(result: GradResult) -> list[Callable]:
-    """The Jacobian heatmaps, the check's error map (every element compared) and its sweep curve."""
-    columns, k = result.model.columns, result.model.data.shape[0]
-    made = [
-        partial(_picture, "Heatmap", values, f"∂y/∂x of column {columns[column]} ({k}×{k})")
-        for column, values in result.jacobians.items()
-    ]
-    report = None if result.check is None else result.check.report
-    dx = None if report is None else report.results.get("dx")
+def _check_pictures(result: GradResult) -> list[Callable]:
+    """The check's error map (when every element was compared) and its sweep curve."""
+    report = result.check.report
+    dx = report.results.get("dx")
+    made = []
     if dx is not None and dx.errors is not None:
         title = f"dx: error over the bound ({report.rtol:g}), every element"
-        made.append(partial(_picture, "ErrorMap", dx.errors / report.rtol, col_labels=columns, title=title))
-    if report is not None and report.sweep:
+        made.append(
+            partial(_picture, "ErrorMap", dx.errors / report.rtol, col_labels=result.model.columns, title=title)
+        )
+    if report.sweep:
         steps = [point.step for point in report.sweep]
         errors = [point.max_rel_error for point in report.sweep]
         title = "numerical dx error against the step (× σ)"
@@ -474,7 +478,10 @@ def emit(document: Document, outputs: options.OutputOptions, fmt: str) -> int:
     elif fmt == "markdown":
         write = _text_writer(shown[0].markdown(outputs.precision, outputs.full))
     elif fmt in FIGURE_FORMATS:
-        write = _figure_writer([make() for make in document.pictures], fmt)
+        drawn = [make() for part in shown for make in part.pictures]
+        if not drawn:
+            raise InputError(f"--output {outputs.output}: nothing to draw in what --only {outputs.only} shows")
+        write = _figure_writer(drawn, fmt)
     else:
         text = _render(document, shown, outputs, fmt)
         write = _text_writer(text, None if outputs.output else _stdout_encoding())
@@ -503,6 +510,8 @@ def _unavailable(only: str, parts: dict[str, Part], fmt: str) -> InputError:
         if "jacobian" in parts:
             return InputError("--only jacobian prints one column's Jacobian: choose it with --column NAME")
         return InputError("--only jacobian: no Jacobian was computed")
+    if only in parts:
+        return InputError(f"--only {only}: {fmt} output carries matrices only; use -f json or -f table for it")
     return InputError(f"--only {only}: not available here; choose one of {', '.join(parts)}")
 
 
@@ -589,12 +598,11 @@ def _render(document: Document, parts: list[Part], outputs: options.OutputOption
     renderer = Renderer(console, outputs.precision, outputs.full)
     makers = [] if document.context is None else [lambda r: literal(document.context, style="dim")]
     for part in parts:
-        if outputs.plot and part.name in document.replaced_by_pictures:
-            continue
-        makers += part.tables if outputs.only is None or part.alone is None else part.alone
-    if outputs.plot:
-        makers += [partial(_draw, make) for make in document.pictures]
-    renderer.print_all(makers)
+        if not (outputs.plot and part.drawn_instead):
+            makers += part.tables if outputs.only is None or part.alone is None else part.alone
+        if outputs.plot:
+            makers += [partial(_draw, make) for make in part.pictures]
+    renderer.print_all(makers, fold_lines=recorded)
     if fmt == "svg":
         return console.export_svg(title="bncli")
     if fmt == "html":

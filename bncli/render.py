@@ -72,12 +72,15 @@ class Renderer:
         self.precision = precision
         self.full = full
 
-    def print_all(self, makers) -> None:
-        """Print each renderable (made by a function of this renderer), one blank line between them."""
+    def print_all(self, makers, fold_lines: bool = False) -> None:
+        """Print each renderable (made by a function of this renderer), one blank line between them.
+
+        A line of text (context, verdict) stays one line, grep-able, and the terminal may fold
+        it; ``fold_lines`` folds it here instead (for a recording, which would cut it).
+        """
         for make in makers:
             renderable = make(self)
-            # A line of text (context, verdict) stays one line: grep-able; the terminal may fold it.
-            self.console.print(renderable, soft_wrap=isinstance(renderable, Text))
+            self.console.print(renderable, soft_wrap=isinstance(renderable, Text) and not fold_lines)
             if not isinstance(renderable, Table):  # tables end with a blank line of their own
                 self.console.print()
 

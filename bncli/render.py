@@ -351,7 +351,8 @@ def audit_renderables(report) -> list:
     for r in report.cases:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
-    parts.append(Text.assemble(_verdict_text(report.verdict), f": {len(report.cases)} case runs ({summary})"))
+    runs = f"{len(report.cases)} case run{'s' if len(report.cases) != 1 else ''}"
+    parts.append(Text.assemble(_verdict_text(report.verdict), f": {runs} ({summary})"))
     return parts
 
 

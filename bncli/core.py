@@ -93,9 +93,12 @@ class BatchNorm:
         weight, bias = _per_column(self.weight), _per_column(self.bias)
         y = np.empty_like(self._x, dtype=np.result_type(self.dtype, weight, bias))
         scale = self._inverse * weight
-        for rows in _row_blocks(self._x):
-            block = _normalize(self._x, self._shift, self._residual, scale, rows, y[..., rows, :])
-            block += bias
+        # Beyond the float range (|w| or |b| ~1e308, x far from a running mean) y is inf, which
+        # callers detect and name; numpy's warnings would only repeat it.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for rows in _row_blocks(self._x):
+                block = _normalize(self._x, self._shift, self._residual, scale, rows, y[..., rows, :])
+                block += bias
         return y
 
     def normalized(self, rows: slice, out: np.ndarray) -> np.ndarray:
@@ -103,7 +106,8 @@ class BatchNorm:
         if "s" in self.__dict__:
             np.copyto(out, self.__dict__["s"][..., rows, :])
             return out
-        return _normalize(self._x, self._shift, self._residual, self._inverse, rows, out)
+        with np.errstate(over="ignore", invalid="ignore"):  # eval mode: x − running mean may overflow
+            return _normalize(self._x, self._shift, self._residual, self._inverse, rows, out)
 
     def sums(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Σ_i g_i and Σ_i g_i·s_i down each column, (..., n) each, in one pass without storing s.
@@ -219,10 +223,25 @@ def _require_positive(std: np.ndarray) -> None:
 
 
 def _power_of_two_scale(x: np.ndarray) -> np.ndarray:
-    """Per column, a power of two near max|x|, so that x/scale is exact and ≤ 1 in size."""
+    """Per column, a power of two near max|x|, so that x/scale is exact and below 2 in size.
+
+    2^(e−1) rather than 2^e for max|x| = f·2^e (½ ≤ f < 1): 2^e itself overflows for
+    data above 2^1023 ≈ 9e307 (2^127 in float32). A column of zeros gets scale 1.
+    """
     peak = np.max(np.abs(_real(x)), axis=-2, keepdims=True)
     _, exponent = np.frexp(peak)
-    return np.ldexp(np.ones_like(peak), exponent)
+    return np.ldexp(np.ones_like(peak), np.where(peak > 0, exponent - 1, 0))
+
+
+def _needs_scale(shift: np.ndarray, var_plus_eps: np.ndarray) -> bool:
+    """True when the unscaled moments overflowed, or var + ε is so small that it lost digits.
+
+    Below finfo.tiny/finfo.eps (~1e-292 in float64, ~1e-31 in float32) squares of
+    deviations round to subnormals or to 0: data of ~1e-160 with ε = 0 lose their variance.
+    """
+    info = np.finfo(_real(var_plus_eps).dtype)
+    magnitude = np.abs(var_plus_eps)
+    return not (np.isfinite(shift).all() and np.isfinite(magnitude).all() and (magnitude >= info.tiny / info.eps).all())
 
 
 def _per_column(value) -> np.ndarray:
@@ -251,9 +270,10 @@ def forward(
     Notes
     -----
     Data near the top of the float range (|x| ≳ 1e154) would overflow when
-    squared; such columns are normalized in units of a power of two near their
-    largest value, which is exact, so s and y stay right. ``var`` (and ``std``)
-    are then inf only when they exceed the float range themselves.
+    squared, and data near its bottom (var + ε ≲ 1e-292) underflow; such
+    columns are normalized in units of a power of two near their largest value,
+    which is exact, so s and y stay right. ``var`` (and ``std``) are then inf
+    or 0 only when they are beyond the float range themselves.
 
     Raises
     ------
@@ -261,21 +281,24 @@ def forward(
         A constant column (or a single row) with ``eps == 0``.
     """
     x = columns_contiguous(x)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         shift, residual, var = _moments(x)
-    if np.isfinite(shift).all() and np.isfinite(var).all():
-        root = np.sqrt(var + eps)
-        scale = None
-    else:
+        root_squared = var + eps
+    scale = None
+    if _needs_scale(shift, root_squared):
         scale = _power_of_two_scale(x)
         x = x / scale
-        shift, residual, var = _moments(x)
-        root = np.sqrt(var + eps / scale / scale)
+        # A complex step far beyond the data (Im x ~1e300) still overflows: var is then NaN,
+        # refused below as a zero variance. ε ≫ the data: ε/scale² may be inf, and s is then 0.
+        with np.errstate(over="ignore", invalid="ignore"):
+            shift, residual, var = _moments(x)
+            root_squared = var + eps / scale / scale
+    root = np.sqrt(root_squared)
     _require_positive(_real(root))
     mean = shift + residual
     inverse = 1 / root
     if scale is not None:
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore"):
             mean, var, root = mean * scale, var * (scale * scale), root * scale
     return BatchNorm(mean[..., 0, :], var[..., 0, :], root[..., 0, :], True, x, shift, residual, inverse, weight, bias)
 
@@ -329,6 +352,13 @@ def backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     a = w/σ, c = −a·dw/k, e = −a·db/k, in two passes over g (and x, for s).
     """
     dy = columns_contiguous(dy)
+    # dy near the float range, or σ so small that w/σ overflows: the gradients are inf or NaN
+    # there, which callers detect and name; numpy's warnings would only repeat it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _backward(dy, bn)
+
+
+def _backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     k = bn.rows
     db, dw = bn.sums(dy)
     a = bn.weight / bn.std

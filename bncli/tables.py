@@ -14,6 +14,8 @@ import itertools
 import json
 import math
 import os
+import re
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,7 @@ def _size(path: str) -> int:
 def read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as handle:
+            _require_readable_kind(handle.fileno(), path)
             return handle.read()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
@@ -114,28 +117,81 @@ def read_bytes(path: str) -> bytes:
         raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
 
 
+def _require_readable_kind(descriptor: int, name: str) -> None:
+    """Refuse what is not a regular file, a pipe or a socket: reading /dev/zero or /dev/urandom
+    would never end (or end in MemoryError), and a terminal or a disk is not a table."""
+    mode = os.fstat(descriptor).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        kind = "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode) else "special"
+        raise InputError(f"{name}: {kind}, not a regular file or a pipe")
+
+
+def read_stdin(name: str = STDIN_NAME) -> bytes:
+    """All of stdin, refused as :func:`read_bytes` refuses devices (``bncli - < /dev/zero``)."""
+    import sys
+
+    if sys.stdin is None:
+        raise InputError(f"{name}: stdin is closed")
+    try:
+        _require_readable_kind(sys.stdin.fileno(), name)
+        return sys.stdin.buffer.read()
+    except OSError as error:
+        raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
+
+
 def _read_npy(path: str) -> Matrix:
     try:
-        array = np.load(path, allow_pickle=False)
-    except (FileNotFoundError, IsADirectoryError, PermissionError, OSError):
+        with open(path, "rb") as handle:
+            _require_readable_kind(handle.fileno(), path)
+            _require_npy_size(handle, path)
+            array = np.load(handle, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         read_bytes(path)  # raises the same one-line errors as for text files
         raise InputError(f"{path}: cannot read") from None
-    except ValueError as error:
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+    except (ValueError, EOFError) as error:
         raise InputError(f"{path}: not a readable .npy array of numbers ({error})") from None
+    except MemoryError:
+        raise InputError(f"{path}: too large to hold in memory") from None
+    if not isinstance(array, np.ndarray):  # a .npz archive renamed .npy
+        array.close()
+        raise InputError(f"{path}: a .npz archive, not a .npy array; save one array with numpy.save")
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2:
         raise InputError(f"{path}: a .npy array must be 1-D or 2-D; this one has shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
         raise InputError(f"{path}: a .npy array must hold real numbers; this one holds {array.dtype}")
-    values = np.asarray(array, dtype=np.float64)
-    if values.size == 0:
+    if array.size == 0:
         raise InputError(f"{path}: no data (shape {array.shape})")
+    with np.errstate(over="ignore"):  # a longdouble 1e400 becomes inf, refused below
+        values = np.asarray(array, dtype=np.float64)
     bad = np.argwhere(~np.isfinite(values))
     if len(bad):
         row, col = bad[0]
-        raise InputError(f"{path}: row {row + 1}, column {col + 1}: {values[row, col]} (NaN or infinity)")
+        value = array[row, col]
+        problem = "NaN or infinity" if not np.isfinite(value) else "beyond the float64 range"
+        raise InputError(f"{path}: row {row + 1}, column {col + 1}: {value} ({problem})")
     return Matrix(values, [str(i) for i in range(values.shape[1])], False, path)
+
+
+def _require_npy_size(handle: BinaryIO, path: str) -> None:
+    """The header's shape must fit the file: a header claiming 3·10¹⁰ rows would otherwise
+    have numpy try to allocate them. Leaves ``handle`` at the start."""
+    from numpy.lib import format as npy
+
+    readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    try:
+        shape, _, dtype = readers[npy.read_magic(handle)](handle)
+    except (ValueError, EOFError, KeyError):
+        handle.seek(0)  # np.load says what is wrong (a .npz archive, an empty file …)
+        return
+    available = os.fstat(handle.fileno()).st_size - handle.tell()
+    handle.seek(0)
+    if not dtype.hasobject and math.prod(shape) * dtype.itemsize > available:
+        values = "×".join(map(str, shape))
+        raise InputError(f"{path}: the header claims {values} values, but the file holds only {available} bytes")
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -151,36 +207,81 @@ def _decode(data: bytes, name: str) -> str:
         ) from None
 
 
-def _records(text: str) -> list[tuple[int, str]]:
-    """Numbered lines that carry data: blank lines and #-comments are skipped.
+def _lines(text: str) -> list[str]:
+    """Physical lines, ending at \n, \r\n or \r only (str.splitlines would also split at
+    \x0b, \x1c, \x85, U+2028 …, which may stand inside a field)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
-    Lines end at \n, \r\n or \r only (str.splitlines would also split at
-    \x0b, \x1c, \x85, U+2028 …, which may stand inside a field).
+
+def _is_skipped(line: str) -> bool:
+    """Blank lines and #-comments carry no data (outside a quoted field)."""
+    return not line.strip() or line.lstrip().startswith("#")
+
+
+@dataclass(frozen=True)
+class _Record:
+    """The fields of one record and the line each field starts on (a quoted field may span lines)."""
+
+    fields: list[str]
+    lines: list[int]
+
+
+def _first_record_text(lines: list[str]) -> str | None:
+    """The first record's text with its quoted parts removed, for sniffing the delimiter.
+
+    A record continues onto the next line while it has an odd number of quotes
+    (RFC 4180: a quote inside a quoted field is doubled).
     """
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return [
-        (number, line)
-        for number, line in enumerate(lines, start=1)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    first = next((index for index, line in enumerate(lines) if not _is_skipped(line)), None)
+    if first is None:
+        return None
+    end = first + 1
+    while "\n".join(lines[first:end]).count('"') % 2 and end < len(lines):
+        end += 1
+    return re.sub(r'"[^"]*"', "", "\n".join(lines[first:end]))
 
 
-def _sniff(line: str) -> str:
+def _sniff(text: str) -> str:
     for candidate in _SNIFFED:
-        if candidate in line:
+        if candidate in text:
             return candidate
     return WHITESPACE
 
 
-def _split(records: list[tuple[int, str]], delimiter: str, name: str) -> list[list[str]]:
-    """The fields of each record; quotes are honoured for delimiters other than whitespace."""
+def _parse_records(lines: list[str], delimiter: str, name: str) -> list[_Record]:
+    """The records of ``lines``; blank and # lines are skipped, but not inside a quoted field.
+
+    With a delimiter other than whitespace, fields follow RFC 4180 quoting: a quoted
+    field may hold the delimiter, doubled quotes and line ends.
+    """
     if delimiter == WHITESPACE:
-        return [line.split() for _, line in records]
-    reader = csv.reader((line for _, line in records), delimiter=delimiter, skipinitialspace=True)
-    try:
-        return list(reader)
-    except csv.Error as error:
-        raise InputError(f"{name}: line {records[reader.line_num - 1][0]}: {error}") from None
+        return [
+            _Record(line.split(), [number] * len(line.split()))
+            for number, line in enumerate(lines, start=1)
+            if not _is_skipped(line)
+        ]
+    position = 0  # the csv reader pulls exactly the lines of one record per record
+
+    def feed() -> Iterator[str]:
+        nonlocal position
+        while position < len(lines):
+            position += 1
+            yield lines[position - 1] + "\n"
+
+    reader = csv.reader(feed(), delimiter=delimiter, skipinitialspace=True, strict=True)
+    records = []
+    while True:
+        while position < len(lines) and _is_skipped(lines[position]):
+            position += 1
+        first_line = position + 1
+        try:
+            fields = next(reader, None)
+        except csv.Error as error:
+            raise InputError(f"{name}: line {first_line}: {error}") from None
+        if fields is None:
+            return records
+        starts = itertools.accumulate((field.count("\n") for field in fields[:-1]), initial=first_line)
+        records.append(_Record(fields, list(starts)))
 
 
 def _number(field: str) -> float | None:
@@ -194,12 +295,23 @@ def _cell_name(column: int, names: Sequence[str] | None) -> str:
     return f"column {column} ({names[column - 1]!r})" if names else f"column {column}"
 
 
-def _cell_problem(field: str, value: float | None, delimiter: str) -> str:
+def _looks_comma_separated(first: list[str]) -> bool:
+    """The first record is one field holding commas, or a header name holds one: the commas
+    are the delimiter the file was written with (a .tsv holding commas, -d '|' on a csv)."""
+    return (len(first) == 1 and "," in first[0]) or any(
+        "," in field and _number(field.replace(",", ".")) is None for field in first
+    )
+
+
+def _cell_problem(field: str, value: float | None, delimiter: str, commas_delimit: bool) -> str:
     text = field.strip()
     if not text:
         return "an empty cell"
     if value is not None:
         return f"{text!r}: NaN and infinity are not allowed (batch norm of that column is meaningless)"
+    if "," in text and commas_delimit:
+        shown = "tab" if delimiter == "\t" else repr(delimiter)
+        return f"{text!r} is not a number (the delimiter is {shown}, but the file looks comma-separated: try -d ,)"
     if "," in text and delimiter != "," and _number(text.replace(",", ".")) is not None:
         return f"{text!r} is not a number (decimal commas are not supported; use a point)"
     return f"{text!r} is not a number"
@@ -216,42 +328,63 @@ def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: 
         fast = _parse_fast(_bytes_pieces(data), len(data), name, delimiter, header)
         if fast is not None:
             return fast
-    records = _records(_decode(data, name))
-    if not records:
+    lines = _lines(_decode(data, name))
+    first = _first_record_text(lines)
+    if first is None:
         raise InputError(f"{name}: no data (the input is empty or only blank and # lines)")
-    delimiter = delimiter or _sniff(records[0][1])
-    rows = _split(records, delimiter, name)
-    columns, header = _columns(rows[0], header)
-    body, numbers = (rows[1:], records[1:]) if header else (rows, records)
+    delimiter = delimiter or _sniff(first)
+    records = _parse_records(lines, delimiter, name)
+    columns, header = _columns(records[0].fields, header, name)
+    commas_delimit = delimiter != "," and _looks_comma_separated(records[0].fields)
+    body = records[1:] if header else records
     if not body:
         raise InputError(f"{name}: a header line but no data rows")
     width = len(columns)
     values = np.empty((width, len(body))).T  # column-major, as bncli.core prefers
-    for index, (fields, (line_number, _)) in enumerate(zip(body, numbers)):
-        if len(fields) != width:
+    for index, record in enumerate(body):
+        if len(record.fields) != width:
             expected = "the header has" if header else "the first row has"
-            raise InputError(f"{name}: line {line_number}: {len(fields)} fields, but {expected} {width}")
-        for column, field in enumerate(fields, start=1):
+            raise InputError(f"{name}: line {record.lines[0]}: {len(record.fields)} fields, but {expected} {width}")
+        for column, (field, line_number) in enumerate(zip(record.fields, record.lines, strict=True), start=1):
             value = _number(field)
             if value is None or not math.isfinite(value):
                 cell = _cell_name(column, columns if header else None)
-                raise InputError(f"{name}: line {line_number}, {cell}: {_cell_problem(field, value, delimiter)}")
+                problem = _cell_problem(field, value, delimiter, commas_delimit)
+                raise InputError(f"{name}: line {line_number}, {cell}: {problem}")
             values[index, column - 1] = value
     return Matrix(values, columns, header, name)
 
 
-def _columns(first: list[str], header: bool | None) -> tuple[list[str], bool]:
-    """Column names and whether the first record is a header (auto: some field is not a number)."""
+def _columns(first: list[str], header: bool | None, name: str) -> tuple[list[str], bool]:
+    """Column names and whether the first record is a header (auto: some field is not a number).
+
+    Duplicate names are refused: results are keyed by name (json, --column), so a
+    second column of the same name would silently hide the first.
+    """
     fields = [field.strip() for field in first]
     if header is None:
         header = any(_number(field) is None for field in fields)
-    return (fields if header else [str(i) for i in range(len(fields))]), header
+    if not header:
+        return [str(i) for i in range(len(fields))], False
+    positions: dict[str, list[int]] = {}
+    for position, field in enumerate(fields, start=1):
+        positions.setdefault(field, []).append(position)
+    repeated = [
+        f"{field!r} (columns {', '.join(map(str, where))})" for field, where in positions.items() if len(where) > 1
+    ]
+    if repeated:
+        raise InputError(f"{name}: duplicate column names: {'; '.join(repeated)}; each column needs its own name")
+    return fields, True
 
 
 # Inputs this large are parsed by polars (~400 MB/s against ~10 MB/s for the careful
 # reader), which pays for its import (~0.2 s) from about 2 MB on. They are parsed in
 # pieces, so that the whole text is never in memory beside the numbers.
 _FAST_READ_BYTES = 2 << 20
+# polars holds ~10 kB per column of a frame (a 39 MB file of 10⁶ columns took 10 GB):
+# files wider than this share of their size are read by the careful reader.
+_POLARS_BYTES_PER_COLUMN = 16 << 10
+_FAST_READ_MIN_COLUMNS = 256
 _PIECE_BYTES = 32 << 20
 
 
@@ -279,6 +412,8 @@ def _parse_fast(
     bytes per row (and grown in the rare case that the estimate falls short).
     """
     first_piece = next(pieces, b"")
+    if not _plain_text(first_piece):
+        return None
     located = _first_record(first_piece)
     if located is None:
         return None
@@ -294,12 +429,16 @@ def _parse_fast(
         first = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
     except csv.Error:
         return None
-    columns, header = _columns(first, header)
+    columns, header = _columns(first, header, name)
+    if len(columns) > max(_FAST_READ_MIN_COLUMNS, total_bytes // _POLARS_BYTES_PER_COLUMN):
+        return None  # polars' cost per column: a wide file would take many times its size
     skipped = first_piece.count(b"\n", 0, end) + 1 if header else first_piece.count(b"\n", 0, start)
     values = np.empty((0, len(columns)))
     filled = 0
     for piece in itertools.chain([first_piece], pieces):
-        block = _polars_numbers(piece, delimiter, len(columns), skipped)
+        if piece is not first_piece and not _plain_text(piece):
+            return None
+        block = _polars_numbers(piece if piece.endswith(b"\n") else piece + b"\n", delimiter, len(columns), skipped)
         if block is None:
             return None
         if filled + len(block) > len(values):
@@ -309,6 +448,20 @@ def _parse_fast(
         filled += len(block)
         skipped = 0
     return Matrix(values[:filled], columns, header, name)
+
+
+def _plain_text(piece: bytes) -> bool:
+    """Whether polars reads ``piece`` as the careful reader would: UTF-8 without NUL bytes
+    (anywhere, # comments included) and without quotes (which may hide line ends)."""
+    if b"\0" in piece or b'"' in piece:
+        return False
+    if piece.isascii():
+        return True
+    try:
+        piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _grown(values: np.ndarray, filled: int, rows: int) -> np.ndarray:

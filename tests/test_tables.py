@@ -190,7 +190,7 @@ def written_tables(draw):
     k = draw(st.integers(1, 6))
     n = draw(st.integers(1, 5))
     values = draw(hnp.arrays(np.float64, (k, n), elements=finite))
-    header = draw(st.none() | st.lists(names, min_size=n, max_size=n))
+    header = draw(st.none() | st.lists(names, min_size=n, max_size=n, unique=True))  # duplicates are refused
     delimiter = draw(st.sampled_from([",", "\t", ";"]))
     spacing = draw(st.sampled_from(["", " ", "  "]))
     newline = draw(st.sampled_from(["\n", "\r\n"]))

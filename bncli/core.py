@@ -361,12 +361,23 @@ def backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
 def _backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     k = bn.rows
     db, dw = bn.sums(dy)
-    a = bn.weight / bn.std
-    c, e = _per_column(-a * dw / k), _per_column(-a * db / k)
+    # σ below 1/max (subnormal data with ε = 0): w/σ overflows though dx need not. g, dw and db
+    # are then taken in units of a power of two near σ (exact), and w/σ in the same units.
+    unit = _power_of_two_scale(bn.std[..., None, :]) if not np.isfinite(bn.weight / bn.std).all() else None
+    if unit is None:
+        a, dw_units, db_units = bn.weight / bn.std, dw, db
+    else:
+        unit = unit[..., 0, :]
+        a, dw_units, db_units = bn.weight / (bn.std / unit), dw / unit, db / unit
+    c, e = _per_column(-a * dw_units / k), _per_column(-a * db_units / k)
     a = _per_column(a)
     dx = np.empty_like(dy, dtype=np.result_type(dy, a, bn.dtype))
     for rows, scratch in _blocks_with_scratch(dy, bn.dtype):
-        block = np.multiply(dy[..., rows, :], a, out=dx[..., rows, :])
+        if unit is None:
+            block = np.multiply(dy[..., rows, :], a, out=dx[..., rows, :])
+        else:
+            block = np.divide(dy[..., rows, :], _per_column(unit), out=dx[..., rows, :])
+            block *= a
         if bn.training:
             s = bn.normalized(rows, scratch)
             s *= c

@@ -222,7 +222,7 @@ def _require_positive(std: np.ndarray) -> None:
         raise ZeroVarianceError(np.flatnonzero(zero.reshape(-1, zero.shape[-1]).any(axis=0)).tolist())
 
 
-def _power_of_two_scale(x: np.ndarray) -> np.ndarray:
+def power_of_two_unit(x: np.ndarray) -> np.ndarray:
     """Per column, a power of two near max|x|, so that x/scale is exact and below 2 in size.
 
     2^(e−1) rather than 2^e for max|x| = f·2^e (½ ≤ f < 1): 2^e itself overflows for
@@ -286,7 +286,7 @@ def forward(
         root_squared = var + eps
     scale = None
     if _needs_scale(shift, root_squared):
-        scale = _power_of_two_scale(x)
+        scale = power_of_two_unit(x)
         x = x / scale
         # A complex step far beyond the data (Im x ~1e300) still overflows: var is then NaN,
         # refused below as a zero variance. ε ≫ the data: ε/scale² may be inf, and s is then 0.
@@ -363,7 +363,7 @@ def _backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     db, dw = bn.sums(dy)
     # σ below 1/max (subnormal data with ε = 0): w/σ overflows though dx need not. g, dw and db
     # are then taken in units of a power of two near σ (exact), and w/σ in the same units.
-    unit = _power_of_two_scale(bn.std[..., None, :]) if not np.isfinite(bn.weight / bn.std).all() else None
+    unit = power_of_two_unit(bn.std[..., None, :]) if not np.isfinite(bn.weight / bn.std).all() else None
     if unit is None:
         a, dw_units, db_units = bn.weight / bn.std, dw, db
     else:

@@ -200,21 +200,25 @@ class _Scales:
         self.db = self.abs_g.sum(axis=0)
         self.dw = core.column_dot(self.abs_g, self.abs_s)
         self.u = np.abs(weight) / ((k if self.training else 1) * bn.std)
+        # Subnormal σ (ε = 0): u overflows though the scales of dx need not (g is as tiny);
+        # those are then formed in units of a power of two near σ.
+        self.unit = 1.0 if np.isfinite(self.u).all() else core.power_of_two_unit(bn.std[None, :])[0]
+        self.u_units = np.abs(weight) / ((k if self.training else 1) * (bn.std / self.unit))
 
     @cached_property
     def dx(self) -> np.ndarray:
         """(k, n): the scale of every element of dx."""
         if not self.training:
-            return self.u * self.abs_g
+            return self.u_units * (self.abs_g / self.unit)
         k = self.bn.rows
-        return self.u * (k * self.abs_g + self.db + self.abs_s * self.dw)
+        return self.u_units * ((k * self.abs_g + self.db + self.abs_s * self.dw) / self.unit)
 
     def dx_column_sums(self) -> np.ndarray:
         """(n,): Σ_i of the scales of dx, without forming them."""
         if not self.training:
-            return self.u * self.db
+            return self.u_units * (self.db / self.unit)
         k = self.bn.rows
-        return self.u * (2 * k * self.db + self.abs_s.sum(axis=0) * self.dw)
+        return self.u_units * ((2 * k * self.db + self.abs_s.sum(axis=0) * self.dw) / self.unit)
 
     def jacobian_row_sums(self, columns: Sequence[int]) -> np.ndarray:
         """(len(columns), k): Σ_j of each row of those scales, without forming them."""

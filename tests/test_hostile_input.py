@@ -88,6 +88,21 @@ def test_3_tiny_data_gradients_with_eps_0(tmp_path):
     np.testing.assert_allclose(csv_matrix(out)[:, 0], dx, rtol=1e-12)
 
 
+def test_3_a_wrong_gradient_of_subnormal_data_fails_the_check(tmp_path):
+    """The natural scale w·|g|/σ must not overflow to inf (every error would then be 0: PASS)."""
+    (tmp_path / "x.csv").write_text("a\n1e-310\n2e-310\n4e-310\n")
+    (tmp_path / "dy.csv").write_text("a\n1e-310\n2e-310\n-4e-310\n")
+    s, g = expected_s([1, 2, 4]), np.array([1.0, 2.0, -4.0])  # in units of 1e-310
+    right = (3 * g - g.sum() - s * (g @ s)) / (3 * np.std([1.0, 2.0, 4.0]))
+    wrong = right + [0.4, 0, 0]
+    (tmp_path / "right.csv").write_text("a\n" + "".join(f"{v!r}\n" for v in right))
+    (tmp_path / "wrong.csv").write_text("a\n" + "".join(f"{v!r}\n" for v in wrong))
+    common = [tmp_path / "x.csv", "--eps", "0", "--dy", tmp_path / "dy.csv", "--against"]
+    assert run_process("grad", *common, tmp_path / "right.csv").returncode == 0
+    wrong = run_process("grad", *common, tmp_path / "wrong.csv")
+    assert wrong.returncode == 1 and wrong.stderr.decode().startswith("bncli: FAIL"), wrong.stderr.decode()
+
+
 def test_6_huge_representable_data_is_normalized():
     out = succeeded(run_process("forward", "-", "--only", "s", input=b"a\n9e307\n-9e307\n0\n"))
     np.testing.assert_allclose(csv_matrix(out)[:, 0], [np.sqrt(1.5), -np.sqrt(1.5), 0], rtol=1e-15)

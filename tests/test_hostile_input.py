@@ -95,8 +95,8 @@ def test_3_a_wrong_gradient_of_subnormal_data_fails_the_check(tmp_path):
     s, g = expected_s([1, 2, 4]), np.array([1.0, 2.0, -4.0])  # in units of 1e-310
     right = (3 * g - g.sum() - s * (g @ s)) / (3 * np.std([1.0, 2.0, 4.0]))
     wrong = right + [0.4, 0, 0]
-    (tmp_path / "right.csv").write_text("a\n" + "".join(f"{v!r}\n" for v in right))
-    (tmp_path / "wrong.csv").write_text("a\n" + "".join(f"{v!r}\n" for v in wrong))
+    (tmp_path / "right.csv").write_text("a\n" + "".join(f"{v!r}\n" for v in right.tolist()))
+    (tmp_path / "wrong.csv").write_text("a\n" + "".join(f"{v!r}\n" for v in wrong.tolist()))
     common = [tmp_path / "x.csv", "--eps", "0", "--dy", tmp_path / "dy.csv", "--against"]
     assert run_process("grad", *common, tmp_path / "right.csv").returncode == 0
     wrong = run_process("grad", *common, tmp_path / "wrong.csv")

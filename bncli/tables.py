@@ -218,14 +218,6 @@ def _is_skipped(line: str) -> bool:
     return not line.strip() or line.lstrip().startswith("#")
 
 
-@dataclass(frozen=True)
-class _Record:
-    """The fields of one record and the line each field starts on (a quoted field may span lines)."""
-
-    fields: list[str]
-    lines: list[int]
-
-
 def _first_record_text(lines: list[str]) -> str | None:
     """The first record's text with its quoted parts removed, for sniffing the delimiter.
 
@@ -248,18 +240,20 @@ def _sniff(text: str) -> str:
     return WHITESPACE
 
 
-def _parse_records(lines: list[str], delimiter: str, name: str) -> list[_Record]:
-    """The records of ``lines``; blank and # lines are skipped, but not inside a quoted field.
+def _parse_records(lines: list[str], delimiter: str, name: str) -> tuple[list[list[str]], list[int]]:
+    """The fields of each record of ``lines`` and the line each record starts on.
 
-    With a delimiter other than whitespace, fields follow RFC 4180 quoting: a quoted
-    field may hold the delimiter, doubled quotes and line ends.
+    Blank and # lines are skipped, but not inside a quoted field. With a delimiter
+    other than whitespace, fields follow RFC 4180 quoting: a quoted field may hold
+    the delimiter, doubled quotes and line ends.
     """
-    if delimiter == WHITESPACE:
-        return [
-            _Record(line.split(), [number] * len(line.split()))
-            for number, line in enumerate(lines, start=1)
-            if not _is_skipped(line)
-        ]
+    if delimiter == WHITESPACE or not any('"' in line for line in lines):
+        numbered = [(number, line) for number, line in enumerate(lines, start=1) if not _is_skipped(line)]
+        if delimiter == WHITESPACE:
+            rows = [line.split() for _, line in numbered]
+        else:
+            rows = list(csv.reader((line for _, line in numbered), delimiter=delimiter, skipinitialspace=True))
+        return rows, [number for number, _ in numbered]
     position = 0  # the csv reader pulls exactly the lines of one record per record
 
     def feed() -> Iterator[str]:
@@ -269,7 +263,7 @@ def _parse_records(lines: list[str], delimiter: str, name: str) -> list[_Record]
             yield lines[position - 1] + "\n"
 
     reader = csv.reader(feed(), delimiter=delimiter, skipinitialspace=True, strict=True)
-    records = []
+    rows, starts = [], []
     while True:
         while position < len(lines) and _is_skipped(lines[position]):
             position += 1
@@ -279,9 +273,14 @@ def _parse_records(lines: list[str], delimiter: str, name: str) -> list[_Record]
         except csv.Error as error:
             raise InputError(f"{name}: line {first_line}: {error}") from None
         if fields is None:
-            return records
-        starts = itertools.accumulate((field.count("\n") for field in fields[:-1]), initial=first_line)
-        records.append(_Record(fields, list(starts)))
+            return rows, starts
+        rows.append(fields)
+        starts.append(first_line)
+
+
+def _field_line(fields: list[str], start: int, column: int) -> int:
+    """The line field ``column`` (1-based) starts on: quoted fields before it may span lines."""
+    return start + sum(field.count("\n") for field in fields[: column - 1])
 
 
 def _number(field: str) -> float | None:
@@ -333,24 +332,24 @@ def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: 
     if first is None:
         raise InputError(f"{name}: no data (the input is empty or only blank and # lines)")
     delimiter = delimiter or _sniff(first)
-    records = _parse_records(lines, delimiter, name)
-    columns, header = _columns(records[0].fields, header, name)
-    commas_delimit = delimiter != "," and _looks_comma_separated(records[0].fields)
-    body = records[1:] if header else records
+    rows, starts = _parse_records(lines, delimiter, name)
+    columns, header = _columns(rows[0], header, name)
+    commas_delimit = delimiter != "," and _looks_comma_separated(rows[0])
+    body, starts = (rows[1:], starts[1:]) if header else (rows, starts)
     if not body:
         raise InputError(f"{name}: a header line but no data rows")
     width = len(columns)
     values = np.empty((width, len(body))).T  # column-major, as bncli.core prefers
-    for index, record in enumerate(body):
-        if len(record.fields) != width:
+    for index, (fields, start) in enumerate(zip(body, starts, strict=True)):
+        if len(fields) != width:
             expected = "the header has" if header else "the first row has"
-            raise InputError(f"{name}: line {record.lines[0]}: {len(record.fields)} fields, but {expected} {width}")
-        for column, (field, line_number) in enumerate(zip(record.fields, record.lines, strict=True), start=1):
+            raise InputError(f"{name}: line {start}: {len(fields)} fields, but {expected} {width}")
+        for column, field in enumerate(fields, start=1):
             value = _number(field)
             if value is None or not math.isfinite(value):
                 cell = _cell_name(column, columns if header else None)
                 problem = _cell_problem(field, value, delimiter, commas_delimit)
-                raise InputError(f"{name}: line {line_number}, {cell}: {problem}")
+                raise InputError(f"{name}: line {_field_line(fields, start, column)}, {cell}: {problem}")
             values[index, column - 1] = value
     return Matrix(values, columns, header, name)
 
@@ -429,7 +428,10 @@ def _parse_fast(
         first = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
     except csv.Error:
         return None
-    columns, header = _columns(first, header, name)
+    try:
+        columns, header = _columns(first, header, name)
+    except InputError:
+        return None  # the careful reader decides which problem of the whole input comes first
     if len(columns) > max(_FAST_READ_MIN_COLUMNS, total_bytes // _POLARS_BYTES_PER_COLUMN):
         return None  # polars' cost per column: a wide file would take many times its size
     skipped = first_piece.count(b"\n", 0, end) + 1 if header else first_piece.count(b"\n", 0, start)

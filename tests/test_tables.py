@@ -223,3 +223,58 @@ def test_garbage_is_an_input_error_or_a_matrix(data):
         assert message.startswith("g.csv") and "\n" not in message
     else:
         assert m.values.ndim == 2 and np.isfinite(m.values).all() and m.values.size > 0
+
+
+# ------------------------------------------------- both readers agree (issue 10, #19)
+
+_CELLS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(10**20), 10**20).map(str),
+    st.sampled_from(["1.5", "-0", "+.5", "5.", "1.e3", "1E+5", "00.1", " 2", "2 ", "  3.25"]),
+    st.sampled_from(["", "x", "1,5", "nan", "inf", "-Infinity", "1e999", "1e-999", "1_0", "0x10", ".", "١"]),
+    st.sampled_from(['"1.5"', '"2"', '"3\n4"', '"a""b"', '"1', '2"']),
+)
+_COMMENTS = st.sampled_from(
+    ["# note", "#", "  # indented", '# "quoted', "# a,b;c\td", "# caf\u00e9", "# NUL \x00", "# latin-1 \udce9"]
+)
+
+
+@st.composite
+def hostile_tables(draw) -> bytes:
+    """Text tables with quoting, comments, blank lines, trailing delimiters and odd encodings."""
+    delimiter = draw(st.sampled_from([",", ";", "\t"]))
+    n = draw(st.integers(1, 4))
+    lines = []
+    if draw(st.booleans()):
+        names = draw(
+            st.lists(st.sampled_from(["a", "b", "c", '"d,e"', '"f\tg"', '"h\ni"', "a"]), min_size=n, max_size=n)
+        )
+        lines.append(delimiter.join(names))
+    for _ in range(draw(st.integers(1, 6))):
+        if draw(st.integers(0, 5)) == 0:
+            lines.append(draw(_COMMENTS | st.sampled_from(["", "   "])))
+        cells = draw(st.lists(_CELLS, min_size=n, max_size=n))
+        trailing = delimiter if draw(st.integers(0, 7)) == 0 else ""
+        lines.append(delimiter.join(cells) + trailing)
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    text = newline.join(lines) + draw(st.sampled_from(["", newline, newline + newline]))
+    data = text.encode("utf-8", "surrogateescape")  # \udce9 becomes the invalid byte 0xe9
+    return (b"\xef\xbb\xbf" if draw(st.integers(0, 5)) == 0 else b"") + data
+
+
+def _outcome(data: bytes, fast: bool):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tables, "_FAST_READ_BYTES", 0 if fast else len(data) + 1)
+        patch.setattr(tables, "_PIECE_BYTES", 16)  # many pieces, each ending at a line end
+        try:
+            m = tables.parse_text(data, "t.csv")
+        except InputError as error:
+            return str(error)
+    return m.values.tolist(), m.columns, m.has_header
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_tables())
+def test_the_fast_and_the_careful_reader_agree(data):
+    pytest.importorskip("polars")
+    assert _outcome(data, fast=True) == _outcome(data, fast=False)

@@ -87,11 +87,10 @@ def read_matrix(
     if delimiter is None and path.lower().endswith(".tsv"):
         delimiter = "\t"
     if data is None:
-        if _size(path) >= _FAST_READ_BYTES:
-            fast = _parse_fast(_file_pieces(path), _size(path), path, delimiter, header)
-            if fast is not None:
-                return fast
-        data = read_bytes(path)
+        if _size(path) < _FAST_READ_BYTES:
+            return _parse_careful(read_bytes(path), path, delimiter, header)
+        fast = _parse_fast(_file_pieces(path), _size(path), path, delimiter, header)
+        return fast or _parse_careful(read_bytes(path), path, delimiter, header)
     return parse_text(data, path, delimiter=delimiter, header=header)
 
 
@@ -327,6 +326,11 @@ def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: 
         fast = _parse_fast(_bytes_pieces(data), len(data), name, delimiter, header)
         if fast is not None:
             return fast
+    return _parse_careful(data, name, delimiter, header)
+
+
+def _parse_careful(data: bytes, name: str, delimiter: str | None, header: bool | None) -> Matrix:
+    """The careful reader: every rule of the contract, every error worded."""
     lines = _lines(_decode(data, name))
     first = _first_record_text(lines)
     if first is None:
@@ -340,17 +344,28 @@ def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: 
         raise InputError(f"{name}: a header line but no data rows")
     width = len(columns)
     values = np.empty((width, len(body))).T  # column-major, as bncli.core prefers
+
+    def first_bad_cell(rows: int) -> None:
+        """Raise the error of the first cell, in reading order, that is not a finite number."""
+        for fields, start in zip(body[:rows], starts[:rows], strict=True):
+            for column, field in enumerate(fields, start=1):
+                value = _number(field)
+                if value is None or not math.isfinite(value):
+                    cell = _cell_name(column, columns if header else None)
+                    problem = _cell_problem(field, value, delimiter, commas_delimit)
+                    raise InputError(f"{name}: line {_field_line(fields, start, column)}, {cell}: {problem}")
+
     for index, (fields, start) in enumerate(zip(body, starts, strict=True)):
         if len(fields) != width:
+            first_bad_cell(index)
             expected = "the header has" if header else "the first row has"
             raise InputError(f"{name}: line {start}: {len(fields)} fields, but {expected} {width}")
-        for column, field in enumerate(fields, start=1):
-            value = _number(field)
-            if value is None or not math.isfinite(value):
-                cell = _cell_name(column, columns if header else None)
-                problem = _cell_problem(field, value, delimiter, commas_delimit)
-                raise InputError(f"{name}: line {_field_line(fields, start, column)}, {cell}: {problem}")
-            values[index, column - 1] = value
+        try:
+            values[index] = list(map(float, fields))  # float() in C: the same rule as _number
+        except ValueError:
+            first_bad_cell(index + 1)
+    if not np.isfinite(values).all():
+        first_bad_cell(len(body))
     return Matrix(values, columns, header, name)
 
 
@@ -428,12 +443,12 @@ def _parse_fast(
         first = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
     except csv.Error:
         return None
+    if len(first) > max(_FAST_READ_MIN_COLUMNS, total_bytes // _POLARS_BYTES_PER_COLUMN):
+        return None  # polars' cost per column: a wide file would take many times its size
     try:
         columns, header = _columns(first, header, name)
     except InputError:
         return None  # the careful reader decides which problem of the whole input comes first
-    if len(columns) > max(_FAST_READ_MIN_COLUMNS, total_bytes // _POLARS_BYTES_PER_COLUMN):
-        return None  # polars' cost per column: a wide file would take many times its size
     skipped = first_piece.count(b"\n", 0, end) + 1 if header else first_piece.count(b"\n", 0, start)
     values = np.empty((0, len(columns)))
     filled = 0
@@ -516,8 +531,10 @@ def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int)
 # ----------------------------------------------------------------------------- output
 
 
-# Outputs this large are formatted by polars (~500 MB/s against ~15 MB/s for repr).
+# Outputs this large are formatted by polars (~500 MB/s against ~15 MB/s for repr),
+# unless they are so wide that its cost per column dominates (2 × 10⁶ took 2 GB, 9 s).
 _FAST_WRITE_ELEMENTS = 200_000
+_POLARS_ELEMENTS_PER_COLUMN = _POLARS_BYTES_PER_COLUMN // 8
 
 
 def format_delimited(
@@ -545,7 +562,12 @@ def write_delimited(
     if columns is not None:
         stream.write((_header_line(columns, delimiter) + "\n").encode("utf-8"))
     values = np.asarray(values, dtype=np.float64)
-    if row_labels is None and values.size >= _FAST_WRITE_ELEMENTS and _write_polars(stream, values, delimiter):
+    if (
+        row_labels is None
+        and values.size >= _FAST_WRITE_ELEMENTS
+        and values.shape[1] <= max(_FAST_READ_MIN_COLUMNS, values.size // _POLARS_ELEMENTS_PER_COLUMN)
+        and _write_polars(stream, values, delimiter)
+    ):
         return
     rows = values.tolist()
     if row_labels is None:

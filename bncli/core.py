@@ -395,11 +395,13 @@ def jacobian(bn: BatchNorm, column: int) -> np.ndarray:
     w = np.broadcast_to(bn.weight, bn.std.shape)[column]
     k = bn.rows
     if not bn.training:
-        return np.diag(np.full(k, w / bn.std[column], dtype=bn.dtype))
+        with np.errstate(over="ignore"):
+            return np.diag(np.full(k, w / bn.std[column], dtype=bn.dtype))
     s = bn.s[:, column]
     r = -np.outer(s, s) - 1
     r[np.diag_indices(k)] += k
-    return (w / (k * bn.std[column])) * r
+    with np.errstate(over="ignore"):  # J beyond the float range (σ subnormal) is inf, which callers name
+        return (w / (k * bn.std[column])) * r
 
 
 def update_running(

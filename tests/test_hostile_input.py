@@ -125,6 +125,7 @@ def test_6_variance_beyond_the_float_range_is_named_not_called_zero():
 def data_files(tmp_path):
     (tmp_path / "d.csv").write_text("a\n1\n2\n4\n")
     (tmp_path / "far.csv").write_text("a\n-1e308\n2\n4\n")
+    (tmp_path / "subnormal.csv").write_text("a\n1e-310\n2e-310\n4e-310\n")
     (tmp_path / "dy.csv").write_text("a\n1.7e308\n1e308\n-1.7e308\n")
     (tmp_path / "r.json").write_text('{"columns": ["a"], "mean": [1e308], "var": [1], "momentum": 0.1, "batches": 1}')
     return tmp_path
@@ -137,8 +138,9 @@ def data_files(tmp_path):
         ["forward", "{d}/d.csv", "-w", "1e308", "-b", "1e308"],
         ["forward", "{d}/far.csv", "--eval", "--running", "{d}/r.json"],
         ["grad", "{d}/d.csv", "--check", "--method", "complex", "--step", "1e300"],
+        ["grad", "{d}/subnormal.csv", "--eps", "0", "--jacobian", "-f", "json"],
     ],
-    ids=["dy-1e308", "forward-w-b-1e308", "eval-mean-1e308", "complex-step-1e300"],
+    ids=["dy-1e308", "forward-w-b-1e308", "eval-mean-1e308", "complex-step-1e300", "jacobian-of-subnormal-data"],
 )
 def test_7_overflow_is_one_line_without_numpy_warnings(data_files, arguments):
     result = run_process(*(a.format(d=data_files) for a in arguments))

@@ -293,3 +293,24 @@ def test_wide_inputs_and_outputs_do_not_go_through_polars(monkeypatch):
     values = np.random.default_rng(3).standard_normal((2, 5_000))
     text = tables.format_delimited(values, None, ",")
     np.testing.assert_array_equal(tables.parse_text(text.encode(), "wide.csv").values, values)
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_devices_are_refused_as_files_and_as_stdin(device, monkeypatch):
+    with pytest.raises(InputError, match=f"{device}: a character device, not a regular file or a pipe"):
+        tables.read_matrix(device)
+    with open(device, "rb") as stream:
+        monkeypatch.setattr("sys.stdin", stdio.TextIOWrapper(stream))
+        with pytest.raises(InputError, match="<stdin>: a character device"):
+            tables.read_stdin()
+
+
+def test_stdin_from_a_pipe_is_read(monkeypatch):
+    import os
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"a\n1\n2\n")
+    os.close(write_end)
+    with open(read_end, "rb") as stream:
+        monkeypatch.setattr("sys.stdin", stdio.TextIOWrapper(stream))
+        assert tables.read_stdin() == b"a\n1\n2\n"

@@ -240,9 +240,10 @@ _COMMENTS = st.sampled_from(
 
 
 @st.composite
-def hostile_tables(draw) -> bytes:
-    """Text tables with quoting, comments, blank lines, trailing delimiters and odd encodings."""
-    delimiter = draw(st.sampled_from([",", ";", "\t"]))
+def hostile_tables(draw) -> tuple[bytes, str | None]:
+    """Text tables with quoting, comments, blank lines, trailing delimiters and odd encodings,
+    and the delimiter to give (None: sniffed)."""
+    delimiter = draw(st.sampled_from([",", ";", "\t", "|"]))
     n = draw(st.integers(1, 4))
     lines = []
     if draw(st.booleans()):
@@ -256,18 +257,19 @@ def hostile_tables(draw) -> bytes:
         cells = draw(st.lists(_CELLS, min_size=n, max_size=n))
         trailing = delimiter if draw(st.integers(0, 7)) == 0 else ""
         lines.append(delimiter.join(cells) + trailing)
-    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    newline = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     text = newline.join(lines) + draw(st.sampled_from(["", newline, newline + newline]))
     data = text.encode("utf-8", "surrogateescape")  # \udce9 becomes the invalid byte 0xe9
-    return (b"\xef\xbb\xbf" if draw(st.integers(0, 5)) == 0 else b"") + data
+    bom = b"\xef\xbb\xbf" if draw(st.integers(0, 5)) == 0 else b""
+    return bom + data, draw(st.sampled_from([None, delimiter, ","])) if delimiter != "|" else "|"
 
 
-def _outcome(data: bytes, fast: bool):
+def _outcome(data: bytes, delimiter: str | None, fast: bool):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tables, "_FAST_READ_BYTES", 0 if fast else len(data) + 1)
         patch.setattr(tables, "_PIECE_BYTES", 16)  # many pieces, each ending at a line end
         try:
-            m = tables.parse_text(data, "t.csv")
+            m = tables.parse_text(data, "t.csv", delimiter=delimiter)
         except InputError as error:
             return str(error)
     return m.values.tolist(), m.columns, m.has_header
@@ -275,9 +277,10 @@ def _outcome(data: bytes, fast: bool):
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_tables())
-def test_the_fast_and_the_careful_reader_agree(data):
+def test_the_fast_and_the_careful_reader_agree(table):
     pytest.importorskip("polars")
-    assert _outcome(data, fast=True) == _outcome(data, fast=False)
+    data, delimiter = table
+    assert _outcome(data, delimiter, fast=True) == _outcome(data, delimiter, fast=False)
 
 
 def test_wide_inputs_and_outputs_do_not_go_through_polars(monkeypatch):

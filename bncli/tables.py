@@ -226,8 +226,9 @@ def _first_record_text(lines: list[str]) -> str | None:
     first = next((index for index, line in enumerate(lines) if not _is_skipped(line)), None)
     if first is None:
         return None
-    end = first + 1
-    while "\n".join(lines[first:end]).count('"') % 2 and end < len(lines):
+    end, quotes = first + 1, lines[first].count('"')
+    while quotes % 2 and end < len(lines):
+        quotes += lines[end].count('"')
         end += 1
     return re.sub(r'"[^"]*"', "", "\n".join(lines[first:end]))
 
@@ -270,7 +271,9 @@ def _parse_records(lines: list[str], delimiter: str, name: str) -> tuple[list[li
         try:
             fields = next(reader, None)
         except csv.Error as error:
-            raise InputError(f"{name}: line {first_line}: {error}") from None
+            open_quote = "field larger" in str(error) or "end of data" in str(error)
+            hint = " (a quote opened here is never closed)" if open_quote else ""
+            raise InputError(f"{name}: line {first_line}: {error}{hint}") from None
         if fields is None:
             return rows, starts
         rows.append(fields)
@@ -346,7 +349,8 @@ def _parse_careful(data: bytes, name: str, delimiter: str | None, header: bool |
     values = np.empty((width, len(body))).T  # column-major, as bncli.core prefers
 
     def first_bad_cell(rows: int) -> None:
-        """Raise the error of the first cell, in reading order, that is not a finite number."""
+        """Raise the error of the first cell, in reading order among the first ``rows`` data rows,
+        that is not a finite number (cell by cell: this is the error path)."""
         for fields, start in zip(body[:rows], starts[:rows], strict=True):
             for column, field in enumerate(fields, start=1):
                 value = _number(field)

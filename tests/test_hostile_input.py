@@ -61,7 +61,9 @@ def test_2_line_numbers_after_a_field_spanning_lines_count_its_lines():
 
 
 def test_2_an_unclosed_quote_is_an_input_error_naming_its_line():
-    refused(run_process("forward", "-", input=b'a,b\n1,2\n"3,5\n'), "<stdin>: line 3:")
+    refused(run_process("forward", "-", input=b'a,b\n1,2\n"3,5\n'), "<stdin>: line 3:", "never closed")
+    long_open = b'"a,b\n' + b"1,2\n" * 50_000  # csv's field limit (128 kB) ends it
+    refused(run_process("forward", "-", input=long_open), "<stdin>: line 1:", "never closed")
 
 
 # --------------------------------------------------------- 3 and 6: tiny and huge data

@@ -255,12 +255,14 @@ def _parse_records(lines: list[str], delimiter: str, name: str) -> tuple[list[li
             rows = list(csv.reader((line for _, line in numbered), delimiter=delimiter, skipinitialspace=True))
         return rows, [number for number, _ in numbered]
     position = 0  # the csv reader pulls exactly the lines of one record per record
+    # Spaces after a closing quote ("4"  ) would be an error for the strict reader below.
+    trailing = "" if delimiter == " " else " "
 
     def feed() -> Iterator[str]:
         nonlocal position
         while position < len(lines):
             position += 1
-            yield lines[position - 1] + "\n"
+            yield lines[position - 1].rstrip(trailing) + "\n"
 
     reader = csv.reader(feed(), delimiter=delimiter, skipinitialspace=True, strict=True)
     rows, starts = [], []
@@ -273,6 +275,7 @@ def _parse_records(lines: list[str], delimiter: str, name: str) -> tuple[list[li
         except csv.Error as error:
             open_quote = "field larger" in str(error) or "end of data" in str(error)
             hint = " (a quote opened here is never closed)" if open_quote else ""
+            hint = " (text after a closing quote)" if "expected after" in str(error) else hint
             raise InputError(f"{name}: line {first_line}: {error}{hint}") from None
         if fields is None:
             return rows, starts

@@ -317,3 +317,20 @@ def test_stdin_from_a_pipe_is_read(monkeypatch):
     with open(read_end, "rb") as stream:
         monkeypatch.setattr("sys.stdin", stdio.TextIOWrapper(stream))
         assert tables.read_stdin() == b"a\n1\n2\n"
+
+
+def test_quoted_fields_may_span_lines_and_errors_name_the_line_their_cell_starts_on():
+    m = parse('"a\nx","b"\n1,"2"\n"3",4  \n')
+    assert m.columns == ["a\nx", "b"]
+    np.testing.assert_array_equal(m.values, [[1, 2], [3, 4]])
+    with pytest.raises(InputError, match=r"t.csv: line 4, column 2 \('b'\): 'x\\ny' is not a number"):
+        parse('a,b\n"1\n",2\n3,"x\ny"\n')
+    with pytest.raises(InputError, match="t.csv: line 2: .* \\(text after a closing quote\\)"):
+        parse('a,b\n"1"x,2\n')
+    with pytest.raises(InputError, match="t.csv: line 3: .* \\(a quote opened here is never closed\\)"):
+        parse('a,b\n1,2\n"3,4\n5,6\n')
+
+
+def test_comments_and_blank_lines_inside_quotes_are_data():
+    with pytest.raises(InputError, match="line 2, column 1 \\('a'\\): '1\\\\n# not a comment"):
+        parse('a,b\n"1\n# not a comment\n\n",2\n3,4\n')

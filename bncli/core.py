@@ -361,6 +361,13 @@ def backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
 def _backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     k = bn.rows
     db, dw = bn.sums(dy)
+    if not (np.isfinite(db).all() and np.isfinite(dw).all()) and np.isfinite(dy).all():
+        # Σg or Σg·s beyond the float range (g ~1e308), though dx need not be: dx, dw and db are
+        # linear in g, so they are computed for g in units of a power of two near max|g| (exact).
+        unit = power_of_two_unit(dy)
+        scaled = _backward(dy / unit, bn)
+        unit = unit[..., 0, :]
+        return Gradients(dx=scaled.dx * _per_column(unit), dw=scaled.dw * unit, db=scaled.db * unit)
     # σ below 1/max (subnormal data with ε = 0): w/σ overflows though dx need not. g, dw and db
     # are then taken in units of a power of two near σ (exact), and w/σ in the same units.
     unit = power_of_two_unit(bn.std[..., None, :]) if not np.isfinite(bn.weight / bn.std).all() else None

@@ -136,7 +136,7 @@ def data_files(tmp_path):
 @pytest.mark.parametrize(
     "arguments",
     [
-        ["grad", "{d}/d.csv", "--dy", "{d}/dy.csv"],
+        ["grad", "{d}/d.csv", "--dy", "{d}/dy.csv", "-f", "json"],
         ["forward", "{d}/d.csv", "-w", "1e308", "-b", "1e308"],
         ["forward", "{d}/far.csv", "--eval", "--running", "{d}/r.json"],
         ["grad", "{d}/d.csv", "--check", "--method", "complex", "--step", "1e300"],
@@ -147,6 +147,14 @@ def data_files(tmp_path):
 def test_7_overflow_is_one_line_without_numpy_warnings(data_files, arguments):
     result = run_process(*(a.format(d=data_files) for a in arguments))
     refused(result, "overflows")
+
+
+def test_7_dx_for_dy_near_the_float_range_is_right_though_dw_overflows(data_files):
+    """Σ g·s overflows (dw is beyond the range) but dx is ~2e307: it is computed, not called inf."""
+    out = succeeded(run_process("grad", data_files / "d.csv", "--dy", data_files / "dy.csv", "--eps", "0"))
+    s, g = expected_s([1, 2, 4]), np.array([1.7, 1.0, -1.7])  # in units of 1e308
+    dx = 1e308 * ((3 * g - g.sum() - s * (g @ s)) / (3 * np.std([1.0, 2.0, 4.0])))
+    np.testing.assert_allclose(csv_matrix(out)[:, 0], dx, rtol=1e-12)
 
 
 def test_7_gradients_of_huge_weight_and_bias_are_computed_silently(data_files):

@@ -89,7 +89,9 @@ def read_matrix(
     if data is None:
         if _size(path) < _FAST_READ_BYTES:
             return _parse_careful(read_bytes(path), path, delimiter, header)
-        fast = _parse_fast(_file_pieces(path), _size(path), path, delimiter, header)
+        fast = _parse_fast_file(path, _size(path), delimiter, header) or _parse_fast(
+            _file_pieces(path), _size(path), path, delimiter, header
+        )
         return fast or _parse_careful(read_bytes(path), path, delimiter, header)
     return parse_text(data, path, delimiter=delimiter, header=header)
 
@@ -407,6 +409,7 @@ _FAST_READ_BYTES = 2 << 20
 _POLARS_BYTES_PER_COLUMN = 16 << 10
 _FAST_READ_MIN_COLUMNS = 256
 _PIECE_BYTES = 32 << 20
+_HEAD_BYTES = 1 << 20
 
 
 def _file_pieces(path: str) -> Iterator[bytes]:
@@ -435,12 +438,41 @@ def _parse_fast(
     first_piece = next(pieces, b"")
     if not _plain_text(first_piece):
         return None
-    located = _first_record(first_piece)
+    layout = _fast_layout(first_piece, total_bytes, name, delimiter, header)
+    if layout is None:
+        return None
+    delimiter, columns, header, skipped = layout
+    values = np.empty((0, len(columns)))
+    filled = 0
+    for piece in itertools.chain([first_piece], pieces):
+        if piece is not first_piece and not _plain_text(piece):
+            return None
+        piece = piece if piece.endswith(b"\n") else piece + b"\n"
+        block = _polars_numbers(piece, delimiter, len(columns), skipped, comments=b"#" in piece)
+        if block is None:
+            return None
+        if filled + len(block) > len(values):
+            estimate = int(total_bytes / len(piece) * len(block) * 1.05) + 1024
+            values = _grown(values, filled, max(estimate, 2 * len(values), filled + len(block)))
+        values[filled : filled + len(block)] = block
+        filled += len(block)
+        skipped = 0
+    return Matrix(values[:filled], columns, header, name)
+
+
+def _fast_layout(
+    head: bytes, total_bytes: int, name: str, delimiter: str | None, header: bool | None
+) -> tuple[str, list[str], bool, int] | None:
+    """From the first bytes of a large input: the delimiter, the column names, whether a header
+    was read, and the lines before the data; None where the careful reader must decide."""
+    located = _first_record(head)
     if located is None:
         return None
     start, end = located
+    if end == len(head) and total_bytes > len(head):
+        return None  # the first record goes on beyond these bytes
     try:
-        line = first_piece[start:end].decode("utf-8-sig").rstrip("\r")
+        line = head[start:end].decode("utf-8-sig").rstrip("\r")
     except UnicodeDecodeError:
         return None
     delimiter = delimiter or _sniff(line)
@@ -456,22 +488,34 @@ def _parse_fast(
         columns, header = _columns(first, header, name)
     except InputError:
         return None  # the careful reader decides which problem of the whole input comes first
-    skipped = first_piece.count(b"\n", 0, end) + 1 if header else first_piece.count(b"\n", 0, start)
-    values = np.empty((0, len(columns)))
-    filled = 0
-    for piece in itertools.chain([first_piece], pieces):
-        if piece is not first_piece and not _plain_text(piece):
-            return None
-        block = _polars_numbers(piece if piece.endswith(b"\n") else piece + b"\n", delimiter, len(columns), skipped)
-        if block is None:
-            return None
-        if filled + len(block) > len(values):
-            estimate = int(total_bytes / len(piece) * len(block) * 1.05) + 1024
-            values = _grown(values, filled, max(estimate, 2 * len(values), filled + len(block)))
-        values[filled : filled + len(block)] = block
-        filled += len(block)
-        skipped = 0
-    return Matrix(values[:filled], columns, header, name)
+    skipped = head.count(b"\n", 0, end) + 1 if header else head.count(b"\n", 0, start)
+    return delimiter, columns, header, skipped
+
+
+def _parse_fast_file(path: str, size: int, delimiter: str | None, header: bool | None) -> Matrix | None:
+    """A large file parsed by polars in one call from its path (its own memory map, in parallel),
+    or None where :func:`_parse_fast` or the careful reader must decide.
+
+    The text is checked through a memory map, without copying it: plain ASCII (UTF-8 needs
+    decoding: the piece reader checks it), no NUL, no quote, and a line end at the end
+    (polars would accept a last line "3,4," that the careful reader refuses).
+    """
+    import mmap
+
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            text = np.frombuffer(mapped, np.uint8)
+            plain = mapped[-1:] == b"\n" and mapped.find(b"\0") < 0 and mapped.find(b'"') < 0 and text.max() < 0x80
+            del text  # before the map closes
+            head, comments = mapped[:_HEAD_BYTES], mapped.find(b"#") >= 0
+    except (OSError, ValueError, BufferError):
+        return None
+    layout = _fast_layout(head, size, path, delimiter, header) if plain else None
+    if layout is None:
+        return None
+    delimiter, columns, header, skipped = layout
+    values = _polars_numbers(path, delimiter, len(columns), skipped, comments)
+    return None if values is None else Matrix(values, columns, header, path)
 
 
 def _plain_text(piece: bytes) -> bool:
@@ -508,8 +552,11 @@ def _first_record(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int) -> np.ndarray | None:
-    """Every cell after ``skipped_lines`` lines as float64 (column-major), or None.
+def _polars_numbers(
+    data: bytes | str, delimiter: str, width: int, skipped_lines: int, comments: bool
+) -> np.ndarray | None:
+    """Every cell of ``data`` (text, or a file's path) after ``skipped_lines`` lines as float64
+    (column-major), or None.
 
     A piece with no data rows is None too: the careful reader handles such files.
     """
@@ -523,7 +570,7 @@ def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int)
             has_header=False,
             separator=delimiter,
             # polars parses ~1.5× slower when it must look for comments
-            comment_prefix="#" if b"#" in data else None,
+            comment_prefix="#" if comments else None,
             skip_lines=skipped_lines,
             schema={f"c{j}": pl.Float64 for j in range(width)},
         )

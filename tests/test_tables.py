@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io as stdio
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,23 +266,31 @@ def hostile_tables(draw) -> tuple[bytes, str | None]:
     return bom + data, draw(st.sampled_from([None, delimiter, ","])) if delimiter != "|" else "|"
 
 
-def _outcome(data: bytes, delimiter: str | None, fast: bool):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tables, "_FAST_READ_BYTES", 0 if fast else len(data) + 1)
+def _outcome(data: bytes, delimiter: str | None, reader: str):
+    """What a reader makes of ``data``: the matrix, or the error message."""
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
+        patch.setattr(tables, "_FAST_READ_BYTES", len(data) + 1 if reader == "careful" else 0)
         patch.setattr(tables, "_PIECE_BYTES", 16)  # many pieces, each ending at a line end
+        patch.chdir(folder)
         try:
-            m = tables.parse_text(data, "t.csv", delimiter=delimiter)
+            if reader == "file":  # a file: memory-mapped, or read in pieces
+                Path("t.csv").write_bytes(data)
+                m = tables.read_matrix("t.csv", delimiter=delimiter)
+            else:
+                m = tables.parse_text(data, "t.csv", delimiter=delimiter)
         except InputError as error:
             return str(error)
     return m.values.tolist(), m.columns, m.has_header
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_tables())
 def test_the_fast_and_the_careful_reader_agree(table):
     pytest.importorskip("polars")
     data, delimiter = table
-    assert _outcome(data, delimiter, fast=True) == _outcome(data, delimiter, fast=False)
+    careful = _outcome(data, delimiter, "careful")
+    assert _outcome(data, delimiter, "bytes") == careful
+    assert _outcome(data, delimiter, "file") == careful
 
 
 def test_wide_inputs_and_outputs_do_not_go_through_polars(monkeypatch):

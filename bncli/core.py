@@ -223,10 +223,10 @@ def _require_positive(std: np.ndarray) -> None:
 
 
 def power_of_two_unit(x: np.ndarray) -> np.ndarray:
-    """Per column, a power of two near max|x|, so that x/scale is exact and below 2 in size.
+    """Per column (axis -2 reduced, kept), a power of two near max|x|: x/unit is exact and below 2.
 
     2^(e−1) rather than 2^e for max|x| = f·2^e (½ ≤ f < 1): 2^e itself overflows for
-    data above 2^1023 ≈ 9e307 (2^127 in float32). A column of zeros gets scale 1.
+    data above 2^1023 ≈ 9e307 (2^127 in float32). A column of zeros gets unit 1.
     """
     peak = np.max(np.abs(_real(x)), axis=-2, keepdims=True)
     _, exponent = np.frexp(peak)

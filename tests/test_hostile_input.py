@@ -8,10 +8,13 @@ and nothing on stderr.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
 from conftest import run_process
+
+from bncli import tables
 
 
 def refused(result, *expected: str) -> str:
@@ -69,7 +72,7 @@ def test_2_an_unclosed_quote_is_an_input_error_naming_its_line():
 # --------------------------------------------------------- 3 and 6: tiny and huge data
 
 
-@pytest.mark.parametrize("magnitude", [1e-160, 1e-170, 1e-310, 1e-320])
+@pytest.mark.parametrize("magnitude", [1e-160, 1e-320])  # more magnitudes: tests/test_core.py
 def test_3_tiny_data_with_eps_0_is_normalized_exactly(magnitude):
     values = [1 * magnitude, 2 * magnitude, 4 * magnitude]
     text = "a\n" + "".join(f"{v!r}\n" for v in values)
@@ -250,9 +253,8 @@ def test_19_large_files_refuse_what_small_files_refuse(tmp_path, tail, expected)
     path = tmp_path / "big.csv"
     path.write_bytes(b"a,b\n" + b"1.25,2.5\n" * 250_001 + tail)  # over the fast reader's 2 MB
     refused(run_process("forward", path, "--only", "stats"), expected)
-    small = tmp_path / "small.csv"
-    small.write_bytes(b"a,b\n" + b"1.25,2.5\n" + tail)
-    refused(run_process("forward", small, "--only", "stats"), expected.replace("250003", "3"))
+    with pytest.raises(tables.InputError, match=re.escape(expected.replace("250003", "3"))):
+        tables.parse_text(b"a,b\n" + b"1.25,2.5\n" + tail, "small.csv")  # the careful reader
 
 
 # ------------------------------------------------------------------ 22: devices

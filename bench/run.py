@@ -1,7 +1,7 @@
 """bncli benchmarks: every goal of the performance issue, each side by side with its peer.
 
     python bench/run.py --setup      # once: bench/.venv with bncli, torch 2.13.0, pandas, polars
-    bench/.venv/bin/python bench/run.py [--quick] [--rows version,small,big,core,check,fast,scaling,accuracy]
+    bench/.venv/bin/python bench/run.py [--quick] [--rows version,small,big,core,check,fast,scaling,accuracy,wide]
 
 The two sides of a row run interleaved (A B A B …) and the medians are compared, so
 that a noisy machine slows both alike. Rows whose peer is not installed say so.
@@ -320,6 +320,33 @@ def row_accuracy(files, repeats):
         print(f"  k = {k:>7}{' (probes)' if probes else '         '}  " + "   ".join(cells))
 
 
+def row_wide(files, repeats):
+    """A wide file (2 rows × 10⁶ columns) against a tall one of the same size: the reader and
+    writer are chosen by shape, so both take time and memory in proportion to their bytes."""
+    columns = 200_000 if files["big"].name == "big_200000.csv" else 1_000_000
+    wide, tall = DATA / f"wide_2x{columns}.csv", DATA / f"tall_as_wide_2x{columns}.csv"
+    if not (wide.exists() and tall.exists()):
+        # In a child process: a child's peak RSS starts from its parent's at fork.
+        script = (
+            "import sys, numpy as np; from bncli import tables; rng = np.random.default_rng(1); n = int(sys.argv[3])\n"
+            "for path, shape in ((sys.argv[1], (2, n)), (sys.argv[2], (2 * n // 10, 10))):\n"
+            "    with open(path, 'wb') as stream: tables.write_delimited(stream, rng.standard_normal(shape), None, ',')"
+        )
+        subprocess.run([PYTHON, "-c", script, str(wide), str(tall), str(columns)], check=True)
+    size = wide.stat().st_size / 1e6
+    print(f"wide against tall: {wide.name} ({size:.0f} MB) and {tall.name} ({tall.stat().st_size / 1e6:.0f} MB)")
+    out = tempfile.mkdtemp()
+    ours, peer = interleaved(
+        [BNCLI, "forward", str(wide), "-o", f"{out}/wide.csv"],
+        [BNCLI, "forward", str(tall), "-o", f"{out}/tall.csv"],
+        repeats,
+    )
+    report("forward wide.csv  vs  forward tall.csv (same bytes)", ours["time"], peer["time"], "≤ 5")
+    report("  peak RSS (MB)", ours["rss"], peer["rss"], "≤ 3", "MB")
+    print(f"  {'peak RSS / file size, wide':<52} {ours['rss'] / size:8.1f}×   tall {peer['rss'] / size:.1f}×")
+    shutil.rmtree(out)
+
+
 ROWS = {
     "version": row_version,
     "small": row_small,
@@ -329,6 +356,7 @@ ROWS = {
     "fast": row_fast,
     "scaling": row_scaling,
     "accuracy": row_accuracy,
+    "wide": row_wide,
 }
 
 

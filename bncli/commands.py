@@ -214,12 +214,14 @@ def grad(request: GradRequest, progress: gc.ProgressCallback | None = None) -> G
         raise InputError(jacobian_too_large(k, len(jacobian_columns)))
     dy = inputs.load_dy(request.dy, request.seed, model.data)
     gradients = core.backward(model.cast(dy.values, "dy"), model.bn)
-    for name in ("dx", "dw", "db"):
-        require_finite(name, getattr(gradients, name), model.columns)
     jacobians = {c: core.jacobian(model.bn, c) for c in jacobian_columns}
     result = GradResult(model, dy, gradients, jacobians)
     if not check.enabled:
-        return result
+        return result  # what is shown is checked for overflow when it is shown
+    checked = {"dx": gradients.dx, "dw": gradients.dw, "db": gradients.db}
+    checked |= {f"the Jacobian of column {model.columns[c]!r}": j for c, j in jacobians.items()}
+    for name, values in checked.items():
+        require_finite(name, values, model.columns)
     report = _run_check(model, result, check, request.seed, progress)
     return GradResult(model, dy, gradients, jacobians, CheckResult(report, check.against))
 

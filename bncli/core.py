@@ -92,9 +92,12 @@ class BatchNorm:
         weight, bias = _per_column(self.weight), _per_column(self.bias)
         y = np.empty_like(self._x, dtype=np.result_type(self.dtype, weight, bias))
         scale = self._inverse * weight
-        for rows in _row_blocks(self._x):
-            block = _normalize(self._x, self._shift, self._residual, scale, rows, y[..., rows, :])
-            block += bias
+        # Beyond the float range (|w| or |b| ~1e308, x far from a running mean) y is inf, which
+        # callers detect and name; numpy's warnings would only repeat it.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for rows in _row_blocks(self._x):
+                block = _normalize(self._x, self._shift, self._residual, scale, rows, y[..., rows, :])
+                block += bias
         return y
 
     def normalized(self, rows: slice, out: np.ndarray) -> np.ndarray:
@@ -102,7 +105,8 @@ class BatchNorm:
         if "s" in self.__dict__:
             np.copyto(out, self.__dict__["s"][..., rows, :])
             return out
-        return _normalize(self._x, self._shift, self._residual, self._inverse, rows, out)
+        with np.errstate(over="ignore", invalid="ignore"):  # eval mode: x − running mean may overflow
+            return _normalize(self._x, self._shift, self._residual, self._inverse, rows, out)
 
     def sums(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Σ_i g_i and Σ_i g_i·s_i down each column, (..., n) each, in one pass without storing s.
@@ -217,17 +221,26 @@ def _require_positive(std: np.ndarray) -> None:
         raise ZeroVarianceError(np.flatnonzero(zero.reshape(-1, zero.shape[-1]).any(axis=0)).tolist())
 
 
-def _underflowed(a: np.ndarray) -> np.ndarray:
-    """Where ``a`` is below the smallest normal number (0 included): digits may be lost to underflow."""
-    magnitude = np.abs(a)
-    return magnitude < np.finfo(magnitude.dtype).tiny
+def power_of_two_unit(x: np.ndarray) -> np.ndarray:
+    """Per column (axis -2 reduced, kept), a power of two near max|x|: x/unit is exact and below 2.
 
-
-def _power_of_two_scale(x: np.ndarray) -> np.ndarray:
-    """Per column, a power of two near max|x|, so that x/scale is exact and ≤ 1 in size."""
+    2^(e−1) rather than 2^e for max|x| = f·2^e (½ ≤ f < 1): 2^e itself overflows for
+    data above 2^1023 ≈ 9e307 (2^127 in float32). A column of zeros gets unit 1.
+    """
     peak = np.max(np.abs(_real(x)), axis=-2, keepdims=True)
     _, exponent = np.frexp(peak)
-    return np.ldexp(np.ones_like(peak), exponent)
+    return np.ldexp(np.ones_like(peak), np.where(peak > 0, exponent - 1, 0))
+
+
+def _needs_scale(shift: np.ndarray, var_plus_eps: np.ndarray) -> bool:
+    """True when the unscaled moments overflowed, or var + ε is so small that it lost digits.
+
+    Below finfo.tiny/finfo.eps (~1e-292 in float64, ~1e-31 in float32) squares of
+    deviations round to subnormals or to 0: data of ~1e-160 with ε = 0 lose their variance.
+    """
+    info = np.finfo(_real(var_plus_eps).dtype)
+    magnitude = np.abs(var_plus_eps)
+    return not (np.isfinite(shift).all() and np.isfinite(magnitude).all() and (magnitude >= info.tiny / info.eps).all())
 
 
 def _per_column(value) -> np.ndarray:
@@ -256,11 +269,10 @@ def forward(
     Notes
     -----
     Data near the top of the float range (|x| ≳ 1e154) would overflow when
-    squared, and data near the bottom (var + eps below the smallest normal
-    number) would lose digits to underflow; such columns are normalized in units
-    of a power of two near their largest value, which is exact, so s and y stay
-    right. ``var`` (and ``std``) are then inf only when they exceed the float
-    range themselves.
+    squared, and data near its bottom (var + ε ≲ 1e-292) underflow; such
+    columns are normalized in units of a power of two near their largest value,
+    which is exact, so s and y stay right. ``var`` (and ``std``) are then inf
+    or 0 only when they are beyond the float range themselves.
 
     Raises
     ------
@@ -268,24 +280,24 @@ def forward(
         A constant column (or a single row) with ``eps == 0``.
     """
     x = columns_contiguous(x)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         shift, residual, var = _moments(x)
-    # var + eps below the normal range has lost digits, or all of them (squares that underflow to 0
-    # when eps = 0); a subnormal var beside a normal eps has not (eps dominates). A truly constant
-    # column with eps = 0 goes the scaled way too and is refused there.
-    if np.isfinite(shift).all() and np.isfinite(var).all() and not _underflowed(var + eps).any():
-        root = np.sqrt(var + eps)
-        scale = None
-    else:
-        scale = _power_of_two_scale(x)
+        root_squared = var + eps
+    scale = None
+    if _needs_scale(shift, root_squared):
+        scale = power_of_two_unit(x)
         x = x / scale
-        shift, residual, var = _moments(x)
-        root = np.sqrt(var + eps / scale / scale)
+        # A complex step far beyond the data (Im x ~1e300) still overflows: var is then NaN,
+        # refused below as a zero variance. ε ≫ the data: ε/scale² may be inf, and s is then 0.
+        with np.errstate(over="ignore", invalid="ignore"):
+            shift, residual, var = _moments(x)
+            root_squared = var + eps / scale / scale
+    root = np.sqrt(root_squared)
     _require_positive(_real(root))
     mean = shift + residual
     inverse = 1 / root
     if scale is not None:
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore"):
             mean, var, root = mean * scale, var * (scale * scale), root * scale
     return BatchNorm(mean[..., 0, :], var[..., 0, :], root[..., 0, :], True, x, shift, residual, inverse, weight, bias)
 
@@ -339,14 +351,39 @@ def backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     a = w/σ, c = −a·dw/k, e = −a·db/k, in two passes over g (and x, for s).
     """
     dy = columns_contiguous(dy)
+    # dy near the float range, or σ so small that w/σ overflows: the gradients are inf or NaN
+    # there, which callers detect and name; numpy's warnings would only repeat it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _backward(dy, bn)
+
+
+def _backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     k = bn.rows
     db, dw = bn.sums(dy)
-    a = bn.weight / bn.std
-    c, e = _per_column(-a * dw / k), _per_column(-a * db / k)
+    if not (np.isfinite(db).all() and np.isfinite(dw).all()) and np.isfinite(dy).all():
+        # Σg or Σg·s beyond the float range (g ~1e308), though dx need not be: dx, dw and db are
+        # linear in g, so they are computed for g in units of a power of two near max|g| (exact).
+        unit = power_of_two_unit(dy)
+        scaled = _backward(dy / unit, bn)
+        unit = unit[..., 0, :]
+        return Gradients(dx=scaled.dx * _per_column(unit), dw=scaled.dw * unit, db=scaled.db * unit)
+    # σ below 1/max (subnormal data with ε = 0): w/σ overflows though dx need not. g, dw and db
+    # are then taken in units of a power of two near σ (exact), and w/σ in the same units.
+    unit = power_of_two_unit(bn.std[..., None, :]) if not np.isfinite(bn.weight / bn.std).all() else None
+    if unit is None:
+        a, dw_units, db_units = bn.weight / bn.std, dw, db
+    else:
+        unit = unit[..., 0, :]
+        a, dw_units, db_units = bn.weight / (bn.std / unit), dw / unit, db / unit
+    c, e = _per_column(-a * dw_units / k), _per_column(-a * db_units / k)
     a = _per_column(a)
     dx = np.empty_like(dy, dtype=np.result_type(dy, a, bn.dtype))
     for rows, scratch in _blocks_with_scratch(dy, bn.dtype):
-        block = np.multiply(dy[..., rows, :], a, out=dx[..., rows, :])
+        if unit is None:
+            block = np.multiply(dy[..., rows, :], a, out=dx[..., rows, :])
+        else:
+            block = np.divide(dy[..., rows, :], _per_column(unit), out=dx[..., rows, :])
+            block *= a
         if bn.training:
             s = bn.normalized(rows, scratch)
             s *= c
@@ -370,19 +407,22 @@ def jacobian_factors(bn: BatchNorm, column: int) -> tuple[np.floating, np.ndarra
     s = bn.s[:, column]
     r = -np.outer(s, s) - 1
     r[np.diag_indices(k)] += k
-    return w / (k * bn.std[column]), r
+    with np.errstate(over="ignore"):  # u beyond the float range (σ subnormal) is inf, which callers name
+        return w / (k * bn.std[column]), r
 
 
 def jacobian(bn: BatchNorm, column: int) -> np.ndarray:
     """The k×k Jacobian ∂y/∂x of one column, built explicitly (for display and checks).
 
     Training mode: J = u·R (see :func:`jacobian_factors`); J is symmetric and each
-    of its rows sums to 0. Eval mode: J = (w/σ)·I.
+    of its rows sums to 0. Eval mode: J = (w/σ)·I. A J beyond the float range
+    (σ subnormal) is inf, which callers name.
     """
-    u, r = jacobian_factors(bn, column)
-    if not bn.training:  # u·I would give −0.0 off the diagonal where w < 0
-        return np.diag(np.full(bn.rows, u, dtype=bn.dtype))
-    return u * r
+    with np.errstate(over="ignore", invalid="ignore"):
+        u, r = jacobian_factors(bn, column)
+        if not bn.training:  # u·I would give −0.0 off the diagonal where w < 0
+            return np.diag(np.full(bn.rows, u, dtype=bn.dtype))
+        return u * r
 
 
 def update_running(

@@ -82,6 +82,14 @@ def _require_usable(applied: np.ndarray) -> None:
         raise StepError(np.flatnonzero(~usable.reshape(-1, usable.shape[-1]).all(axis=0)).tolist())
 
 
+def _require_finite(derivative: np.ndarray) -> np.ndarray:
+    """A numerical derivative (columns along the last axis) that overflowed is the step's fault."""
+    finite = np.isfinite(derivative)
+    if not finite.all():
+        raise StepError(np.flatnonzero(~finite.reshape(-1, finite.shape[-1]).all(axis=0)).tolist())
+    return derivative
+
+
 def default_step(method: str, rows: int, affine: bool = False) -> float:
     """The default step relative to each column's σ (see the module notes).
 
@@ -119,6 +127,14 @@ class Problem:
         if self.running is None:
             return core.forward(x, weight, bias, self.eps)
         return core.forward_eval(x, *self.running, weight, bias, self.eps)
+
+    def perturbed(self, x: np.ndarray, weight=None, bias=None) -> core.BatchNorm:
+        """:meth:`forward` at a perturbed point, where a step so large that the variance is lost
+        (inf − inf with a complex step of 1e300·σ) is the step's fault, not the data's."""
+        try:
+            return self.forward(x, weight, bias)
+        except core.ZeroVarianceError as error:
+            raise StepError(error.columns) from None
 
 
 @dataclass(frozen=True)
@@ -189,21 +205,25 @@ class _Scales:
         self.db = self.abs_g.sum(axis=0)
         self.dw = core.column_dot(self.abs_g, self.abs_s)
         self.u = np.abs(weight) / ((k if self.training else 1) * bn.std)
+        # Subnormal σ (ε = 0): u overflows though the scales of dx need not (g is as tiny);
+        # those are then formed in units of a power of two near σ.
+        self.unit = 1.0 if np.isfinite(self.u).all() else core.power_of_two_unit(bn.std[None, :])[0]
+        self.u_units = np.abs(weight) / ((k if self.training else 1) * (bn.std / self.unit))
 
     @cached_property
     def dx(self) -> np.ndarray:
         """(k, n): the scale of every element of dx."""
         if not self.training:
-            return self.u * self.abs_g
+            return self.u_units * (self.abs_g / self.unit)
         k = self.bn.rows
-        return self.u * (k * self.abs_g + self.db + self.abs_s * self.dw)
+        return self.u_units * ((k * self.abs_g + self.db + self.abs_s * self.dw) / self.unit)
 
     def dx_column_sums(self) -> np.ndarray:
         """(n,): Σ_i of the scales of dx, without forming them."""
         if not self.training:
-            return self.u * self.db
+            return self.u_units * (self.db / self.unit)
         k = self.bn.rows
-        return self.u * (2 * k * self.db + self.abs_s.sum(axis=0) * self.dw)
+        return self.u_units * ((2 * k * self.db + self.abs_s.sum(axis=0) * self.dw) / self.unit)
 
     def jacobian_row_sums(self, columns: Sequence[int]) -> np.ndarray:
         """(len(columns), k): Σ_j of each row of those scales, without forming them."""
@@ -271,12 +291,16 @@ def _numerical_dx_and_jacobians(
     k, n = x0.shape
 
     def normalized(x):
-        return problem.forward(x, bias=0.0).y
+        return problem.perturbed(x, bias=0.0).y
 
     dx = np.empty((k, n))
     jac = np.empty((len(columns), k, k))
 
     def chunk(start: int, stop: int) -> int:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # per thread
+            return chunk_in_thread(start, stop)
+
+    def chunk_in_thread(start: int, stop: int) -> int:
         rows = np.arange(start, stop)
         perturbed = (np.arange(stop - start), rows)
         if method == "complex":
@@ -293,7 +317,7 @@ def _numerical_dx_and_jacobians(
             point[perturbed] = minus
             change -= normalized(point)
         _require_usable(applied)
-        dx[rows] = core.column_dot(problem.dy, change) / applied
+        dx[rows] = _require_finite(core.column_dot(problem.dy, change) / applied)
         # jac[c, i, t] = ∂y_t/∂x_i of column c: t runs along memory in both arrays.
         jac[:, rows, :] = np.moveaxis(change[:, :, columns], -1, 0) / applied[:, columns].T[:, :, None]
         return stop
@@ -326,10 +350,10 @@ def _numerical_parameter_gradients(problem: Problem, method: str) -> tuple[np.nd
     """
     g = problem.dy
     zero, one = np.zeros_like(problem.weight), np.ones_like(problem.weight)
-    change, applied = _difference(lambda w: problem.forward(problem.x, weight=w, bias=0.0).y, zero, one, method)
-    dw = core.column_dot(g, change) / applied
-    change, applied = _difference(lambda b: problem.forward(problem.x, weight=zero, bias=b).y, zero, one, method)
-    db = core.column_dot(g, change) / applied
+    change, applied = _difference(lambda w: problem.perturbed(problem.x, weight=w, bias=0.0).y, zero, one, method)
+    dw = _require_finite(core.column_dot(g, change) / applied)
+    change, applied = _difference(lambda b: problem.perturbed(problem.x, weight=zero, bias=b).y, zero, one, method)
+    db = _require_finite(core.column_dot(g, change) / applied)
     return dw, db
 
 
@@ -453,6 +477,13 @@ def check_gradients(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    # Steps that overflow are reported as StepError and gradients beyond the float range
+    # (inf natural scales) by the callers; numpy's warnings would only repeat them.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _check_gradients(problem, checked, analytic, method, step, rtol, probes, seed, sweep, progress)
+
+
+def _check_gradients(problem, checked, analytic, method, step, rtol, probes, seed, sweep, progress) -> CheckReport:
     k = problem.x.shape[0]
     step = default_step(method, k, affine=problem.running is not None) if step is None else step
     problem = replace(problem, x=core.columns_contiguous(problem.x), dy=core.columns_contiguous(problem.dy))
@@ -538,7 +569,7 @@ def _compare_probes(results, problem, bn, checked, analytic, scales, method, ste
     for done, v in enumerate(_probe_directions((k, n), probes, seed), start=1):
         numerical, change, applied = _directional(problem, x0, h * v, method, columns)
         _require_usable(applied)
-        found["numerical"].append(numerical / nominal)
+        found["numerical"].append(_require_finite(numerical / nominal))
         if checked.dx is not None:
             found["checked"].append(core.column_dot(checked.dx, applied) / nominal)
             if analytic is not None:
@@ -583,7 +614,7 @@ def _directional(problem: Problem, x0: np.ndarray, direction: np.ndarray, method
 
     def side(x):
         # Σ_t g_t·y_t with the bias left out is w·Σ_t g_t·s_t, summed without forming y.
-        bn = problem.forward(x, bias=0.0)
+        bn = problem.perturbed(x, bias=0.0)
         return problem.weight * bn.sums(problem.dy)[1], bn.y[:, columns] if columns else np.empty((len(x), 0))
 
     if method == "complex":

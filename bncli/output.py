@@ -483,6 +483,8 @@ def emit(document: Document, outputs: options.OutputOptions, fmt: str) -> int:
             raise InputError(f"--output {outputs.output}: nothing to draw in what --only {outputs.only} shows")
         write = _figure_writer(drawn, fmt)
     else:
+        for part in shown:  # what the tables show, as json would carry it
+            _require_finite_json(part.json(), document.columns)
         text = _render(document, shown, outputs, fmt)
         write = _text_writer(text, None if outputs.output else _stdout_encoding())
     if document.verdict is not None and not any(part.name == "check" for part in shown):

@@ -14,6 +14,8 @@ import itertools
 import json
 import math
 import os
+import re
+import stat
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -94,11 +96,12 @@ def read_matrix(
     if delimiter is None and path.lower().endswith(".tsv"):
         delimiter = "\t"
     if data is None:
-        if _size(path) >= _FAST_READ_BYTES:
-            fast = _parse_fast(_file_pieces(path), _size(path), path, delimiter, header)
-            if fast is not None:
-                return fast
-        data = read_bytes(path)
+        if _size(path) < _FAST_READ_BYTES:
+            return _parse_careful(read_bytes(path), path, delimiter, header)
+        fast = _parse_fast_file(path, _size(path), delimiter, header) or _parse_fast(
+            _file_pieces(path), _size(path), path, delimiter, header
+        )
+        return fast or _parse_careful(read_bytes(path), path, delimiter, header)
     return parse_text(data, path, delimiter=delimiter, header=header)
 
 
@@ -112,6 +115,7 @@ def _size(path: str) -> int:
 def read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as handle:
+            _require_readable_kind(handle.fileno(), path)
             return handle.read()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
@@ -123,28 +127,81 @@ def read_bytes(path: str) -> bytes:
         raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
 
 
+def _require_readable_kind(descriptor: int, name: str) -> None:
+    """Refuse what is not a regular file, a pipe or a socket: reading /dev/zero or /dev/urandom
+    would never end (or end in MemoryError), and a terminal or a disk is not a table."""
+    mode = os.fstat(descriptor).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        kind = "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode) else "special"
+        raise InputError(f"{name}: {kind}, not a regular file or a pipe")
+
+
+def read_stdin(name: str = STDIN_NAME) -> bytes:
+    """All of stdin, refused as :func:`read_bytes` refuses devices (``bncli - < /dev/zero``)."""
+    import sys
+
+    if sys.stdin is None:
+        raise InputError(f"{name}: stdin is closed")
+    try:
+        _require_readable_kind(sys.stdin.fileno(), name)
+        return sys.stdin.buffer.read()
+    except OSError as error:
+        raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
+
+
 def _read_npy(path: str) -> Matrix:
     try:
-        array = np.load(path, allow_pickle=False)
-    except (FileNotFoundError, IsADirectoryError, PermissionError, OSError):
+        with open(path, "rb") as handle:
+            _require_readable_kind(handle.fileno(), path)
+            _require_npy_size(handle, path)
+            array = np.load(handle, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         read_bytes(path)  # raises the same one-line errors as for text files
         raise InputError(f"{path}: cannot read") from None
-    except ValueError as error:
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+    except (ValueError, EOFError) as error:
         raise InputError(f"{path}: not a readable .npy array of numbers ({error})") from None
+    except MemoryError:
+        raise InputError(f"{path}: too large to hold in memory") from None
+    if not isinstance(array, np.ndarray):  # a .npz archive renamed .npy
+        array.close()
+        raise InputError(f"{path}: a .npz archive, not a .npy array; save one array with numpy.save")
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2:
         raise InputError(f"{path}: a .npy array must be 1-D or 2-D; this one has shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
         raise InputError(f"{path}: a .npy array must hold real numbers; this one holds {array.dtype}")
-    values = np.asarray(array, dtype=np.float64)
-    if values.size == 0:
+    if array.size == 0:
         raise InputError(f"{path}: no data (shape {array.shape})")
+    with np.errstate(over="ignore"):  # a longdouble 1e400 becomes inf, refused below
+        values = np.asarray(array, dtype=np.float64)
     bad = np.argwhere(~np.isfinite(values))
     if len(bad):
         row, col = bad[0]
-        raise InputError(f"{path}: row {row + 1}, column {col + 1}: {values[row, col]} (NaN or infinity)")
+        value = array[row, col]
+        problem = "NaN or infinity" if not np.isfinite(value) else "beyond the float64 range"
+        raise InputError(f"{path}: row {row + 1}, column {col + 1}: {value} ({problem})")
     return Matrix(values, [str(i) for i in range(values.shape[1])], False, path)
+
+
+def _require_npy_size(handle: BinaryIO, path: str) -> None:
+    """The header's shape must fit the file: a header claiming 3·10¹⁰ rows would otherwise
+    have numpy try to allocate them. Leaves ``handle`` at the start."""
+    from numpy.lib import format as npy
+
+    readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    try:
+        shape, _, dtype = readers[npy.read_magic(handle)](handle)
+    except (ValueError, EOFError, KeyError):
+        handle.seek(0)  # np.load says what is wrong (a .npz archive, an empty file …)
+        return
+    available = os.fstat(handle.fileno()).st_size - handle.tell()
+    handle.seek(0)
+    if not dtype.hasobject and math.prod(shape) * dtype.itemsize > available:
+        values = "×".join(map(str, shape))
+        raise InputError(f"{path}: the header claims {values} values, but the file holds only {available} bytes")
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -160,36 +217,86 @@ def _decode(data: bytes, name: str) -> str:
         ) from None
 
 
-def _records(text: str) -> list[tuple[int, str]]:
-    """Numbered lines that carry data: blank lines and #-comments are skipped.
+def _lines(text: str) -> list[str]:
+    """Physical lines, ending at \n, \r\n or \r only (str.splitlines would also split at
+    \x0b, \x1c, \x85, U+2028 …, which may stand inside a field)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
-    Lines end at \n, \r\n or \r only (str.splitlines would also split at
-    \x0b, \x1c, \x85, U+2028 …, which may stand inside a field).
+
+def _is_skipped(line: str) -> bool:
+    """Blank lines and #-comments carry no data (outside a quoted field)."""
+    return not line.strip() or line.lstrip().startswith("#")
+
+
+def _first_record_text(lines: list[str]) -> str | None:
+    """The first record's text with its quoted parts removed, for sniffing the delimiter.
+
+    A record continues onto the next line while it has an odd number of quotes
+    (RFC 4180: a quote inside a quoted field is doubled).
     """
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return [
-        (number, line)
-        for number, line in enumerate(lines, start=1)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    first = next((index for index, line in enumerate(lines) if not _is_skipped(line)), None)
+    if first is None:
+        return None
+    end, quotes = first + 1, lines[first].count('"')
+    while quotes % 2 and end < len(lines):
+        quotes += lines[end].count('"')
+        end += 1
+    return re.sub(r'"[^"]*"', "", "\n".join(lines[first:end]))
 
 
-def _sniff(line: str) -> str:
+def _sniff(text: str) -> str:
     for candidate in _SNIFFED:
-        if candidate in line:
+        if candidate in text:
             return candidate
     return WHITESPACE
 
 
-def _split(records: list[tuple[int, str]], delimiter: str, name: str) -> list[list[str]]:
-    """The fields of each record; quotes are honoured for delimiters other than whitespace."""
-    if delimiter == WHITESPACE:
-        return [line.split() for _, line in records]
-    reader = csv.reader((line for _, line in records), delimiter=delimiter, skipinitialspace=True)
-    try:
-        return list(reader)
-    except csv.Error as error:
-        raise InputError(f"{name}: line {records[reader.line_num - 1][0]}: {error}") from None
+def _parse_records(lines: list[str], delimiter: str, name: str) -> tuple[list[list[str]], list[int]]:
+    """The fields of each record of ``lines`` and the line each record starts on.
+
+    Blank and # lines are skipped, but not inside a quoted field. With a delimiter
+    other than whitespace, fields follow RFC 4180 quoting: a quoted field may hold
+    the delimiter, doubled quotes and line ends.
+    """
+    if delimiter == WHITESPACE or not any('"' in line for line in lines):
+        numbered = [(number, line) for number, line in enumerate(lines, start=1) if not _is_skipped(line)]
+        if delimiter == WHITESPACE:
+            rows = [line.split() for _, line in numbered]
+        else:
+            rows = list(csv.reader((line for _, line in numbered), delimiter=delimiter, skipinitialspace=True))
+        return rows, [number for number, _ in numbered]
+    position = 0  # the csv reader pulls exactly the lines of one record per record
+    # Spaces after a closing quote ("4"  ) would be an error for the strict reader below.
+    trailing = "" if delimiter == " " else " "
+
+    def feed() -> Iterator[str]:
+        nonlocal position
+        while position < len(lines):
+            position += 1
+            yield lines[position - 1].rstrip(trailing) + "\n"
+
+    reader = csv.reader(feed(), delimiter=delimiter, skipinitialspace=True, strict=True)
+    rows, starts = [], []
+    while True:
+        while position < len(lines) and _is_skipped(lines[position]):
+            position += 1
+        first_line = position + 1
+        try:
+            fields = next(reader, None)
+        except csv.Error as error:
+            open_quote = "field larger" in str(error) or "end of data" in str(error)
+            hint = " (a quote opened here is never closed)" if open_quote else ""
+            hint = " (text after a closing quote)" if "expected after" in str(error) else hint
+            raise InputError(f"{name}: line {first_line}: {error}{hint}") from None
+        if fields is None:
+            return rows, starts
+        rows.append(fields)
+        starts.append(first_line)
+
+
+def _field_line(fields: list[str], start: int, column: int) -> int:
+    """The line field ``column`` (1-based) starts on: quoted fields before it may span lines."""
+    return start + sum(field.count("\n") for field in fields[: column - 1])
 
 
 def _number(field: str) -> float | None:
@@ -203,12 +310,23 @@ def _cell_name(column: int, names: Sequence[str] | None) -> str:
     return f"column {column} ({names[column - 1]!r})" if names else f"column {column}"
 
 
-def _cell_problem(field: str, value: float | None, delimiter: str) -> str:
+def _looks_comma_separated(first: list[str]) -> bool:
+    """The first record is one field holding commas, or a header name holds one: the commas
+    are the delimiter the file was written with (a .tsv holding commas, -d '|' on a csv)."""
+    return (len(first) == 1 and "," in first[0]) or any(
+        "," in field and _number(field.replace(",", ".")) is None for field in first
+    )
+
+
+def _cell_problem(field: str, value: float | None, delimiter: str, commas_delimit: bool) -> str:
     text = field.strip()
     if not text:
         return "an empty cell"
     if value is not None:
         return f"{text!r}: NaN and infinity are not allowed (batch norm of that column is meaningless)"
+    if "," in text and commas_delimit:
+        shown = "tab" if delimiter == "\t" else repr(delimiter)
+        return f"{text!r} is not a number (the delimiter is {shown}, but the file looks comma-separated: try -d ,)"
     if "," in text and delimiter != "," and _number(text.replace(",", ".")) is not None:
         return f"{text!r} is not a number (decimal commas are not supported; use a point)"
     return f"{text!r} is not a number"
@@ -225,43 +343,82 @@ def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: 
         fast = _parse_fast(_bytes_pieces(data), len(data), name, delimiter, header)
         if fast is not None:
             return fast
-    records = _records(_decode(data, name))
-    if not records:
+    return _parse_careful(data, name, delimiter, header)
+
+
+def _parse_careful(data: bytes, name: str, delimiter: str | None, header: bool | None) -> Matrix:
+    """The careful reader: every rule of the contract, every error worded."""
+    lines = _lines(_decode(data, name))
+    first = _first_record_text(lines)
+    if first is None:
         raise InputError(f"{name}: no data (the input is empty or only blank and # lines)")
-    delimiter = delimiter or _sniff(records[0][1])
-    rows = _split(records, delimiter, name)
-    columns, header = _columns(rows[0], header)
-    body, numbers = (rows[1:], records[1:]) if header else (rows, records)
+    delimiter = delimiter or _sniff(first)
+    rows, starts = _parse_records(lines, delimiter, name)
+    columns, header = _columns(rows[0], header, name)
+    commas_delimit = delimiter != "," and _looks_comma_separated(rows[0])
+    body, starts = (rows[1:], starts[1:]) if header else (rows, starts)
     if not body:
         raise InputError(f"{name}: a header line but no data rows")
     width = len(columns)
     values = np.empty((width, len(body))).T  # column-major, as bncli.core prefers
-    for index, (fields, (line_number, _)) in enumerate(zip(body, numbers)):
+
+    def first_bad_cell(rows: int) -> None:
+        """Raise the error of the first cell, in reading order among the first ``rows`` data rows,
+        that is not a finite number (cell by cell: this is the error path)."""
+        for fields, start in zip(body[:rows], starts[:rows], strict=True):
+            for column, field in enumerate(fields, start=1):
+                value = _number(field)
+                if value is None or not math.isfinite(value):
+                    cell = _cell_name(column, columns if header else None)
+                    problem = _cell_problem(field, value, delimiter, commas_delimit)
+                    raise InputError(f"{name}: line {_field_line(fields, start, column)}, {cell}: {problem}")
+
+    for index, (fields, start) in enumerate(zip(body, starts, strict=True)):
         if len(fields) != width:
+            first_bad_cell(index)
             expected = "the header has" if header else "the first row has"
-            raise InputError(f"{name}: line {line_number}: {len(fields)} fields, but {expected} {width}")
-        for column, field in enumerate(fields, start=1):
-            value = _number(field)
-            if value is None or not math.isfinite(value):
-                cell = _cell_name(column, columns if header else None)
-                raise InputError(f"{name}: line {line_number}, {cell}: {_cell_problem(field, value, delimiter)}")
-            values[index, column - 1] = value
+            raise InputError(f"{name}: line {start}: {len(fields)} fields, but {expected} {width}")
+        try:
+            values[index] = list(map(float, fields))  # float() in C: the same rule as _number
+        except ValueError:
+            first_bad_cell(index + 1)
+    if not np.isfinite(values).all():
+        first_bad_cell(len(body))
     return Matrix(values, columns, header, name)
 
 
-def _columns(first: list[str], header: bool | None) -> tuple[list[str], bool]:
-    """Column names and whether the first record is a header (auto: some field is not a number)."""
+def _columns(first: list[str], header: bool | None, name: str) -> tuple[list[str], bool]:
+    """Column names and whether the first record is a header (auto: some field is not a number).
+
+    Duplicate names are refused: results are keyed by name (json, --column), so a
+    second column of the same name would silently hide the first.
+    """
     fields = [field.strip() for field in first]
     if header is None:
         header = any(_number(field) is None for field in fields)
-    return (fields if header else [str(i) for i in range(len(fields))]), header
+    if not header:
+        return [str(i) for i in range(len(fields))], False
+    positions: dict[str, list[int]] = {}
+    for position, field in enumerate(fields, start=1):
+        positions.setdefault(field, []).append(position)
+    repeated = [
+        f"{field!r} (columns {', '.join(map(str, where))})" for field, where in positions.items() if len(where) > 1
+    ]
+    if repeated:
+        raise InputError(f"{name}: duplicate column names: {'; '.join(repeated)}; each column needs its own name")
+    return fields, True
 
 
 # Inputs this large are parsed by polars (~400 MB/s against ~10 MB/s for the careful
 # reader), which pays for its import (~0.2 s) from about 2 MB on. They are parsed in
 # pieces, so that the whole text is never in memory beside the numbers.
 _FAST_READ_BYTES = 2 << 20
+# polars holds ~10 kB per column of a frame (a 39 MB file of 10⁶ columns took 10 GB):
+# files wider than this share of their size are read by the careful reader.
+_POLARS_BYTES_PER_COLUMN = 16 << 10
+_FAST_READ_MIN_COLUMNS = 256
 _PIECE_BYTES = 32 << 20
+_HEAD_BYTES = 1 << 20
 
 
 def _file_pieces(path: str) -> Iterator[bytes]:
@@ -288,27 +445,19 @@ def _parse_fast(
     bytes per row (and grown in the rare case that the estimate falls short).
     """
     first_piece = next(pieces, b"")
-    located = _first_record(first_piece)
-    if located is None:
+    if not _plain_text(first_piece):
         return None
-    start, end = located
-    try:
-        line = first_piece[start:end].decode("utf-8-sig").rstrip("\r")
-    except UnicodeDecodeError:
+    layout = _fast_layout(first_piece, total_bytes, name, delimiter, header)
+    if layout is None:
         return None
-    delimiter = delimiter or _sniff(line)
-    if delimiter == WHITESPACE:
-        return None
-    try:
-        first = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
-    except csv.Error:
-        return None
-    columns, header = _columns(first, header)
-    skipped = first_piece.count(b"\n", 0, end) + 1 if header else first_piece.count(b"\n", 0, start)
+    delimiter, columns, header, skipped = layout
     values = np.empty((0, len(columns)))
     filled = 0
     for piece in itertools.chain([first_piece], pieces):
-        block = _polars_numbers(piece, delimiter, len(columns), skipped)
+        if piece is not first_piece and not _plain_text(piece):
+            return None
+        piece = piece if piece.endswith(b"\n") else piece + b"\n"
+        block = _polars_numbers(piece, delimiter, len(columns), skipped, comments=b"#" in piece)
         if block is None:
             return None
         if filled + len(block) > len(values):
@@ -318,6 +467,78 @@ def _parse_fast(
         filled += len(block)
         skipped = 0
     return Matrix(values[:filled], columns, header, name)
+
+
+def _fast_layout(
+    head: bytes, total_bytes: int, name: str, delimiter: str | None, header: bool | None
+) -> tuple[str, list[str], bool, int] | None:
+    """From the first bytes of a large input: the delimiter, the column names, whether a header
+    was read, and the lines before the data; None where the careful reader must decide."""
+    located = _first_record(head)
+    if located is None:
+        return None
+    start, end = located
+    if end == len(head) and total_bytes > len(head):
+        return None  # the first record goes on beyond these bytes
+    try:
+        line = head[start:end].decode("utf-8-sig").rstrip("\r")
+    except UnicodeDecodeError:
+        return None
+    delimiter = delimiter or _sniff(line)
+    if delimiter == WHITESPACE:
+        return None
+    try:
+        first = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
+    except csv.Error:
+        return None
+    if len(first) > max(_FAST_READ_MIN_COLUMNS, total_bytes // _POLARS_BYTES_PER_COLUMN):
+        return None  # polars' cost per column: a wide file would take many times its size
+    try:
+        columns, header = _columns(first, header, name)
+    except InputError:
+        return None  # the careful reader decides which problem of the whole input comes first
+    skipped = head.count(b"\n", 0, end) + 1 if header else head.count(b"\n", 0, start)
+    return delimiter, columns, header, skipped
+
+
+def _parse_fast_file(path: str, size: int, delimiter: str | None, header: bool | None) -> Matrix | None:
+    """A large file parsed by polars in one call from its path (its own memory map, in parallel),
+    or None where :func:`_parse_fast` or the careful reader must decide.
+
+    The text is checked through a memory map, without copying it: plain ASCII (UTF-8 needs
+    decoding: the piece reader checks it), no NUL, no quote, and a line end at the end
+    (polars would accept a last line "3,4," that the careful reader refuses).
+    """
+    import mmap
+
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            text = np.frombuffer(mapped, np.uint8)
+            plain = mapped[-1:] == b"\n" and mapped.find(b"\0") < 0 and mapped.find(b'"') < 0 and text.max() < 0x80
+            del text  # before the map closes
+            head, comments = mapped[:_HEAD_BYTES], mapped.find(b"#") >= 0
+    except (OSError, ValueError, BufferError):
+        return None
+    layout = _fast_layout(head, size, path, delimiter, header) if plain else None
+    if layout is None:
+        return None
+    delimiter, columns, header, skipped = layout
+    values = _polars_numbers(path, delimiter, len(columns), skipped, comments)
+    return None if values is None else Matrix(values, columns, header, path)
+
+
+def _plain_text(piece: bytes) -> bool:
+    """Whether polars reads ``piece`` as the careful reader would: UTF-8 without NUL bytes
+    (anywhere, # comments included) and without quotes (which may hide line ends)."""
+    if b"\0" in piece or b'"' in piece:
+        return False
+    if piece.isascii():
+        return True
+    try:
+        piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _grown(values: np.ndarray, filled: int, rows: int) -> np.ndarray:
@@ -340,8 +561,11 @@ def _first_record(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int) -> np.ndarray | None:
-    """Every cell after ``skipped_lines`` lines as float64 (column-major), or None.
+def _polars_numbers(
+    data: bytes | str, delimiter: str, width: int, skipped_lines: int, comments: bool
+) -> np.ndarray | None:
+    """Every cell of ``data`` (text, or a file's path) after ``skipped_lines`` lines as float64
+    (column-major), or None.
 
     A piece with no data rows is None too: the careful reader handles such files.
     """
@@ -355,7 +579,7 @@ def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int)
             has_header=False,
             separator=delimiter,
             # polars parses ~1.5× slower when it must look for comments
-            comment_prefix="#" if b"#" in data else None,
+            comment_prefix="#" if comments else None,
             skip_lines=skipped_lines,
             schema={f"c{j}": pl.Float64 for j in range(width)},
         )
@@ -370,8 +594,10 @@ def _polars_numbers(data: bytes, delimiter: str, width: int, skipped_lines: int)
 # ----------------------------------------------------------------------------- output
 
 
-# Outputs this large are formatted by polars (~500 MB/s against ~15 MB/s for repr).
+# Outputs this large are formatted by polars (~500 MB/s against ~15 MB/s for repr),
+# unless they are so wide that its cost per column dominates (2 × 10⁶ took 2 GB, 9 s).
 _FAST_WRITE_ELEMENTS = 200_000
+_POLARS_ELEMENTS_PER_COLUMN = _POLARS_BYTES_PER_COLUMN // 8
 
 
 def format_delimited(
@@ -399,13 +625,20 @@ def write_delimited(
     if columns is not None:
         stream.write((_header_line(columns, delimiter) + "\n").encode("utf-8"))
     values = np.asarray(values, dtype=np.float64)
-    if row_labels is None and values.size >= _FAST_WRITE_ELEMENTS and _write_polars(stream, values, delimiter):
+    if (
+        row_labels is None
+        and values.size >= _FAST_WRITE_ELEMENTS
+        and values.shape[1] <= max(_FAST_READ_MIN_COLUMNS, values.size // _POLARS_ELEMENTS_PER_COLUMN)
+        and _write_polars(stream, values, delimiter)
+    ):
         return
     rows = values.tolist()
     if row_labels is None:
         text = "".join(delimiter.join(map(repr, row)) + "\n" for row in rows)
     else:
-        text = "".join(delimiter.join([label, *map(repr, row)]) + "\n" for label, row in zip(row_labels, rows))
+        text = "".join(
+            delimiter.join([label, *map(repr, row)]) + "\n" for label, row in zip(row_labels, rows, strict=True)
+        )
     stream.write(text.encode("utf-8"))
 
 

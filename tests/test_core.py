@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import datasets
 import exact
 import numpy as np
@@ -117,6 +119,44 @@ def test_huge_values_do_not_overflow(magnitude):
         assert np.all(np.isfinite(bn.var))
     else:
         assert np.all(np.isinf(bn.var))  # not representable: the CLI refuses to print it
+
+
+@pytest.mark.parametrize("magnitude", [1e-150, 1e-160, 1e-200, 1e-300, 1e-310, 1e-318])
+def test_tiny_values_with_eps_zero_keep_their_variance(magnitude):
+    """Scaled by powers of two, tiny data normalize as their order-1 originals do (subnormals too)."""
+    base = np.array([[1.0, -3.0], [2.0, 5.0], [4.0, 0.5], [-1.0, 2.0]])
+    x = base * magnitude  # subnormal below 2.2e-308: the data themselves have fewer digits
+    reference = core.forward(x / magnitude, 1.0, 0.0, eps=0.0)
+    bn = core.forward(x, 1.0, 0.0, eps=0.0)
+    rtol = 1e-14 if magnitude > 1e-300 else 1e-4
+    assert_columns_close(bn.s, reference.s, rtol=rtol)
+    assert_columns_close(bn.std, reference.std * magnitude, rtol=rtol)
+    g = np.array([[1.0, 2.0], [-1.0, 0.5], [0.25, 1.0], [3.0, -2.0]])
+    dx = core.backward(g * magnitude, bn).dx  # w·g/σ stays of order 1
+    assert_columns_close(dx, core.backward(g, reference).dx, rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype, top", [(np.float64, 1.7e308), (np.float32, 3.4e38)])
+def test_data_at_the_top_of_the_float_range_are_normalized(dtype, top):
+    """The power-of-two unit is 2^(e−1), not 2^e, which overflows for |x| ≥ 2^1023 (2^127)."""
+    x = np.array([[top], [-top], [0.0]], dtype=dtype)
+    bn = core.forward(x, 1.0, 0.0, eps=0.0)
+    np.testing.assert_allclose(
+        bn.s[:, 0], [np.sqrt(1.5), -np.sqrt(1.5), 0.0], rtol=1e-6 if dtype == np.float32 else 1e-15
+    )
+
+
+def test_overflowing_results_are_inf_without_warnings():
+    """y, dx beyond the float range are inf (the CLI names them); numpy warns about nothing."""
+    x = np.array([[1.0], [2.0], [4.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bn = core.forward(x, 1e308, 1e308)
+        assert np.isinf(bn.y).any()
+        huge_dy = core.backward(np.array([[1.7e308], [1e308], [-1.7e308]]), core.forward(x))
+        assert np.isinf(huge_dy.dw).all() and np.isfinite(huge_dy.dx).all()  # Σ g·s ≈ -2.3e308; dx ≈ 2e307
+        far = core.forward_eval(np.array([[-1e308], [2.0]]), np.array([1e308]), np.array([1.0]))
+        assert np.isinf(far.y).any()
 
 
 def test_float32_is_computed_in_float32():

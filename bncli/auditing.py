@@ -769,6 +769,7 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
         yardstick=aside,
     )
     report.diagnosis.extend(_inaccuracy_hint(chosen, named=bool(report.diagnosis)))
+    report.diagnosis.extend(sorted(target.notes))
     return report
 
 
@@ -874,7 +875,7 @@ def failure_lines(result: CaseResult) -> list[str]:
         if q.verdict in ("WRONG", "INACCURATE"):
             at = ",".join(str(i) for i in q.worst)
             lines.append(
-                f"{result.name}/{result.dtype} {name} {q.verdict}: worst [{at}] ({q.feature}) "
+                f"{result.name}/{result.dtype} {name} {q.verdict}: worst at [{at}] (feature {q.feature!r}) "
                 f"expected {q.expected!r}, obtained {q.obtained!r}; {q.beyond} element(s) beyond budget, "
                 f"error/budget {q.ratio:.3g}"
             )

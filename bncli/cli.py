@@ -115,17 +115,22 @@ FormatOption = Annotated[
         show_default=False,
     ),
 ]
-Output = Annotated[
-    str | None,
-    _option(
+PICTURE_FILES = ".svg .html: the table view with its pictures; .png .pdf: the pictures (needs bncli\\[plot])"
+
+
+def _output_option(formats: str) -> object:
+    return _option(
         "--output",
         "-o",
-        help="Write here (atomically) instead of stdout; the extension sets the format (.json .tsv .npy .csv; "
-        ".svg .html: the table view with pictures; .png .pdf: the pictures, needs bncli[plot]).",
+        help=f"Write here (atomically) instead of stdout; the extension sets the format ({formats}; {PICTURE_FILES}).",
         panel=OUTPUT,
         metavar="PATH",
-    ),
-]
+    )
+
+
+Output = Annotated[str | None, _output_option(".json .tsv .npy .csv; anything else csv")]
+AuditOutput = Annotated[str | None, _output_option(".json; anything else json")]
+ExplainOutput = Annotated[str | None, _output_option(".json .md; anything else json")]
 Precision = Annotated[
     int,
     _option(
@@ -469,7 +474,7 @@ def explain(
             show_default=False,
         ),
     ] = None,
-    output: Output = None,
+    output: ExplainOutput = None,
     precision: Precision = options.DEFAULT_PRECISION,
     full: Full = False,
     running: Running = None,
@@ -552,7 +557,7 @@ def audit(
             show_default=False,
         ),
     ] = None,
-    output: Output = None,
+    output: AuditOutput = None,
     plot: Plot = False,
 ) -> None:
     """Audit a batch-norm implementation (any language) on hard cases against exact references.

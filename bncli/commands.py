@@ -89,8 +89,16 @@ def in_dtype(array: np.ndarray, dtype: str, what: str, columns: list[str]) -> np
     return cast
 
 
-def build_model(options: InputOptions) -> Model:
-    """Read and validate the data and parameters, and run the forward pass."""
+class ZeroVarianceInput(InputError):
+    """A constant column with --eps 0; ``columns`` holds the indices of those columns."""
+
+    def __init__(self, message: str, columns: list[int]):
+        super().__init__(message)
+        self.columns = columns
+
+
+def build_model(options: InputOptions, data: Matrix | None = None) -> Model:
+    """Read (unless ``data`` is given) and validate the data and parameters, and run the forward pass."""
     if options.eps < 0 or not np.isfinite(options.eps):
         raise InputError(f"--eps {options.eps}: must be a finite number ≥ 0")
     if not 0 <= options.momentum <= 1:
@@ -99,7 +107,7 @@ def build_model(options: InputOptions) -> Model:
         raise InputError("--eval needs --running PATH (the running statistics to normalize with)")
     if options.eval and options.save_running:
         raise InputError("--save-running updates statistics in training mode; it cannot go with --eval")
-    data = inputs.load_matrix(options)
+    data = inputs.load_matrix(options) if data is None else data
     k, n = data.shape
     if options.save_running and k < 2:
         raise InputError(
@@ -133,7 +141,8 @@ def _forward(run, blamed: str, data: Matrix) -> core.BatchNorm:
         return run()
     except core.ZeroVarianceError as error:
         names = ", ".join(repr(data.columns[c]) for c in error.columns)
-        raise InputError(f"{blamed}: column {names}: zero variance with --eps 0 divides by zero") from None
+        message = f"{blamed}: column {names}: zero variance with --eps 0 divides by zero"
+        raise ZeroVarianceInput(message, error.columns) from None
 
 
 def _batch_statistics(x, w, b, options: InputOptions) -> core.BatchNorm | None:
@@ -315,9 +324,22 @@ def explain(request: ExplainRequest) -> ExplainResult:
     """The article's derivation on one column of the data (default: the first)."""
     from .explain import explain_column
 
-    model = build_model(request.inputs)
-    column = 0 if request.column is None else inputs.resolve_columns((request.column,), model.columns)[0]
-    dy = inputs.load_dy(request.dy, request.seed, model.data)
+    data = inputs.load_matrix(request.inputs)
+    column = 0 if request.column is None else inputs.resolve_columns((request.column,), data.columns)[0]
+    dy = inputs.load_dy(request.dy, request.seed, data)
+    try:
+        model = build_model(request.inputs, data)
+    except ZeroVarianceInput as error:
+        if column in error.columns:
+            raise
+        # Other columns cannot be normalized, but this one can: it is explained on its own.
+        options = replace(
+            request.inputs,
+            weight=_entry(request.inputs.weight, column, data.shape[1]),
+            bias=_entry(request.inputs.bias, column, data.shape[1]),
+        )
+        data, dy, column = _one_column(data, column), _one_column_gradient(dy, column), 0
+        model = build_model(options, data)
     running = None if model.running is None else (model.running.mean, model.running.var)
     explanation = explain_column(
         model.cast(model.data.values, model.data.source),
@@ -331,3 +353,17 @@ def explain(request: ExplainRequest) -> ExplainResult:
         dtype=model.dtype,
     )
     return ExplainResult(model, dy, explanation)
+
+
+def _entry(values: str | None, column: int, n: int) -> str | None:
+    """The column's own value of a --weight/--bias list of n values (one value, or None, stays as it is)."""
+    fields = None if values is None else values.split(",")
+    return fields[column] if fields is not None and len(fields) == n > 1 else values
+
+
+def _one_column(data: Matrix, column: int) -> Matrix:
+    return replace(data, values=data.values[:, [column]], columns=[data.columns[column]])
+
+
+def _one_column_gradient(dy: UpstreamGradient, column: int) -> UpstreamGradient:
+    return replace(dy, values=dy.values[:, [column]])

@@ -35,7 +35,7 @@ import numpy as np
 from . import core
 from . import gradcheck as gc
 from .options import MAX_MATRIX_ELEMENTS
-from .tables import InputError
+from .tables import InputError, printable
 
 # Vectors and matrices longer than this are summarised in markdown (first and last halves).
 MARKDOWN_ROWS = 12
@@ -550,5 +550,6 @@ def _latex_number(value: float, precision: int) -> str:
 
 
 def _markdown_text(text: str) -> str:
-    """Text with Markdown's special characters escaped, so a column name is shown as written."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]<>#|!" else ch for ch in text)
+    """Text with Markdown's special characters and control characters escaped, so a column name is shown as
+    written and nothing reaches a terminal raw."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]<>#|!" else ch for ch in printable(text))

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from io import StringIO
+from pathlib import Path
 
 import numpy as np
 
@@ -63,8 +64,16 @@ def resolve_format(outputs: options.OutputOptions, formats: tuple[str, ...], std
         return outputs.format
     if outputs.output:
         implied = tables.format_for_path(outputs.output)
-        known = implied in formats or implied in RECORDED_FORMATS + FIGURE_FORMATS
-        return implied if known else formats[1]
+        writable = formats + RECORDED_FORMATS + FIGURE_FORMATS
+        if implied is None or (implied not in writable and "csv" in formats):
+            return formats[1]  # forward and grad: "anything else csv", as the contract has it
+        if implied not in writable:
+            suffix = Path(outputs.output).suffix
+            raise InputError(
+                f"--output {outputs.output}: a {suffix} file holds {implied}, which this command does not write "
+                f"({', '.join(formats)}); name the file for one of them, or give --format"
+            )
+        return implied
     return formats[0] if stdout_is_tty else formats[1]
 
 
@@ -231,7 +240,7 @@ def _model_document(model: Model, parts: list[Part], save_running: str | None) -
 def audit_document(report) -> Document:
     from .auditing import report_json
 
-    part = Part("report", lambda: report_json(report), [_audit_tables(report)], pictures=[partial(_audit_grid, report)])
+    part = Part("report", lambda: report_json(report), _audit_tables(report), pictures=[partial(_audit_grid, report)])
     return Document([part], [], exit_code=0 if report.passed else 1)
 
 
@@ -252,15 +261,17 @@ def explain_document(result: ExplainResult) -> Document:
     return Document([part], [e.column], context=None)
 
 
-def _audit_tables(report):
-    def make(r):
-        from rich.console import Group
+def _audit_tables(report) -> list[Callable]:
+    """The audit's renderables, laid out for the renderer's width."""
 
+    def make(position: int, renderer):
         from .render import audit_renderables
 
-        return Group(*audit_renderables(report))
+        return audit_renderables(report, renderer.console.width)[position]
 
-    return make
+    from .render import audit_renderables
+
+    return [partial(make, position) for position in range(len(audit_renderables(report)))]
 
 
 def _audit_grid(report):
@@ -431,11 +442,11 @@ def validate(
     if fmt == "npy" and not outputs.output and stdout_is_tty:
         raise InputError("-f npy writes binary data: give --output FILE.npy or pipe it")
     _validate_parts(outputs, fmt, extras or {}, default)
-    wants_pictures = outputs.plot or fmt in FIGURE_FORMATS
-    if wants_pictures and not pictures:
+    if (outputs.plot or fmt in FIGURE_FORMATS) and not pictures:
+        asked = "--plot" if outputs.plot else f"--output {outputs.output}"
         raise InputError(
-            "--plot: nothing to draw here; it draws the Jacobian (grad --jacobian), the check "
-            "(grad --check, --sweep) and audits"
+            f"{asked}: nothing to draw here; pictures are drawn of the Jacobian (grad --jacobian), "
+            "the check (grad --check, --sweep) and audits"
         )
     if outputs.plot and fmt not in ("table", *RECORDED_FORMATS, *FIGURE_FORMATS):
         raise InputError(

@@ -187,7 +187,15 @@ def _stack(lines: list[str]) -> Text:
 
 
 def _table(title: str) -> Table:
-    return Table(title=literal(title), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    """A table as wide as its title at least, so that the title stays on one line where the screen allows."""
+    return Table(
+        title=literal(title),
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        min_width=len(title),
+    )
 
 
 def _location(comparison: Comparison, columns: Sequence[str]) -> str:
@@ -306,56 +314,81 @@ _VERDICT_STYLES = {
 }
 
 
-def _verdict_text(verdict: str, ratio: float | None = None) -> Text:
-    text = Text(verdict, style=_VERDICT_STYLES.get(verdict, ""))
+_SHORT_VERDICTS = {"INACCURATE": "INACC", "MISSING": "MISS"}
+# Below this width the audit table abbreviates verdicts and stacks ratios, so nothing is cut at 80 columns.
+_WIDE_AUDIT = 110
+
+
+def _ratio(ratio: float) -> str:
+    """error/budget in few characters: ×13, ×2.2e6."""
+    return "×" + f"{ratio:.2g}".replace("e+0", "e").replace("e+", "e")
+
+
+def _verdict_text(verdict: str, ratio: float | None = None, short: bool = False) -> Text:
+    text = Text(_SHORT_VERDICTS.get(verdict, verdict) if short else verdict, style=_VERDICT_STYLES.get(verdict, ""))
     if verdict in ("INACCURATE", "WRONG") and ratio is not None:
-        text.append(f" ×{ratio:.2g}", style="dim")
+        text.append("\n" if short else " ", style="dim").append(_ratio(ratio), style="dim")
     return text
 
 
-def _audit_table(title: str, results, caption: str | None = None) -> Table:
+def _audit_table(title: str, results, width: int, caption: str | None = None) -> Table:
     """Cases × quantities: each cell the verdict, and for a failure error/budget."""
     from .auditing import QUANTITIES
 
+    short = width < _WIDE_AUDIT
     table = _table(title)
+    table.min_width = min(table.min_width or 0, width)
+    verdicts = {q.verdict for result in results for q in result.quantities.values()}
+    used = [f"{abbreviation} = {verdict}" for verdict, abbreviation in _SHORT_VERDICTS.items() if verdict in verdicts]
+    if short and used:
+        caption = "; ".join(filter(None, [caption, ", ".join(used)]))
     table.caption = caption
     for header in ("case", "dtype", "shape", *QUANTITIES, "verdict"):
-        table.add_column(header, justify="left")
+        table.add_column(header, justify="left", overflow="fold")
     for result in results:
-        cells = [_verdict_text(q.verdict, q.ratio) for q in (result.quantities[name] for name in QUANTITIES)]
+        quantities = (result.quantities[name] for name in QUANTITIES)
+        cells = [_verdict_text(q.verdict, q.ratio, short) for q in quantities]
         shape = "×".join(str(d) for d in result.shape)
-        table.add_row(literal(result.name), result.dtype, shape, *cells, _verdict_text(result.verdict))
+        table.add_row(literal(result.name), result.dtype, shape, *cells, _verdict_text(result.verdict, short=short))
     return table
 
 
-def audit_renderables(report) -> list:
-    """An audit report for a terminal: the table(s), failures, diagnosis, consistency, the verdict."""
+def audit_renderables(report, width: int = 120) -> list:
+    """An audit report for a terminal ``width`` wide: the table(s), failures, diagnosis, consistency, verdict.
+
+    Tables are followed by blocks of lines (one Text each), each line meant to stay whole.
+    """
     from .auditing import consistency_line, failure_lines
 
     title = f"bncli audit of {report.target} (layout {report.layout})"
     default = [r for r in report.cases if not r.extreme]
     extreme = [r for r in report.cases if r.extreme]
-    legend = "cells: the verdict, and error/budget where beyond budget"
-    parts: list = [_audit_table(title, default, legend)] if default else []
+    legend = "cells: the verdict, and error/budget beyond budget"
+    parts: list = [_audit_table(title, default, width, legend)] if default else []
     if extreme:
-        parts.append(
-            _audit_table("extreme cases (opt-in: a textbook implementation's squares overflow or underflow)", extreme)
-        )
+        heading = "extreme cases (opt-in: a textbook implementation's squares overflow or underflow)"
+        parts.append(_audit_table(heading, extreme, width))
     if report.yardstick:
-        parts.append(_audit_table("yardstick only (not selected; tells WRONG from INACCURATE)", report.yardstick))
-    failures = [line for r in report.cases for line in failure_lines(r)]
-    parts.extend(literal(line, "red" if "WRONG" in line or "ERROR" in line else "yellow") for line in failures)
-    parts.extend(Text.assemble(("diagnosis: ", "bold"), literal(line)) for line in report.diagnosis)
-    parts.extend(literal(consistency_line(c)) for c in report.consistency)
+        heading = "yardstick only (not selected; tells WRONG from INACCURATE)"
+        parts.append(_audit_table(heading, report.yardstick, width))
+    lines = [literal(line, "red" if "WRONG" in line or "ERROR" in line else "yellow")
+             for r in report.cases for line in failure_lines(r)]  # fmt: skip
+    lines += [Text.assemble(("diagnosis: ", "bold"), literal(line)) for line in report.diagnosis]
+    lines += [literal(consistency_line(c)) for c in report.consistency]
+    if lines:
+        parts.append(Text("\n").join(lines))
     counts = {}
     for r in report.cases:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     runs = f"{len(report.cases)} case run{'s' if len(report.cases) != 1 else ''}"
-    parts.append(Text.assemble(_verdict_text(report.verdict), f": {runs} ({summary})"))
+    where = ""
+    if not report.passed and extreme and all(r.verdict == "PASS" for r in default):
+        where = "; every default case passes: the failures are in the opt-in extreme set"
+    parts.append(Text.assemble(_verdict_text(report.verdict), f": {runs} ({summary}){where}"))
     return parts
 
 
 def print_audit(console: Console, report) -> None:
-    for part in audit_renderables(report):
-        console.print(part)
+    for part in audit_renderables(report, console.width):
+        console.print(part, soft_wrap=isinstance(part, Text))

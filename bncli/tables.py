@@ -720,12 +720,13 @@ def format_json(obj) -> str:
 
 
 def format_for_path(path: str) -> str:
-    """The output format that a file name implies: .json .tsv .npy .md .svg .html .png .pdf, else csv."""
+    """The output format that a file name implies (.csv .json .tsv .npy .md .svg .html .png .pdf), or None."""
     suffix = Path(path).suffix.lower()
-    return _FORMAT_BY_SUFFIX.get(suffix, "csv")
+    return _FORMAT_BY_SUFFIX.get(suffix)
 
 
 _FORMAT_BY_SUFFIX = {
+    ".csv": "csv",
     ".json": "json",
     ".tsv": "tsv",
     ".npy": "npy",

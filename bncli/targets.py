@@ -11,6 +11,7 @@ be found is an :class:`~bncli.tables.InputError` (bad usage).
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import math
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import targetworker
 from .auditing import CaseInputs, layout_shape, to_layout
 from .tables import InputError
 
@@ -35,13 +37,30 @@ class TargetError(Exception):
 
 
 class Target:
-    """Base: ``name``, ``call(inputs)`` returning a mapping or tuple of y, dx, dw, db, ``close()``."""
+    """Base: ``name``, ``call(inputs)`` returning a mapping or tuple of y, dx, dw, db, ``close()``.
+
+    ``notes`` collects what the audit should say about the target beside its verdicts
+    (e.g. that it changed its inputs in place).
+    """
 
     name = "target"
 
     def __init__(self, layout: str, timeout: float):
         self.layout = layout
         self.timeout = timeout if math.isfinite(timeout) else None  # inf: wait as long as it takes
+        self.notes: set[str] = set()
+
+    def arguments(self, inputs: CaseInputs) -> tuple:
+        """``(x, weight, bias, eps, dy)`` for the target, in its layout, copies it may do with as it likes."""
+        x, dy = to_layout(inputs.x, self.layout).copy(), to_layout(inputs.dy, self.layout).copy()
+        return x, inputs.weight.copy(), inputs.bias.copy(), inputs.eps, dy
+
+    def note_changed(self, changed: list[str], inputs: CaseInputs) -> None:
+        if changed:
+            self.notes.add(
+                f"the target changed its input {', '.join(changed)} in place (first seen on {inputs.name}/"
+                f"{inputs.dtype}): bncli passed copies, but a layer that does so corrupts its caller's data"
+            )
 
     def call(self, inputs: CaseInputs):
         raise NotImplementedError
@@ -63,8 +82,8 @@ class FunctionTarget(Target):
         self.name = name
 
     def call(self, inputs: CaseInputs):
-        x, dy = to_layout(inputs.x, self.layout).copy(), to_layout(inputs.dy, self.layout).copy()
-        args = (x, inputs.weight.copy(), inputs.bias.copy(), inputs.eps, dy)
+        args = self.arguments(inputs)
+        before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
         box: dict = {}
 
         def run():
@@ -83,7 +102,91 @@ class FunctionTarget(Target):
             error = box["error"]
             text = str(error).strip().splitlines()
             raise TargetError(f"raised {type(error).__name__}: {text[-1] if text else ''}".rstrip(": "))
+        names = ("x", "weight", "bias", "eps", "dy")
+        changed = [
+            name
+            for name, now, then in zip(names, args, before, strict=True)
+            if isinstance(now, np.ndarray) and not np.array_equal(now, then, equal_nan=True)
+        ]
+        self.note_changed(changed, inputs)
         return box.get("value")
+
+
+class ProcessTarget(Target):
+    """A Python function named by ``FILE.py:FUNCTION`` or ``package.module:FUNCTION``, run in a worker process.
+
+    The worker (:mod:`bncli.targetworker`) imports the function once and calls it
+    for each case. A function that exits the process, crashes or runs past the
+    timeout (even holding the interpreter) ends only the worker: the case is an
+    ERROR, and a new worker takes the next one. Its prints go to stderr.
+    """
+
+    def __init__(self, spec: str, layout: str, timeout: float):
+        super().__init__(layout, timeout)
+        self.spec = spec
+        self.name = spec
+        self.process: subprocess.Popen | None = None
+        try:
+            self._start()
+        except TargetError as error:  # the import itself hung or crashed: the target cannot be imported
+            raise InputError(f"target {spec!r}: {error}") from None
+
+    def _start(self) -> None:
+        package_root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bncli.targetworker", self.spec],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+            start_new_session=True,  # killed as a group, and not by the terminal's Ctrl-C meant for bncli
+        )
+        reply = self._reply("importing it")
+        if reply[0] == "input-error":
+            self.close()
+            raise InputError(reply[1])
+        assert reply == ("ready",), reply
+
+    def call(self, inputs: CaseInputs):
+        if self.process is None or self.process.poll() is not None:
+            self._start()
+        try:
+            targetworker.send(self.process.stdin, self.arguments(inputs))
+        except OSError:
+            pass  # the worker is gone: _reply says how
+        reply = self._reply("running")
+        if reply[0] == "raised":
+            raise TargetError(f"raised {reply[1]}")
+        if reply[0] == "unusable":
+            raise TargetError(reply[1])
+        _, value, changed = reply
+        self.note_changed(changed, inputs)
+        return value
+
+    def _reply(self, doing: str):
+        """The worker's next message; a TargetError when it times out or ends (the worker is then gone)."""
+        import select
+
+        stream = self.process.stdout
+        ready, _, _ = select.select([stream], [], [], self.timeout)
+        if not ready:
+            self.close()
+            raise TargetError(f"timed out after {self.timeout:g} s")
+        try:
+            message = targetworker.receive(stream)
+        except Exception:  # noqa: BLE001 - a worker killed mid-reply
+            message = None
+        if message is None:
+            status = self.process.wait()
+            self.process = None
+            how = f"killed by signal {-status}" if status < 0 else f"ended the process (exit status {status})"
+            raise TargetError(f"{how} while {doing}")
+        return message
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            _kill_group(self.process)
+        self.process = None
 
 
 class BncliTarget(Target):
@@ -157,6 +260,12 @@ class CommandTarget(Target):
         if not self.argv:
             raise InputError("--cmd is empty")
         if shutil.which(self.argv[0]) is None:
+            program = Path(self.argv[0])
+            if program.is_file() and not os.access(program, os.X_OK):
+                raise InputError(
+                    f"--cmd: {self.argv[0]!r} is not executable: chmod +x it, or name its interpreter "
+                    f"(--cmd 'python3 {self.argv[0]}')"
+                )
             raise InputError(f"--cmd: program {self.argv[0]!r} not found")
         self.name = command
         self.root = tempfile.mkdtemp(prefix="bncli-audit-")
@@ -204,6 +313,9 @@ class CommandTarget(Target):
         except subprocess.TimeoutExpired:
             _kill_group(process)
             raise TargetError(f"timed out after {self.timeout:g} s") from None
+        except BaseException:  # Ctrl-C, SIGTERM: its own session does not get the terminal's signal
+            _kill_group(process)
+            raise
         if process.returncode != 0:
             lines = stderr.decode("utf-8", "replace").strip().splitlines()
             last = f": {lines[-1].strip()}" if lines else ""
@@ -214,18 +326,35 @@ class CommandTarget(Target):
         outputs = {}
         for name in ("y", "dx", "dw", "db"):
             npy, csv = folder / f"{name}.npy", folder / f"{name}.csv"
-            try:
-                if npy.exists():
-                    outputs[name] = np.load(npy, allow_pickle=False)
-                elif csv.exists():
-                    values = np.loadtxt(csv, delimiter=",", ndmin=2, dtype=np.float64)
-                    outputs[name] = values if name in ("dw", "db") else values.reshape(layout_shape(k, n, self.layout))
-            except (ValueError, OSError) as error:
-                raise TargetError(f"cannot read {name}: {str(error).splitlines()[0]}") from None
+            if npy.exists():
+                outputs[name] = _read_npy(npy)
+            elif csv.exists():
+                values = _read_csv(csv)
+                if name not in ("dw", "db") and values.size == k * n:  # else the shape check says what is wrong
+                    values = values.reshape(layout_shape(k, n, self.layout))
+                outputs[name] = values
         return outputs
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise TargetError(f"{path.name} is not a readable .npy array of numbers (pickles are refused)") from None
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    """A csv the program wrote, read by bncli's own careful reader: its errors name the line and column."""
+    from .tables import read_matrix
+
+    try:
+        return read_matrix(str(path), delimiter=",", header=False).values
+    except InputError as error:
+        message = str(error).replace(str(path), path.name)
+        raise TargetError(message) from None
 
 
 def _write_csv(path: Path, values: np.ndarray) -> None:
@@ -255,7 +384,8 @@ def load_function(spec: str):
         if folder not in sys.path:
             sys.path.insert(0, folder)
         module_name = f"bncli_audit_target_{path.stem}"
-        spec_ = importlib.util.spec_from_file_location(module_name, path)
+        loader = importlib.machinery.SourceFileLoader(module_name, str(path))  # any file name, as python FILE
+        spec_ = importlib.util.spec_from_file_location(module_name, path, loader=loader)
         module = importlib.util.module_from_spec(spec_)
         sys.modules[module_name] = module  # as an import would: dataclasses and pickle look the module up
         try:
@@ -292,4 +422,4 @@ def resolve(target, *, cmd: str | None, layout: str, timeout: float) -> Target:
         return BncliTarget(layout, timeout)
     if target == "torch":
         return TorchTarget(layout, timeout)
-    return FunctionTarget(load_function(str(target)), str(target), layout, timeout)
+    return ProcessTarget(str(target), layout, timeout)

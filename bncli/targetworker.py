@@ -1,0 +1,98 @@
+"""The process an audited Python function runs in (``python -m bncli.targetworker FILE.py:FUNCTION``).
+
+A target that calls ``os._exit``, crashes, prints, or holds the interpreter past its
+timeout then takes only this process with it: bncli reports an ERROR for that case,
+starts a new worker and goes on. Requests and replies are length-prefixed pickles on
+the worker's stdin and stdout (both sides are bncli); the target's own prints go to
+stderr, so they never mix with the audit's output.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+
+HEADER = struct.Struct("<Q")
+
+
+def send(stream, message) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def receive(stream):
+    """The next message, or None at the end of the stream."""
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    return pickle.loads(stream.read(HEADER.unpack(header)[0]))
+
+
+def _portable(value):
+    """The target's result in a form that pickles: arrays, numbers, None, strings; else its repr."""
+    import numpy as np
+
+    def one(item):
+        if item is None or isinstance(item, str | int | float | np.ndarray | np.generic):
+            return item
+        try:
+            return np.asarray(item)
+        except Exception:  # noqa: BLE001 - whatever the target returned; the parent judges it
+            return repr(item)[:200]
+
+    if isinstance(value, dict):
+        return {key if isinstance(key, str) else repr(key): one(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return tuple(one(item) for item in value)
+    return one(value)
+
+
+def _call(func, args) -> tuple:
+    import numpy as np
+
+    before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+    try:
+        with np.errstate(all="ignore"):  # the target's overflow is judged by its results, not warned about
+            value = func(*args)
+    except BaseException as error:  # noqa: BLE001 - anything the target raises (SystemExit too) is its ERROR
+        lines = str(error).strip().splitlines()
+        return "raised", f"{type(error).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
+    changed = [
+        name
+        for name, now, then in zip(("x", "weight", "bias", "eps", "dy"), args, before, strict=True)
+        if isinstance(now, np.ndarray) and not np.array_equal(now, then, equal_nan=True)
+    ]
+    return "ok", _portable(value), changed
+
+
+def main() -> None:
+    requests = os.fdopen(os.dup(0), "rb")
+    replies = os.fdopen(os.dup(1), "wb")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)  # the target's prints go to stderr
+    from .tables import InputError
+    from .targets import load_function
+
+    try:
+        func = load_function(sys.argv[1])
+    except InputError as error:
+        send(replies, ("input-error", str(error)))
+        return
+    except BaseException as error:  # noqa: BLE001 - whatever stops the import is the user's input error
+        send(replies, ("input-error", f"target {sys.argv[1]!r}: cannot import it: {type(error).__name__}: {error}"))
+        return
+    send(replies, ("ready",))
+    while (args := receive(requests)) is not None:
+        reply = _call(func, args)
+        try:
+            send(replies, reply)
+        except Exception as error:  # noqa: BLE001 - a result that cannot be pickled
+            send(replies, ("unusable", f"returned what cannot be passed back ({type(error).__name__}: {error})"))
+
+
+if __name__ == "__main__":
+    main()

@@ -233,3 +233,114 @@ def test_picture_files_are_whole_and_atomic(tmp_path):
     else:
         assert run.returncode == 0 and png.read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+# ------------------------------------------------------- hostile audit targets
+
+
+HOSTILE = """
+import ctypes, os, re, sys
+import numpy as np
+
+def _textbook(x, w, b, eps, dy):
+    m = x.mean(0); d = x - m; v = (d * d).mean(0); s = d / np.sqrt(v + eps)
+    return {"y": w * s + b}
+
+def exits(x, w, b, eps, dy):
+    if x.shape[0] == 2:
+        os._exit(0)
+    return _textbook(x, w, b, eps, dy)
+
+def crashes(x, w, b, eps, dy):
+    if x.shape[0] == 2:
+        ctypes.string_at(0)
+    return _textbook(x, w, b, eps, dy)
+
+def prints(x, w, b, eps, dy):
+    print("debugging output")
+    os.write(1, b"raw output\\n")
+    return _textbook(x, w, b, eps, dy)
+
+def holds_the_interpreter(x, w, b, eps, dy):
+    if x.shape[0] == 2:
+        re.match(r"(a+)+$", "a" * 64 + "b")
+    return _textbook(x, w, b, eps, dy)
+
+def in_place(x, w, b, eps, dy):
+    x -= x.mean(0)
+    return _textbook(x, w, b, eps, dy)
+"""
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    path = tmp_path / "hostile.py"
+    path.write_text(HOSTILE)
+    return path
+
+
+@pytest.mark.parametrize(
+    "function, message",
+    [
+        ("exits", "ended the process (exit status 0)"),
+        ("crashes", "killed by signal"),
+        ("holds_the_interpreter", "timed out"),
+    ],
+)
+def test_a_target_that_exits_crashes_or_hangs_is_an_error_for_that_case(hostile, function, message):
+    cases = ("--case", "unit", "--case", "two_rows", "--case", "blood")
+    run = audit(f"{hostile}:{function}", "--dtype", "float64", *cases, "--timeout", "3", "-f", "json")
+    no_traceback(run)
+    cases = {c["name"]: c for c in json.loads(run.stdout)["cases"]}
+    assert run.returncode == 1 and cases["two_rows"]["verdict"] == "ERROR" and message in cases["two_rows"]["error"]
+    assert cases["blood"]["quantities"]["y"]["verdict"] == "PASS"  # a new worker took the next case
+
+
+def test_what_a_target_prints_never_reaches_stdout(hostile):
+    run = audit(f"{hostile}:prints", "--dtype", "float64", "--case", "unit", "-f", "json")
+    assert json.loads(run.stdout)["verdict"] == "PASS"
+    assert b"debugging output" in run.stderr and b"raw output" in run.stderr
+
+
+def test_a_target_that_changes_its_inputs_is_named(hostile):
+    report = json.loads(audit(f"{hostile}:in_place", "--dtype", "float64", "--case", "unit", "-f", "json").stdout)
+    assert any("changed its input x in place" in line for line in report["diagnosis"])
+
+
+def test_ctrl_c_during_cmd_ends_the_program_too(tmp_path):
+    import signal
+    import time
+
+    marker = tmp_path / "alive"
+    script = tmp_path / "forever.sh"
+    script.write_text(f"#!/bin/sh\nwhile true; do touch '{marker}'; sleep 0.1; done\n")
+    script.chmod(0o755)
+    process = subprocess.Popen([sys.executable, "-m", "bncli", "audit", "--cmd", str(script), "--case", "unit"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert process.returncode == 130
+    time.sleep(0.5)
+    marker.unlink()
+    time.sleep(0.5)
+    assert not marker.exists(), "the --cmd program is still running"
+
+
+def test_non_python_files_and_unwritable_formats_are_usage_errors(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not python\n")
+    run = audit(f"{text}:f")
+    assert run.returncode == 2 and len(run.stderr.decode().strip().splitlines()) == 1
+    refused = audit("bncli", "--case", "unit", "-o", tmp_path / "r.npy")
+    assert refused.returncode == 2 and b".npy" in refused.stderr and not (tmp_path / "r.npy").exists()
+
+
+def test_explain_one_column_while_another_is_constant_with_eps_0():
+    data = b"a,b\n3,1\n3,2\n3,4\n"
+    run = run_process("explain", "--eps", "0", "-c", "b", "-w", "5,7", "-f", "json", input=data)
+    doc = json.loads(run.stdout)
+    assert run.returncode == 0 and doc["column"] == "b" and doc["weight"] == 7.0
+    assert run_process("explain", "--eps", "0", "-c", "a", input=data).returncode == 2

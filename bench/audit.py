@@ -111,6 +111,15 @@ def speed(repeats: int = 5) -> None:
         f"{statistics.median(overhead):.3f} s bncli "
         f"(goal ≤ 3 s); verdict {report.verdict}"
     )
+    in_worker = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        report = auditing.run_audit(auditing.AuditOptions(target=EXAMPLE))  # as the command line runs it
+        in_worker.append(time.perf_counter() - start)
+    print(
+        f"the same, FILE.py:FUNCTION in a worker process (as bncli audit runs it): "
+        f"median {statistics.median(in_worker):.3f} s total, target included (goal ≤ 3 s); verdict {report.verdict}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         binary = _compiled_example(folder)
         if binary is None:

@@ -567,11 +567,23 @@ def audit(
     """
     outputs = options.OutputOptions(format=_value(format), output=output, plot=plot)
     dtypes = options.DTYPES if dtype is None else (dtype.value,)
-    settings = {"cases": tuple(case or ()), "extreme": extreme, "dtypes": dtypes, "layout": layout.value}
-    _run(lambda: _audit(target, cmd, list_cases, settings | {"timeout": timeout}, outputs))
+    _run(
+        lambda: _audit(
+            list_cases,
+            outputs,
+            target=target,
+            cmd=cmd,
+            cases=tuple(case or ()),
+            extreme=extreme,
+            dtypes=dtypes,
+            layout=layout.value,
+            timeout=timeout,
+        )  # fmt: skip
+    )
 
 
-def _audit(target: str | None, cmd: str | None, list_cases: bool, settings: dict, outputs) -> int:
+def _audit(list_cases: bool, outputs: options.OutputOptions, **settings) -> int:
+    """``settings``: the fields of :class:`bncli.auditing.AuditOptions`, by name."""
     from . import auditing, output
 
     if list_cases:
@@ -579,14 +591,14 @@ def _audit(target: str | None, cmd: str | None, list_cases: bool, settings: dict
             extreme = " (--extreme)" if case.extreme else ""
             print(f"{case.name:<14} {case.description}{extreme}")
         return 0
-    if (target is None) == (cmd is None):
+    if (settings["target"] is None) == (settings["cmd"] is None):
         from .tables import InputError
 
         raise InputError("audit needs a TARGET or --cmd 'PROGRAM [ARGS]' (one of them); see 'bncli audit --help'")
     fmt = _validate(outputs, options.AUDIT_FORMATS, pictures=True)
     progress = _audit_progress()
     try:
-        report = auditing.run_audit(auditing.AuditOptions(target=target, cmd=cmd, **settings), progress=progress)
+        report = auditing.run_audit(auditing.AuditOptions(**settings), progress=progress)
     finally:
         if progress:
             progress(None)

@@ -98,9 +98,7 @@ def read_matrix(
     if data is None:
         if _size(path) < _FAST_READ_BYTES:
             return _parse_careful(read_bytes(path), path, delimiter, header)
-        fast = _parse_fast_file(path, _size(path), delimiter, header) or _parse_fast(
-            _file_pieces(path), _size(path), path, delimiter, header
-        )
+        fast = _parse_fast(_file_pieces(path), _size(path), path, delimiter, header)
         return fast or _parse_careful(read_bytes(path), path, delimiter, header)
     return parse_text(data, path, delimiter=delimiter, header=header)
 
@@ -418,7 +416,6 @@ _FAST_READ_BYTES = 2 << 20
 _POLARS_BYTES_PER_COLUMN = 16 << 10
 _FAST_READ_MIN_COLUMNS = 256
 _PIECE_BYTES = 32 << 20
-_HEAD_BYTES = 1 << 20
 
 
 def _file_pieces(path: str) -> Iterator[bytes]:
@@ -499,32 +496,6 @@ def _fast_layout(
         return None  # the careful reader decides which problem of the whole input comes first
     skipped = head.count(b"\n", 0, end) + 1 if header else head.count(b"\n", 0, start)
     return delimiter, columns, header, skipped
-
-
-def _parse_fast_file(path: str, size: int, delimiter: str | None, header: bool | None) -> Matrix | None:
-    """A large file parsed by polars in one call from its path (its own memory map, in parallel),
-    or None where :func:`_parse_fast` or the careful reader must decide.
-
-    The text is checked through a memory map, without copying it: plain ASCII (UTF-8 needs
-    decoding: the piece reader checks it), no NUL, no quote, and a line end at the end
-    (polars would accept a last line "3,4," that the careful reader refuses).
-    """
-    import mmap
-
-    try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            text = np.frombuffer(mapped, np.uint8)
-            plain = mapped[-1:] == b"\n" and mapped.find(b"\0") < 0 and mapped.find(b'"') < 0 and text.max() < 0x80
-            del text  # before the map closes
-            head, comments = mapped[:_HEAD_BYTES], mapped.find(b"#") >= 0
-    except (OSError, ValueError, BufferError):
-        return None
-    layout = _fast_layout(head, size, path, delimiter, header) if plain else None
-    if layout is None:
-        return None
-    delimiter, columns, header, skipped = layout
-    values = _polars_numbers(path, delimiter, len(columns), skipped, comments)
-    return None if values is None else Matrix(values, columns, header, path)
 
 
 def _plain_text(piece: bytes) -> bool:

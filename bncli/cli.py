@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from . import __version__, options
+from . import __version__, entry, options
 from .entry import Terminated
 
 EXIT_INPUT = 2
@@ -650,6 +650,8 @@ def _run(action: Callable[[], int]) -> None:
     except MemoryError:
         raise fail("out of memory: the input is too large for this machine", EXIT_INPUT) from None
     except Exception as error:  # a bug in bncli: one line; the traceback on request
+        if entry.received is not None:
+            raise Terminated(entry.received) from None
         if os.environ.get("BNCLI_DEBUG"):
             raise
         first_line = (str(error).splitlines() or [""])[0]
@@ -689,6 +691,10 @@ def main() -> None:
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Terminated as signal_received:
-        sys.exit(128 + signal_received.signum)
+    except BaseException:
+        # A library that checks for signals inside its own code (polars does) may turn our Terminated
+        # into an exception of its own: the signal still decides how the run ends.
+        if entry.received is not None:
+            sys.exit(128 + entry.received)
+        raise
     sys.exit(code if isinstance(code, int) else 0)

@@ -19,7 +19,12 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+received: int | None = None  # the SIGTERM or SIGHUP that ends this run, once one arrived
+
+
 def _terminate(signum, frame) -> None:
+    global received
+    received = signum
     raise Terminated(signum)
 
 

@@ -169,10 +169,12 @@ def test_a_signal_during_a_write_leaves_no_temporary_file(tmp_path, signum):
                                stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 60
     while not any(p.name.startswith(".out.csv.") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
         time.sleep(0.005)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode in (128 + signum, 0) and b"Traceback" not in stderr
+    assert process.returncode in (128 + signum, 0) and b"Traceback" not in stderr, (process.returncode, stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) in (["big.csv"], ["big.csv", "out.csv"])
 
 

@@ -44,16 +44,6 @@ def stdin_is_piped() -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
 
 
-def read_stdin(option: str) -> bytes:
-    """All of stdin, for FILE or an option given as '-'."""
-    if sys.stdin is None:
-        raise InputError(f"{option} -: stdin is closed")
-    try:
-        return sys.stdin.buffer.read()
-    except OSError as error:
-        raise InputError(f"{option} -: cannot read stdin: {error.strerror or error}") from None
-
-
 def load_matrix(options: InputOptions) -> Matrix:
     """The input matrix: FILE, '-' (stdin), piped stdin, or the bundled sample."""
     delimiter = tables.parse_delimiter(options.delimiter)
@@ -67,7 +57,7 @@ def load_matrix(options: InputOptions) -> Matrix:
             matrix = tables.read_matrix(str(path), delimiter=delimiter, header=options.header)
             return replace(matrix, source=f"sample {path.name}")
     if source == "-":
-        data = read_stdin("FILE")
+        data = tables.read_stdin()
         return tables.read_matrix(tables.STDIN_NAME, data, delimiter=delimiter, header=options.header)
     return tables.read_matrix(source, delimiter=delimiter, header=options.header)
 
@@ -118,7 +108,7 @@ def matrix_option(option: str, path: str, data: Matrix) -> np.ndarray:
     if path == "-":
         if data.source == tables.STDIN_NAME:
             raise InputError(f"{option} - reads stdin, and so does the data: give FILE as a path")
-        return same_shape(option, tables.read_matrix(tables.STDIN_NAME, read_stdin(option)), data)
+        return same_shape(option, tables.read_matrix(tables.STDIN_NAME, tables.read_stdin(f"{option} -")), data)
     return same_shape(option, tables.read_matrix(path), data)
 
 

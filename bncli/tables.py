@@ -126,10 +126,11 @@ def read_bytes(path: str) -> bytes:
 
 
 def _require_readable_kind(descriptor: int, name: str) -> None:
-    """Refuse what is not a regular file, a pipe or a socket: reading /dev/zero or /dev/urandom
-    would never end (or end in MemoryError), and a terminal or a disk is not a table."""
+    """Refuse what is not a regular file, a pipe, a socket or a terminal (``bncli forward -`` then
+    reads what is typed, up to Ctrl-D): reading /dev/zero or /dev/urandom would never end (or end
+    in MemoryError), and a disk is not a table."""
     mode = os.fstat(descriptor).st_mode
-    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(descriptor)):
         kind = "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode) else "special"
         raise InputError(f"{name}: {kind}, not a regular file or a pipe")
 

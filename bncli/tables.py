@@ -142,7 +142,12 @@ def read_stdin(name: str = STDIN_NAME) -> bytes:
     if sys.stdin is None:
         raise InputError(f"{name}: stdin is closed")
     try:
-        _require_readable_kind(sys.stdin.fileno(), name)
+        try:
+            descriptor = sys.stdin.fileno()
+        except (OSError, ValueError):  # a stream without a descriptor (tests): nothing to refuse
+            descriptor = None
+        if descriptor is not None:
+            _require_readable_kind(descriptor, name)
         return sys.stdin.buffer.read()
     except OSError as error:
         raise InputError(f"{name}: cannot read: {error.strerror or error}") from None

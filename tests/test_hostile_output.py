@@ -283,3 +283,10 @@ def test_output_to_a_folder_name_or_through_a_link(data):
     link.symlink_to(target)
     assert run_process("forward", data / "d.csv", "-o", link).returncode == 0
     assert link.is_symlink() and target.read_text().startswith("a,b\n")
+
+
+def test_stdin_as_dash_refuses_devices_for_every_option(data):
+    line = one_line_error(shell("bncli forward - < /dev/zero", data))
+    assert "<stdin>: a character device" in line
+    line = one_line_error(shell("bncli grad d.csv --dy - < /dev/urandom", data))
+    assert "--dy -: a character device" in line

@@ -282,7 +282,8 @@ def _audit_grid(report):
     labels = [f"{r.name} {r.dtype}" for r in cases]
     ratios = [[np.nan if r.quantities[q].ratio is None else r.quantities[q].ratio for q in QUANTITIES] for r in cases]
     letters = [[r.quantities[q].verdict[0] for q in QUANTITIES] for r in cases]
-    return AuditGrid(labels, QUANTITIES, ratios, letters, title=f"audit of {report.target}: error / budget")
+    target = report.target.rsplit("/", 1)[-1]  # a path's last part: the title must fit a picture
+    return AuditGrid(labels, QUANTITIES, ratios, letters, title=f"audit of {target}: error / budget")
 
 
 def _check_pictures(result: GradResult) -> list[Callable]:

@@ -401,8 +401,10 @@ def load_function(spec: str):
         except (Exception, SystemExit) as error:  # noqa: BLE001
             raise InputError(f"target {spec!r}: cannot import {location}: {type(error).__name__}: {error}") from None
     func = getattr(module, attribute, None)
-    if not callable(func):
+    if func is None:
         raise InputError(f"target {spec!r}: {location} has no function {attribute!r}")
+    if not callable(func):
+        raise InputError(f"target {spec!r}: {attribute!r} in {location} is a {type(func).__name__}, not a function")
     return func
 
 

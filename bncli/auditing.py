@@ -30,7 +30,6 @@ from .options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
 from .tables import InputError
 
 QUANTITIES = ("y", "dx", "dw", "db")
-VERDICTS = ("PASS", "INACCURATE", "WRONG", "MISSING", "ERROR")
 # A quantity beyond budget before the unit case has decided between WRONG and INACCURATE.
 _BEYOND = "BEYOND"
 YARDSTICK = "unit"

@@ -387,8 +387,3 @@ def audit_renderables(report, width: int = 120) -> list:
         where = "; every default case passes: the failures are in the opt-in extreme set"
     parts.append(Text.assemble(_verdict_text(report.verdict), f": {runs} ({summary}){where}"))
     return parts
-
-
-def print_audit(console: Console, report) -> None:
-    for part in audit_renderables(report, console.width):
-        console.print(part, soft_wrap=isinstance(part, Text))

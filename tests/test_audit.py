@@ -357,7 +357,9 @@ def test_rich_rendering_shows_verdicts_failures_diagnosis_and_the_overall_line()
     from bncli import render
 
     console = Console(width=120, record=True, force_terminal=False)
-    render.print_audit(console, bncli.audit(missing_mean_term.batchnorm, cases=["two_rows"], extreme=True))
+    report = bncli.audit(missing_mean_term.batchnorm, cases=["two_rows"], extreme=True)
+    for part in render.audit_renderables(report, console.width):
+        console.print(part)
     text = console.export_text()
     assert "two_rows" in text and "extreme cases" in text and "yardstick only" in text
     assert "diagnosis: dx matches dx without the mean term" in text

@@ -446,7 +446,7 @@ def explain(
     file: File = None,
     *,
     column: Annotated[
-        str | None,
+        list[str] | None,
         _option(
             "--column",
             "-c",
@@ -486,8 +486,15 @@ def explain(
         running=running, eval=eval,
     )  # fmt: skip
     outputs = options.OutputOptions(format=_value(format), output=output, precision=precision, full=full)
-    request = options.ExplainRequest(inputs=inputs, column=column, dy=dy, seed=seed)
+    request = options.ExplainRequest(inputs=inputs, column=_one_column(column), dy=dy, seed=seed)
     _run(lambda: _explain(request, outputs))
+
+
+def _one_column(given: list[str] | None) -> str | None:
+    """explain's --column, given at most once (a second one would silently replace the first)."""
+    if given and len(given) > 1:
+        raise typer.BadParameter(f"explain walks through one column; --column was given {len(given)} times")
+    return given[0] if given else None
 
 
 def _explain(request: options.ExplainRequest, outputs: options.OutputOptions) -> int:
@@ -691,6 +698,10 @@ def main() -> None:
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as error:  # the help or a listing could not be written
+        _silence_stdout()
+        print(f"bncli: error: cannot write to stdout: {error.strerror or error}", file=sys.stderr)
+        sys.exit(EXIT_OUTPUT)
     except BaseException:
         # A library that checks for signals inside its own code (polars does) may turn our Terminated
         # into an exception of its own: the signal still decides how the run ends.

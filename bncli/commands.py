@@ -8,6 +8,7 @@ asked for and writes every file. Problems with the input are
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -216,9 +217,14 @@ class GradResult:
 
 def grad(request: GradRequest, progress: gc.ProgressCallback | None = None) -> GradResult:
     check = _validated(request.check)
+    if request.dy == "-" and check.against == "-":
+        raise InputError("--dy - and --against - would both read stdin: give one of them as a file")
     model = build_model(request.inputs)
     k, n = model.data.shape
-    jacobian_columns = inputs.resolve_columns(request.columns, model.columns) if request.jacobian else []
+    selected = inputs.resolve_columns(request.columns, model.columns)  # an unknown column is an error anyway
+    if request.columns and not request.jacobian:
+        note("--column picks the columns of --jacobian; without it, every column's gradients are computed")
+    jacobian_columns = selected if request.jacobian else []
     if k * k * len(jacobian_columns) > MAX_MATRIX_ELEMENTS:
         raise InputError(jacobian_too_large(k, len(jacobian_columns)))
     dy = inputs.load_dy(request.dy, request.seed, model.data)
@@ -341,17 +347,31 @@ def explain(request: ExplainRequest) -> ExplainResult:
         data, dy, column = _one_column(data, column), _one_column_gradient(dy, column), 0
         model = build_model(options, data)
     running = None if model.running is None else (model.running.mean, model.running.var)
-    explanation = explain_column(
-        model.cast(model.data.values, model.data.source),
-        model.cast(dy.values, "dy"),
-        model.weight,
-        model.bias,
-        model.eps,
-        column=column,
-        name=model.columns[column],
-        running=running,
-        dtype=model.dtype,
-    )
+    name = model.columns[column]
+    try:
+        with np.errstate(all="ignore"):  # what overflows is named below, never warned about
+            explanation = explain_column(
+                model.cast(model.data.values, model.data.source),
+                model.cast(dy.values, "dy"),
+                model.weight,
+                model.bias,
+                model.eps,
+                column=column,
+                name=name,
+                running=running,
+                dtype=model.dtype,
+            )
+    except core.ZeroVarianceError:  # a step of the checks' central differences lost the variance
+        raise InputError(
+            f"explain: column {name!r}: the data are too close to the float range to check its steps"
+        ) from None
+    for field in dataclasses.fields(explanation):
+        values = np.asarray(getattr(explanation, field.name))
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise InputError(
+                f"explain: {field.name} of column {name!r} is beyond the float range of {model.dtype} "
+                "(the data's magnitude is near its limit); rescale the data"
+            )
     return ExplainResult(model, dy, explanation)
 
 

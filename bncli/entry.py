@@ -48,14 +48,36 @@ def _guard_standard_streams() -> None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the life of the process)
 
 
+def _sane_terminal_size() -> None:
+    """Drop COLUMNS or LINES that are not usable sizes (0, -5, 'abc'): Rich and the help would print nothing."""
+    for name, smallest in (("COLUMNS", 20), ("LINES", 5)):
+        value = os.environ.get(name)
+        if value is not None and not (value.isdigit() and int(value) >= smallest):
+            del os.environ[name]
+
+
+def _print_version() -> None:
+    try:
+        if sys.stdout is None:
+            raise OSError("stdout is closed")
+        print(f"bncli {__version__}", flush=True)
+    except OSError as error:
+        message = error.strerror or error
+        sys.stderr.write(f"bncli: error: cannot write the version to stdout: {message}\n")
+        os._exit(74)  # no final flush of a stdout that already failed
+    sys.exit(0)
+
+
 def main() -> None:
     _guard_standard_streams()
+    _sane_terminal_size()
+    if sys.stdout is not None:  # help on a stdout that cannot encode its box characters: '?' for them
+        sys.stdout.reconfigure(errors="replace")
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
     try:
         if sys.argv[1:] in (["--version"], ["-V"]):  # answered before Typer builds the commands
-            print(f"bncli {__version__}")
-            sys.exit(0)
+            _print_version()
         from .cli import main as run_command_line
     except KeyboardInterrupt:
         sys.exit(130)

@@ -8,8 +8,7 @@ csv/tsv/npy print that part's matrix, json only that part's keys (plus
 print the first part's matrix and json and tables carry every part that was
 computed or asked for. Something asked for that the chosen output cannot carry
 is refused with one line naming the fix (:func:`validate`, before anything is
-computed); a check's verdict goes to stderr whenever the output does not carry
-the check.
+computed); a check's verdict goes to stderr unless a table on stdout shows it.
 
 Formats: table, csv, tsv, json, npy, markdown, and by --output's extension svg
 and html (the table view as a terminal shows it, pictures included) and png and
@@ -40,7 +39,7 @@ from .tables import InputError
 MATRIX_FORMATS = ("csv", "tsv", "npy")
 RECORDED_FORMATS = ("svg", "html")  # the table view, recorded as a terminal shows it
 FIGURE_FORMATS = ("png", "pdf")  # the pictures alone, drawn by matplotlib
-SELECTABLE = set(options.FORWARD_PARTS) | set(options.GRAD_PARTS)
+MATRIX_PARTS = (set(options.FORWARD_PARTS) | set(options.GRAD_PARTS)) - {"check"}  # what csv can print alone
 # A table that goes to a file or a pipe is this wide, whatever the terminal.
 FILE_WIDTH = 120
 MIN_WIDTH = 40
@@ -435,6 +434,8 @@ def validate(
     "stats": "--stats") to the option that asked; ``pictures``: whether the
     command has pictures to draw with --plot. Returns the format.
     """
+    if outputs.output == "":
+        raise InputError("--output '': give a file name (or leave --output out for stdout)")
     fmt = resolve_format(outputs, formats, stdout_is_tty)
     if fmt not in formats + RECORDED_FORMATS + FIGURE_FORMATS:
         raise InputError(f"--format {fmt}: this command writes {', '.join(formats)}")
@@ -463,7 +464,7 @@ def _validate_parts(outputs: options.OutputOptions, fmt: str, extras: dict[str, 
         shown = outputs.only or default
         for part, option in extras.items():
             if part != shown:
-                alone = f"--only {part} for it alone, or " if part in SELECTABLE else ""
+                alone = f"--only {part} for it alone, or " if part in MATRIX_PARTS else ""
                 fix = f"use {alone}-f json or -f table for everything"
                 raise InputError(f"{option}: {fmt} output carries one matrix ({shown}); {fix}")
     elif outputs.only:
@@ -499,12 +500,11 @@ def emit(document: Document, outputs: options.OutputOptions, fmt: str) -> int:
             _require_finite_json(part.json(), document.columns)
         text = _render(document, shown, outputs, fmt)
         write = _text_writer(text, None if outputs.output else _stdout_encoding())
-    if document.verdict is not None and not any(part.name == "check" for part in shown):
+    shows_verdict = fmt == "table" and not outputs.output and any(part.name == "check" for part in shown)
+    if document.verdict is not None and not shows_verdict:  # whoever ran it hears the verdict
         note(document.verdict)
     files = ([("--output", outputs.output, write)] if outputs.output else []) + document.files
-    tables.write_files_atomically(files)
-    if not outputs.output:
-        _write_stdout(write)
+    tables.write_files_atomically(files, before_commit=None if outputs.output else partial(_write_stdout, write))
     return document.exit_code
 
 

@@ -148,9 +148,22 @@ def read_stdin(name: str = STDIN_NAME) -> bytes:
             descriptor = None
         if descriptor is not None:
             _require_readable_kind(descriptor, name)
-        return sys.stdin.buffer.read()
+        return _read_text_stream(sys.stdin.buffer, name)
     except OSError as error:
         raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
+
+
+def _read_text_stream(stream, name: str) -> bytes:
+    """All of ``stream``, stopped at the first piece holding a NUL byte: an endless binary stream
+    (``cat /dev/zero | bncli forward``) is refused at once, not after filling the memory."""
+    pieces = []
+    while piece := stream.read(_PIECE_BYTES):
+        if b"\0" in piece and not pieces and piece[:6] == b"\x93NUMPY":
+            raise InputError(f"{name}: a .npy array on stdin; give its file name instead")
+        if b"\0" in piece:
+            raise InputError(f"{name}: binary data (NUL bytes); expected CSV/TSV text or a .npy file")
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 def _read_npy(path: str) -> Matrix:
@@ -304,6 +317,10 @@ def _field_line(fields: list[str], start: int, column: int) -> int:
 
 
 def _number(field: str) -> float | None:
+    """The number a cell holds, in the syntax every CSV reader shares: ASCII digits, sign, point,
+    exponent (Python's float() also takes '1_000', '١' and '５', which no other tool would)."""
+    if not field.isascii() or "_" in field:
+        return None
     try:
         return float(field)
     except ValueError:
@@ -324,6 +341,8 @@ def _looks_comma_separated(first: list[str]) -> bool:
 
 def _cell_problem(field: str, value: float | None, delimiter: str, commas_delimit: bool) -> str:
     text = field.strip()
+    if len(text) > 60:  # the message stays one readable line
+        text = text[:57] + "…"
     if not text:
         return "an empty cell"
     if value is not None:
@@ -383,8 +402,11 @@ def _parse_careful(data: bytes, name: str, delimiter: str | None, header: bool |
             expected = "the header has" if header else "the first row has"
             raise InputError(f"{name}: line {start}: {len(fields)} fields, but {expected} {width}")
         try:
-            values[index] = list(map(float, fields))  # float() in C: the same rule as _number
+            values[index] = list(map(float, fields))  # float() in C, then the rest of _number's rule
         except ValueError:
+            first_bad_cell(index + 1)
+        row = "".join(fields)
+        if not row.isascii() or "_" in row:
             first_bad_cell(index + 1)
     if not np.isfinite(values).all():
         first_bad_cell(len(body))
@@ -729,38 +751,62 @@ def check_output_path(path: str, option: str) -> Path:
         raise InputError(f"{option} {printable(path)}: is a directory; give a file name")
     target = Path(os.path.realpath(path))
     if not target.parent.is_dir():
-        raise InputError(f"{option} {printable(path)}: no such directory {printable(str(Path(path).parent))!r}")
+        linked = target != Path(path).absolute()
+        folder = target.parent if linked else Path(path).parent
+        through = f" (where {printable(path)} leads)" if linked else ""
+        raise InputError(f"{option} {printable(path)}: no such directory {printable(str(folder))!r}{through}")
     return target
 
 
-def write_files_atomically(files: Sequence[tuple[str, str, Callable[[BinaryIO], None]]]) -> None:
+def write_files_atomically(
+    files: Sequence[tuple[str, str, Callable[[BinaryIO], None]]], before_commit: Callable[[], None] | None = None
+) -> None:
     """Write each (option, path, write) to a temporary file beside its path, then rename them all.
 
     All or nothing as far as the file system allows: if any write fails, no path is
-    touched. A path that exists and is not a regular file (/dev/null, a named pipe)
-    is written to directly, last: renaming over it would replace the device.
+    touched. ``before_commit`` (e.g. writing stdout) runs after the temporary files
+    are complete and before any path is touched: if it fails, nothing is renamed. A
+    path that exists and is not a regular file (/dev/null, a named pipe) is written
+    to directly, before the renames: renaming over it would replace the device.
     """
+    targets = [(option, path, check_output_path(path, option)) for option, path, _ in files]
+    seen: dict[Path, str] = {}
+    for option, path, target in targets:
+        if target in seen:
+            raise InputError(f"{option} {printable(path)}: {seen[target]} writes there too; give each its own file")
+        seen[target] = option
     staged, direct = [], []
     try:
-        for option, path, write in files:
-            target = check_output_path(path, option)
+        for (option, path, target), (_, _, write) in zip(targets, files, strict=True):
             if target.exists() and not target.is_file():
                 direct.append((option, path, target, write))
             else:
+                _require_writable(option, path, target)
                 staged.append((option, path, target, _staged(option, path, target, write)))
-        for *_, target, temporary in staged:
+        if before_commit is not None:
+            before_commit()
+        for option, path, target, write in direct:
+            try:
+                with open(target, "wb") as stream:
+                    write(stream)
+            except OSError as error:
+                raise OutputError(f"{option} {printable(path)}: cannot write: {error.strerror or error}") from None
+        for option, path, target, temporary in staged:
             _copy_mode(target, temporary)
-            os.replace(temporary, target)
+            try:
+                os.replace(temporary, target)
+            except OSError as error:
+                raise OutputError(f"{option} {printable(path)}: cannot write: {error.strerror or error}") from None
     except BaseException:
         for *_, temporary in staged:
             Path(temporary).unlink(missing_ok=True)
         raise
-    for option, path, target, write in direct:
-        try:
-            with open(target, "wb") as stream:
-                write(stream)
-        except OSError as error:
-            raise OutputError(f"{option} {printable(path)}: cannot write: {error.strerror or error}") from None
+
+
+def _require_writable(option: str, path: str, target: Path) -> None:
+    """An existing file that the user may not write is not replaced (as a shell's > would not)."""
+    if target.exists() and not os.access(target, os.W_OK):
+        raise OutputError(f"{option} {printable(path)}: cannot write: Permission denied")
 
 
 def _staged(option: str, path: str, target: Path, write: Callable[[BinaryIO], None]) -> str:

@@ -290,3 +290,86 @@ def test_stdin_as_dash_refuses_devices_for_every_option(data):
     assert "<stdin>: a character device" in line
     line = one_line_error(shell("bncli grad d.csv --dy - < /dev/urandom", data))
     assert "--dy -: a character device" in line
+
+
+# ------------------------------------------------- round three: a fresh clone, attacked
+
+
+def test_an_endless_binary_pipe_is_refused_at_once(data):
+    start = time.monotonic()
+    line = one_line_error(shell("head -c 300000000 /dev/zero | bncli forward", data))
+    assert "binary data (NUL bytes)" in line and time.monotonic() - start < 30
+
+
+def test_columns_0_on_a_terminal_still_shows_the_table(data):
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "0", "NO_COLOR": "1"}
+    process = subprocess.Popen([*PYTHON_BNCLI, "forward", "d.csv"], cwd=data, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=60)
+    os.close(leader)
+    assert process.returncode == 0 and "y = w·s + b" in b"".join(chunks).decode()
+
+
+def test_running_statistics_are_not_saved_when_stdout_fails(data):
+    running = data / "r.json"
+    assert run_process("forward", data / "d.csv", "--save-running", running).returncode == 0
+    before = running.read_bytes()
+    one_line_error(shell("bncli forward d.csv --running r.json --save-running r.json > /dev/full", data), code=74)
+    assert running.read_bytes() == before
+    shell("bncli forward d.csv --save-running new.json | true", data)
+    assert not (data / "new.json").exists() or json.loads((data / "new.json").read_text())["batches"] == 1
+    line = one_line_error(run_process("forward", data / "d.csv", "--save-running", running, "-o", running))
+    assert "writes there too" in line and running.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["bncli --help > /dev/full", "bncli --version > /dev/full", "bncli --version >&-"])
+def test_help_and_version_on_a_stream_that_fails(data, command):
+    one_line_error(shell(command, data), code=74)
+
+
+def test_help_and_listings_on_an_ascii_stdout(data):
+    for command in ("bncli grad --help", "bncli audit --list-cases"):
+        run = shell(command, data, env={"PYTHONIOENCODING": "ascii"})
+        assert run.returncode == 0 and run.stdout and b"Traceback" not in run.stderr, run
+
+
+def test_explain_at_the_top_of_the_float_range_is_one_line(data):
+    one_line_error(run_process("explain", input=b"a\n1.7e308\n-1.7e308\n1.7e308\n"))
+    one_line_error(run_process("explain", "--dtype", "float32", input=b"a\n3e38\n-3e38\n0\n"))
+
+
+def test_columns_and_stdin_are_checked_whoever_reads_them(data):
+    assert "'9'" in one_line_error(run_process("grad", data / "d.csv", "-c", "9"))
+    explain_twice = run_process("explain", data / "d.csv", "-c", "a", "-c", "b")
+    assert explain_twice.returncode == 2 and b"one column" in explain_twice.stderr
+    line = one_line_error(shell("cat d.csv | bncli grad d.csv --dy - --against -", data))
+    assert "both read stdin" in line
+    assert "--output ''" in one_line_error(run_process("forward", data / "d.csv", "-o", ""))
+
+
+def test_numbers_are_ascii_and_long_cells_are_cut_in_messages(data):
+    assert "'1_000' is not a number" in one_line_error(run_process("forward", input=b"a\n1_000\n2\n"))
+    assert "is not a number" in one_line_error(run_process("forward", input="a\n١\n2\n".encode()))
+    line = one_line_error(run_process("forward", input=b"a\n" + b"1" * 400_000 + b"x\n2\n"))
+    assert len(line) < 300
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
+def test_a_read_only_output_file_is_not_replaced(data):
+    target = data / "ro.csv"
+    target.write_text("old")
+    target.chmod(0o444)
+    one_line_error(run_process("forward", data / "d.csv", "-o", target), code=74)
+    assert target.read_text() == "old"

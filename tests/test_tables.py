@@ -178,7 +178,7 @@ def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path, monkeypatch):
         ("--output", str(target), lambda s: s.write(b"new")),
         ("--save-running", str(other), lambda s: s.write(b"{}")),
     ]
-    with pytest.raises(OSError):
+    with pytest.raises(tables.OutputError, match="--output .*disk full"):
         tables.write_files_atomically(files)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 

@@ -22,10 +22,31 @@ class Terminated(BaseException):
 received: int | None = None  # the SIGTERM or SIGHUP that ends this run, once one arrived
 
 
+def _ignore_further_signals() -> None:
+    """One interrupt ends bncli; the next ones must not stop its cleanup (polars answers a Ctrl-C
+    that reaches it with a second one)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _unwinding() -> bool:
+    """Whether an interrupt is already being handled: polars raises KeyboardInterrupt itself for a
+    Ctrl-C that reaches it, and Python's own handler then runs once more, inside the cleanup."""
+    return isinstance(sys.exc_info()[1], KeyboardInterrupt | Terminated)
+
+
+def _interrupt(signum, frame) -> None:
+    _ignore_further_signals()
+    if not _unwinding():
+        raise KeyboardInterrupt
+
+
 def _terminate(signum, frame) -> None:
     global received
     received = signum
-    raise Terminated(signum)
+    _ignore_further_signals()
+    if not _unwinding():
+        raise Terminated(signum)
 
 
 def _guard_standard_streams() -> None:
@@ -75,6 +96,7 @@ def main() -> None:
         sys.stdout.reconfigure(errors="replace")
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         if sys.argv[1:] in (["--version"], ["-V"]):  # answered before Typer builds the commands
             _print_version()

@@ -799,8 +799,12 @@ def write_files_atomically(
                 raise OutputError(f"{option} {printable(path)}: cannot write: {error.strerror or error}") from None
     except BaseException:
         for *_, temporary in staged:
-            Path(temporary).unlink(missing_ok=True)
+            _remove(temporary)
         raise
+
+
+def _remove(temporary: str) -> None:
+    Path(temporary).unlink(missing_ok=True)
 
 
 def _require_writable(option: str, path: str, target: Path) -> None:
@@ -821,7 +825,7 @@ def _staged(option: str, path: str, target: Path, write: Callable[[BinaryIO], No
         with os.fdopen(handle, "wb") as stream:
             write(stream)
     except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
+        _remove(temporary)
         if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
             raise OutputError(f"{option} {printable(path)}: cannot write: {error.strerror or error}") from None
         raise

@@ -170,7 +170,7 @@ def require_finite(name: str, values: np.ndarray, columns: list[str]) -> None:
         located = values.ndim and values.shape[-1] == len(columns)
         where = f" of column {columns[int(np.argwhere(bad)[0][-1])]!r}" if located else ""
         raise InputError(
-            f"{name}{where} overflows float64 (the data's magnitude is too large for it); rescale the data"
+            f"{name}{where} overflows float64 (the data are near a limit of its range); rescale the data"
         )
 
 

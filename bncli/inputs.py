@@ -177,15 +177,19 @@ def json_object(option: str, path: str, expected: str) -> dict:
         raise InputError(f"{option} {path}: not UTF-8 text, so not JSON") from None
     except RecursionError:
         raise InputError(f"{option} {path}: not usable JSON (nested too deeply)") from None
-    except ValueError as error:  # JSONDecodeError, or an integer of thousands of digits
+    except json.JSONDecodeError as error:
         raise InputError(f"{option} {path}: not valid JSON ({tables.printable(str(error))})") from None
+    except ValueError:  # an integer of thousands of digits, which Python refuses to convert
+        raise InputError(f"{option} {path}: a number with thousands of digits; bncli reads float64 numbers") from None
     if not isinstance(obj, dict):
         raise InputError(f"{option} {path}: expected a JSON object with {expected}")
     return obj
 
 
 def json_numbers(option: str, path: str, obj: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
-    """``obj[key]`` as finite float64 numbers of the given shape."""
+    """``obj[key]`` as finite float64 numbers of the given shape (JSON numbers only: "1" is text)."""
+    if not _all_numbers(obj[key]):
+        raise InputError(f"{option} {path}: {key!r} is not an array of numbers")
     try:
         values = np.array(obj[key], dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
@@ -195,6 +199,13 @@ def json_numbers(option: str, path: str, obj: dict, key: str, shape: tuple[int, 
     if not np.isfinite(values).all():
         raise InputError(f"{option} {path}: {key!r} holds NaN or infinity (or a number beyond float64)")
     return values
+
+
+def _all_numbers(value) -> bool:
+    """A JSON number, or a (nested) list of them; booleans and strings are not numbers."""
+    if isinstance(value, list):
+        return all(_all_numbers(item) for item in value)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def load_running(path: str, columns: list[str]) -> Running:

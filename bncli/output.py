@@ -570,7 +570,7 @@ def _require_finite_json(obj, columns: list[str], name: str = "") -> None:
     elif isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
         require_finite(name, obj, columns)
     elif isinstance(obj, float | np.floating) and not np.isfinite(obj):
-        raise InputError(f"{name} is not finite (the data's magnitude is too large for float64); rescale the data")
+        raise InputError(f"{name} is not finite (the data's magnitude is near a limit of float64); rescale the data")
     elif isinstance(obj, list | tuple):
         for item in obj:
             _require_finite_json(item, columns, name)

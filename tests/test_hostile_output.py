@@ -377,3 +377,14 @@ def test_a_read_only_output_file_is_not_replaced(data):
     target.chmod(0o444)
     one_line_error(run_process("forward", data / "d.csv", "-o", target), code=74)
     assert target.read_text() == "old"
+
+
+def test_running_files_hold_json_numbers_only(data):
+    running = data / "r.json"
+    running.write_text('{"columns": ["a", "b"], "mean": ["1", 0], "var": [1, 1]}')
+    assert "'mean' is not an array of numbers" in one_line_error(
+        run_process("forward", data / "d.csv", "--running", running)
+    )
+    running.write_text('{"columns": ["a", "b"], "mean": [0, 0], "var": [1, ' + "9" * 5000 + "]}")
+    line = one_line_error(run_process("forward", data / "d.csv", "--running", running))
+    assert "thousands of digits" in line and "sys.set_int_max_str_digits" not in line

@@ -56,12 +56,18 @@ def _option(*names: str, help: str, panel: str, **settings):
     return typer.Option(*names, help=help, rich_help_panel=panel, **settings)
 
 
+def path(text: str) -> str:
+    """An argument that names a file: the help shows its type by this function's name, <path>."""
+    return text
+
+
 File = Annotated[
     str | None,
     typer.Argument(
         help="CSV, TSV or .npy file; '-' reads stdin. Omitted: stdin when piped, else the bundled sample.",
         metavar="[FILE]",
         show_default=False,
+        parser=path,
     ),
 ]
 Delimiter = Annotated[

@@ -81,7 +81,7 @@ class Renderer:
         for make in makers:
             renderable = make(self)
             self.console.print(renderable, soft_wrap=isinstance(renderable, Text) and not fold_lines)
-            if not isinstance(renderable, Table):  # tables end with a blank line of their own
+            if not isinstance(renderable, Table) or renderable.caption:  # else the table's own last line is blank
                 self.console.print()
 
     def _limits(self, label_width: int) -> tuple[int | None, int | None]:
@@ -121,6 +121,7 @@ class Renderer:
             table.add_row(literal(row_labels[i]), *cells)
         if cut_rows or cut_cols:
             table.caption = f"{k} × {n}, summarised; --full shows every element"
+            table.min_width = max(table.min_width or 0, len(table.caption))
         return table
 
     def check(self, report: CheckReport, columns: Sequence[str], against: str | None) -> Table:
@@ -343,6 +344,7 @@ def _audit_table(title: str, results, width: int, caption: str | None = None) ->
     if short and used:
         caption = "; ".join(filter(None, [caption, ", ".join(used)]))
     table.caption = caption
+    table.min_width = min(max(table.min_width or 0, len(caption or "")), width)
     for header in ("case", "dtype", "shape", *QUANTITIES, "verdict"):
         table.add_column(header, justify="left", overflow="fold")
     for result in results:

@@ -657,7 +657,11 @@ def consistency(call, inputs: CaseInputs, outputs: dict[str, np.ndarray], layout
         y = check_outputs(call(shifted), shifted, layout).get("y")
         if y is None:
             raise TargetError("returned no y on a perturbed input")
-        return float((g * y).sum())
+        with np.errstate(all="ignore"):
+            total = float((g * y.astype(np.float64)).sum())
+        if not np.isfinite(total):
+            raise TargetError("its y is not finite, so its backward cannot be compared with it")
+        return total
 
     errors: dict[str, float] = {}
     try:
@@ -684,9 +688,12 @@ def consistency(call, inputs: CaseInputs, outputs: dict[str, np.ndarray], layout
 
 
 def _relative(analytic: float, numeric: float, d: np.ndarray, gradient: np.ndarray) -> float:
-    """|analytic − numeric| relative to Σ|gradient·d|, the scale of the directional derivative."""
-    scale = float(np.abs(gradient * d).sum()) or 1.0
-    return abs(analytic - numeric) / scale
+    """|analytic − numeric| relative to Σ|gradient·d|, the scale of the directional derivative;
+    infinite where the gradient is NaN or infinite (it agrees with nothing)."""
+    with np.errstate(all="ignore"):
+        scale = float(np.abs(gradient * d).sum()) or 1.0
+        error = abs(analytic - numeric) / scale
+    return error if np.isfinite(error) else np.inf
 
 
 # ---------------------------------------------------------------------------- driver
@@ -737,18 +744,19 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
     failures = []
     consistency_results = []
     try:
-        for dtype in options.dtypes:
-            for case in order:
-                if progress:
-                    progress(f"{case.name} {dtype}")
-                inputs = case.inputs(dtype)
-                result, outputs, ref = _run_case(target, case, inputs, options.layout)
-                raw.append(result)
-                beyond = [q for q, r in result.quantities.items() if r.verdict == _BEYOND]
-                if beyond and not case.extreme:  # extremes test range, not formulas: nothing to name there
-                    failures.append((inputs, ref, outputs, beyond))
-                if options.consistency and case.name == YARDSTICK and dtype == "float64" and outputs:
-                    consistency_results.append(consistency(target.call, inputs, outputs, options.layout))
+        with np.errstate(all="ignore"):  # a target's inf and NaN are judged, never warned about
+            for dtype in options.dtypes:
+                for case in order:
+                    if progress:
+                        progress(f"{case.name} {dtype}")
+                    inputs = case.inputs(dtype)
+                    result, outputs, ref = _run_case(target, case, inputs, options.layout)
+                    raw.append(result)
+                    beyond = [q for q, r in result.quantities.items() if r.verdict == _BEYOND]
+                    if beyond and not case.extreme:  # extremes test range, not formulas: nothing to name there
+                        failures.append((inputs, ref, outputs, beyond))
+                    if options.consistency and case.name == YARDSTICK and dtype == "float64" and outputs:
+                        consistency_results.append(consistency(target.call, inputs, outputs, options.layout))
         if options.consistency and "float64" not in options.dtypes:
             note = "it runs only on unit/float64, which the dtypes left out (float32 differences are too coarse)"
             consistency_results.append(ConsistencyResult(YARDSTICK, "float64", {}, CONSISTENCY_TOLERANCE, note))
@@ -763,13 +771,19 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
         layout=options.layout,
         verdict=overall(r.verdict for r in chosen),
         cases=chosen,
-        diagnosis=diagnose(failures),
+        diagnosis=_quietly(diagnose, failures),
         consistency=consistency_results,
         yardstick=aside,
     )
     report.diagnosis.extend(_inaccuracy_hint(chosen, named=bool(report.diagnosis)))
     report.diagnosis.extend(sorted(target.notes))
     return report
+
+
+def _quietly(function, *args):
+    """``function(*args)`` without numpy's warnings: a target's inf and NaN are judged, not warned about."""
+    with np.errstate(all="ignore"):
+        return function(*args)
 
 
 def _run_case(target, case: Case, inputs: CaseInputs, layout: str):

@@ -600,7 +600,14 @@ def _audit(list_cases: bool, outputs: options.OutputOptions, **settings) -> int:
     from . import auditing, output
 
     if list_cases:
-        for case in auditing.list_cases(extreme=True):
+        cases = auditing.list_cases(extreme=True)
+        if outputs.format == "json":
+            from .tables import format_json
+
+            listing = [{"name": c.name, "description": c.description, "extreme": c.extreme} for c in cases]
+            print(format_json({"cases": listing}), end="")
+            return 0
+        for case in cases:
             extreme = " (--extreme)" if case.extreme else ""
             print(f"{case.name:<14} {case.description}{extreme}")
         return 0

@@ -79,8 +79,16 @@ class Model:
 
 def in_dtype(array: np.ndarray, dtype: str, what: str, columns: list[str]) -> np.ndarray:
     """``array`` in the precision of the computation; a value beyond its range is an input error."""
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         cast = np.asarray(array, dtype=dtype)
+    # Values below the dtype's range, flushed to 0 (a narrowing cast only).
+    lost = (cast == 0) & (np.asarray(array) != 0) if cast.dtype != np.asarray(array).dtype else np.False_
+    if lost.any():
+        index = np.argwhere(lost)[0]
+        column = columns[index[-1]] if cast.ndim and cast.shape[-1] == len(columns) else "?"
+        value = np.asarray(array)[tuple(index)]
+        smallest = np.finfo(dtype).smallest_subnormal
+        raise InputError(f"{what}: {value:g} in column {column!r} is 0 in {dtype} (smallest {smallest:.3g})")
     if not np.isfinite(cast).all():
         index = np.argwhere(~np.isfinite(cast))[0]
         column = columns[index[-1]] if cast.ndim and cast.shape[-1] == len(columns) else "?"
@@ -169,9 +177,7 @@ def require_finite(name: str, values: np.ndarray, columns: list[str]) -> None:
     if bad.any():
         located = values.ndim and values.shape[-1] == len(columns)
         where = f" of column {columns[int(np.argwhere(bad)[0][-1])]!r}" if located else ""
-        raise InputError(
-            f"{name}{where} overflows float64 (the data are near a limit of its range); rescale the data"
-        )
+        raise InputError(f"{name}{where} overflows float64 (the data are near a limit of its range); rescale the data")
 
 
 # ------------------------------------------------------------------------ forward

@@ -244,7 +244,7 @@ def _require_small(k: int) -> None:
     """R and J are k×k each: both together within the bound of ``grad --jacobian`` (k ≤ 4096)."""
     if 2 * k * k > MAX_MATRIX_ELEMENTS:
         raise InputError(
-            f"explain builds R and J, {k}×{k} each: {2 * k * k:.3g} numbers, more than {MAX_MATRIX_ELEMENTS:.3g}; "
+            f"explain builds R and J, {k}×{k} each: {2 * k * k:,} numbers, more than {MAX_MATRIX_ELEMENTS:,}; "
             f"at most {isqrt(MAX_MATRIX_ELEMENTS // 2)} rows fit: explain a sample of the rows "
             "(e.g. head -n 1001 FILE | bncli explain -c NAME)"
         )

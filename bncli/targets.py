@@ -99,9 +99,7 @@ class FunctionTarget(Target):
         if thread.is_alive():
             raise TargetError(f"timed out after {self.timeout:g} s")
         if "error" in box:
-            error = box["error"]
-            text = str(error).strip().splitlines()
-            raise TargetError(f"raised {type(error).__name__}: {text[-1] if text else ''}".rstrip(": "))
+            raise TargetError(f"raised {targetworker.describe(box['error'])}")
         names = ("x", "weight", "bias", "eps", "dy")
         changed = [
             name
@@ -298,28 +296,30 @@ class CommandTarget(Target):
             _write_csv(folder / "dy.csv", inputs.dy)
 
     def _run(self, folder: Path) -> None:
-        try:
-            process = subprocess.Popen(
-                [*self.argv, str(folder)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as error:
-            raise TargetError(f"could not start {self.argv[0]}: {error.strerror}") from None
-        try:
-            _, stderr = process.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            raise TargetError(f"timed out after {self.timeout:g} s") from None
-        except BaseException:  # Ctrl-C, SIGTERM: its own session does not get the terminal's signal
-            _kill_group(process)
-            raise
-        if process.returncode != 0:
-            lines = stderr.decode("utf-8", "replace").strip().splitlines()
-            last = f": {lines[-1].strip()}" if lines else ""
-            raise TargetError(f"exit status {process.returncode}{last}")
+        """Run the program on ``folder``; its stderr goes to a file, not a pipe, so that a process it
+        leaves in the background (holding the descriptor) cannot keep the call from ending."""
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                process = subprocess.Popen(
+                    [*self.argv, str(folder)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                raise TargetError(f"could not start {self.argv[0]}: {error.strerror}") from None
+            try:
+                process.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                raise TargetError(f"timed out after {self.timeout:g} s") from None
+            finally:  # on a timeout, Ctrl-C or SIGTERM too: its own session does not get the terminal's signal
+                _kill_group(process)  # and what it left running in the background ends with the call
+            if process.returncode != 0:
+                stderr.seek(0)
+                lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
+                last = f": {lines[-1].strip()[:200]}" if lines else ""
+                raise TargetError(f"exit status {process.returncode}{last}")
 
     def _read_outputs(self, folder: Path, inputs: CaseInputs) -> dict:
         k, n = inputs.x.shape
@@ -330,8 +330,8 @@ class CommandTarget(Target):
                 outputs[name] = _read_npy(npy)
             elif csv.exists():
                 values = _read_csv(csv)
-                if name not in ("dw", "db") and values.size == k * n:  # else the shape check says what is wrong
-                    values = values.reshape(layout_shape(k, n, self.layout))
+                if name not in ("dw", "db") and self.layout != "nc" and values.size == k * n:
+                    values = values.reshape(layout_shape(k, n, self.layout))  # a csv holds 4-D arrays flattened
                 outputs[name] = values
         return outputs
 
@@ -343,18 +343,23 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError):
-        raise TargetError(f"{path.name} is not a readable .npy array of numbers (pickles are refused)") from None
+        raise TargetError(f"{path.name} is not a readable .npy file of numbers") from None
 
 
 def _read_csv(path: Path) -> np.ndarray:
-    """A csv the program wrote, read by bncli's own careful reader: its errors name the line and column."""
+    """A csv the program wrote. NaN and infinity are results like any other (elements beyond budget);
+    anything else that is not a number is named by bncli's careful reader, with its line and column."""
     from .tables import read_matrix
 
     try:
-        return read_matrix(str(path), delimiter=",", header=False).values
+        return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+    except (ValueError, OSError):
+        pass
+    try:
+        read_matrix(str(path), delimiter=",", header=False)
     except InputError as error:
-        message = str(error).replace(str(path), path.name)
-        raise TargetError(message) from None
+        raise TargetError(str(error).replace(str(path), path.name)) from None
+    raise TargetError(f"{path.name}: not a table of numbers")
 
 
 def _write_csv(path: Path, values: np.ndarray) -> None:
@@ -364,11 +369,12 @@ def _write_csv(path: Path, values: np.ndarray) -> None:
 
 
 def _kill_group(process: subprocess.Popen) -> None:
+    """End the process and everything in its group (its own session), and reap it."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
-    process.communicate()
+    process.wait()
 
 
 def load_function(spec: str):
@@ -404,7 +410,9 @@ def load_function(spec: str):
     if func is None:
         raise InputError(f"target {spec!r}: {location} has no function {attribute!r}")
     if not callable(func):
-        raise InputError(f"target {spec!r}: {attribute!r} in {location} is a {type(func).__name__}, not a function")
+        raise InputError(
+            f"target {spec!r}: {attribute!r} in {location} is not a function (it is of type {type(func).__name__})"
+        )
     return func
 
 

@@ -31,6 +31,13 @@ def receive(stream):
     return pickle.loads(stream.read(HEADER.unpack(header)[0]))
 
 
+def describe(error: BaseException) -> str:
+    """An exception in one line of reasonable length: its type and its message's first line."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0].strip() if lines else ''}".rstrip(": ")
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def _portable(value):
     """The target's result in a form that pickles: arrays, numbers, None, strings; else its repr."""
     import numpy as np
@@ -58,8 +65,7 @@ def _call(func, args) -> tuple:
         with np.errstate(all="ignore"):  # the target's overflow is judged by its results, not warned about
             value = func(*args)
     except BaseException as error:  # noqa: BLE001 - anything the target raises (SystemExit too) is its ERROR
-        lines = str(error).strip().splitlines()
-        return "raised", f"{type(error).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
+        return "raised", describe(error)
     changed = [
         name
         for name, now, then in zip(("x", "weight", "bias", "eps", "dy"), args, before, strict=True)

@@ -344,3 +344,96 @@ def test_explain_one_column_while_another_is_constant_with_eps_0():
     doc = json.loads(run.stdout)
     assert run.returncode == 0 and doc["column"] == "b" and doc["weight"] == 7.0
     assert run_process("explain", "--eps", "0", "-c", "a", input=data).returncode == 2
+
+
+# ------------------------------------------------------------- round three
+
+
+BROKEN = """
+import numpy as np
+
+def _good(x, w, b, eps, dy):
+    m = x.mean(0); d = x - m; v = (d * d).mean(0); s = d / np.sqrt(v + eps)
+    k = x.shape[0]
+    db = dy.sum(0); dw = (dy * s).sum(0)
+    return w * s + b, (w / np.sqrt(v + eps)) * (dy - db / k - s * dw / k), dw, db
+
+def nan_dx(x, w, b, eps, dy):
+    y, dx, dw, db = _good(x, w, b, eps, dy)
+    return y, dx * np.nan, dw, db
+
+def inf_y(x, w, b, eps, dy):
+    y, dx, dw, db = _good(x, w, b, eps, dy)
+    return y * np.inf, dx, dw, db
+
+def long_message(x, w, b, eps, dy):
+    raise ValueError("first line\\n" + "x" * 100_000)
+
+notfunc = 5
+"""
+
+
+@pytest.fixture
+def broken(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text(BROKEN)
+    return path
+
+
+def test_self_consistency_never_agrees_with_nan_or_inf(broken):
+    for function, expected in (("nan_dx", "dx disagrees"), ("inf_y", "not finite")):
+        run = audit(f"{broken}:{function}", "--case", "unit", "--dtype", "float64", "-f", "table")
+        no_traceback(run)
+        line = next(line for line in run.stdout.decode().splitlines() if "self-consistency" in line)
+        assert expected in line and "the backward agrees" not in line, line
+
+
+def test_exception_messages_are_their_first_line_and_short(broken):
+    report = json.loads(audit(f"{broken}:long_message", "--case", "unit", "--dtype", "float64", "-f", "json").stdout)
+    error = report["cases"][0]["error"]
+    assert "first line" in error and len(error) < 300
+    message = audit(f"{broken}:notfunc").stderr.decode()
+    assert "is not a function (it is of type int)" in message
+
+
+def test_cmd_outputs_nan_csv_like_npy_and_shapes_strictly(tmp_path):
+    script = tmp_path / "out.py"
+    script.write_text(
+        "import os, sys, numpy as np\n"
+        "d = sys.argv[1]\n"
+        "x = np.load(d + '/x.npy')\n"
+        "nan = os.path.basename(sys.argv[0]) == 'out_nan.py'\n"
+        "if nan: np.savetxt(d + '/y.csv', np.full(x.shape, np.nan), delimiter=',')\n"
+        "else: np.savetxt(d + '/y.csv', x.reshape(-1, 1), delimiter=',')\n"
+    )
+    nan_script = tmp_path / "out_nan.py"
+    nan_script.write_text(script.read_text())
+    nan_case = json.loads(audit("--cmd", f"{sys.executable} {nan_script}", "--case", "unit", "-f", "json").stdout)
+    assert nan_case["cases"][0]["quantities"]["y"]["verdict"] in ("WRONG", "INACCURATE")
+    reshaped = json.loads(audit("--cmd", f"{sys.executable} {script}", "--case", "unit", "-f", "json").stdout)
+    assert reshaped["cases"][0]["verdict"] == "ERROR" and "shape" in reshaped["cases"][0]["error"]
+
+
+def test_cmd_background_processes_end_with_each_call(tmp_path):
+    import time
+
+    marker = tmp_path / "alive"
+    script = tmp_path / "bg.sh"
+    script.write_text(f"#!/bin/sh\n(while true; do touch '{marker}'; sleep 0.1; done &)\nexit 0\n")
+    script.chmod(0o755)
+    run = audit("--cmd", script, "--case", "unit", "--dtype", "float64", "--timeout", "20")
+    assert run.returncode == 1  # nothing written: MISSING everything, an ERROR case
+    time.sleep(0.5)
+    marker.unlink(missing_ok=True)
+    time.sleep(0.5)
+    assert not marker.exists(), "a background process of the program is still running"
+
+
+def test_values_below_float32_are_refused_not_flushed():
+    run = run_process("forward", "--dtype", "float32", input=b"a\n1e-50\n2e-50\n4e-50\n")
+    assert run.returncode == 2 and b"is 0 in float32" in run.stderr
+
+
+def test_list_cases_as_json():
+    listing = json.loads(audit("--list-cases", "-f", "json").stdout)
+    assert {"unit", "extreme_tiny"} <= {case["name"] for case in listing["cases"]}

@@ -608,7 +608,8 @@ def _render(document: Document, parts: list[Part], outputs: options.OutputOption
         width = _table_width(True) if stdout_is_terminal() else RECORDED_WIDTH
     else:
         width = FILE_WIDTH if outputs.output else _table_width(terminal)
-    console = make_console(buffer, width=width, terminal=terminal, record=recorded)
+    height = _terminal_size().lines if terminal and not recorded else 25
+    console = make_console(buffer, width=width, terminal=terminal, record=recorded, height=height)
     renderer = Renderer(console, outputs.precision, outputs.full)
     makers = [] if document.context is None else [lambda r: literal(document.context, style="dim")]
     for part in parts:
@@ -628,13 +629,21 @@ def _draw(make: Callable, renderer) -> object:
     return make()
 
 
-def _table_width(terminal: bool) -> int | None:
-    """For stdout: None (the terminal's own width), or COLUMNS where it is sensible, else FILE_WIDTH."""
+def _table_width(terminal: bool) -> int:
+    """For stdout: COLUMNS where it is set, else the terminal's own width (asked here: Rich takes
+    80 on TERM=dumb whatever the screen), else FILE_WIDTH; never below MIN_WIDTH."""
     columns = os.environ.get("COLUMNS", "")
-    wanted = int(columns) if columns.isdigit() else 0
+    if columns.isdigit() and int(columns) > 0:
+        return max(MIN_WIDTH, int(columns))
     if terminal:
-        return max(MIN_WIDTH, wanted) if wanted else None
-    return max(MIN_WIDTH, wanted) if wanted else FILE_WIDTH
+        return max(MIN_WIDTH, _terminal_size().columns)
+    return FILE_WIDTH
+
+
+def _terminal_size():
+    import shutil
+
+    return shutil.get_terminal_size((FILE_WIDTH, 25))
 
 
 class _EncodedBuffer(StringIO):

@@ -370,7 +370,7 @@ def _diverging_legend(mode: str, styles: _Styles, peak: float) -> list[Text]:
     for text, rgb in zip(_signed_cells(levels, mode, 2), _diverging_colors(levels, mode), strict=True):
         bar.append(text, styles(rgb))
     low, high = f"{-peak:.3g}", f"{peak:.3g}"
-    ticks = " " * 6 + low + "0".center(2 * len(levels) - len(low) - len(high)) + high
+    ticks = " " * 6 + low + "0".center(max(3, 2 * len(levels) - len(low) - len(high))) + high  # never glued
     lines = [bar, Text(ticks, style="dim", no_wrap=True, overflow="crop")]
     if mode != "rgb":
         sign = "+/− (red/blue)" if mode == "16" else "+/−"

@@ -46,7 +46,7 @@ def _kept(count: int, limit: int | None) -> tuple[list[int], bool]:
     return list(range(head)) + list(range(count - tail, count)), True
 
 
-def make_console(file, width: int | None, terminal: bool, record: bool = False) -> Console:
+def make_console(file, width: int | None, terminal: bool, record: bool = False, height: int = 25) -> Console:
     """A Rich console writing to ``file``: colours only for a terminal (and never with NO_COLOR or TERM=dumb).
 
     ``record``: kept for export as SVG or HTML, in full colour whatever the real terminal is.
@@ -54,6 +54,7 @@ def make_console(file, width: int | None, terminal: bool, record: bool = False) 
     return Console(
         file=file,
         width=width,
+        height=height,  # with the width: Rich would take 80 × 25 on TERM=dumb, whatever the screen
         force_terminal=terminal,
         color_system="truecolor" if record else "auto",
         no_color=not terminal or None,

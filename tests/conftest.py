@@ -69,3 +69,42 @@ def data_csv(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("a,b,c\n1.5,-2,1e8\n2.25,7,100000001.5\n-0.5,3,99999999\n4,0.1,100000000.25\n")
     return path
+
+
+def on_terminal(
+    argv: list[str], columns: int, env: dict | None = None, cwd=None, lines: int = 50, timeout: float = 120
+) -> str:
+    """What ``argv`` shows on a pseudo-terminal ``columns`` × ``lines`` (stdout and stderr together;
+    stdin /dev/null, so bncli without FILE uses the sample). ``env`` replaces variables; COLUMNS and
+    LINES are left out unless it sets them."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import time
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    environment = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen(
+        [str(a) for a in argv],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        cwd=cwd,
+        env=environment | (env or {}),
+    )
+    os.close(follower)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal is gone: every writer has exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    os.close(leader)
+    return b"".join(chunks).decode("utf-8", errors="replace")

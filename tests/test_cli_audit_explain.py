@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_process
+from conftest import on_terminal, run_process
 
 from bncli import tables
 
@@ -439,38 +439,11 @@ def test_list_cases_as_json():
     assert {"unit", "extreme_tiny"} <= {case["name"] for case in listing["cases"]}
 
 
-def _on_terminal(args, columns: int, env: dict) -> str:
-    """What bncli shows on a pseudo-terminal ``columns`` wide (TERM and colours from ``env``)."""
-    import fcntl
-    import os
-    import pty
-    import struct
-    import termios
-
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 60, columns, 0, 0))
-    environment = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")} | env
-    process = subprocess.Popen([sys.executable, "-m", "bncli", *map(str, args)], stdout=follower, stderr=follower,
-                               stdin=subprocess.DEVNULL, env=environment)  # fmt: skip
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait(timeout=60)
-    os.close(leader)
-    return b"".join(chunks).decode()
-
-
 def test_pictures_fit_a_dumb_terminal_and_label_their_scale(tmp_path):
     data = tmp_path / "r40.csv"
     np.savetxt(data, np.random.default_rng(0).standard_normal((40, 3)) * 1e6, delimiter=",", header="a,b,c")
-    shown = _on_terminal(["grad", data, "--only", "jacobian", "-c", "1", "--plot"], 40, {"TERM": "dumb"})
+    argv = [sys.executable, "-m", "bncli", "grad", data, "--only", "jacobian", "-c", "1", "--plot"]
+    shown = on_terminal(argv, 40, {"TERM": "dumb"})
     picture = shown[shown.index("∂y/∂x") :].splitlines()
     assert all(len(line) <= 40 for line in picture), picture
     ticks = next(line for line in picture if line.strip().startswith("-"))

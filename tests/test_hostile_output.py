@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_process
+from conftest import on_terminal, run_process
 
 from bncli import tables
 
@@ -306,24 +306,8 @@ def test_an_endless_binary_pipe_is_refused_at_once(data):
 
 
 def test_columns_0_on_a_terminal_still_shows_the_table(data):
-    import pty
-
-    leader, follower = pty.openpty()
-    env = {**os.environ, "COLUMNS": "0", "NO_COLOR": "1"}
-    process = subprocess.Popen([*PYTHON_BNCLI, "forward", "d.csv"], cwd=data, stdout=follower, stderr=follower, env=env)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait(timeout=60)
-    os.close(leader)
-    assert process.returncode == 0 and "y = w·s + b" in b"".join(chunks).decode()
+    shown = on_terminal([*PYTHON_BNCLI, "forward", "d.csv"], 80, {"COLUMNS": "0", "NO_COLOR": "1"}, cwd=data)
+    assert "y = w·s + b" in shown
 
 
 def test_running_statistics_are_not_saved_when_stdout_fails(data):

@@ -9,18 +9,14 @@ repository root (sample_data/ and examples/ linked in), and compares the text.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
-import struct
-import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
+from conftest import on_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -60,35 +56,16 @@ def normalized(text: str) -> str:
     return "\n".join(line.split("\r")[-1].rstrip() for line in lines).strip("\n")
 
 
-def run_on_terminal(command: str, cwd: Path, timeout: float = 120) -> str:
-    """What ``command`` shows on a WIDTH-column terminal (stdin: /dev/null, so no FILE means the sample)."""
-    leader, follower = os.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, WIDTH, 0, 0))
+def run_on_terminal(command: str, cwd: Path) -> str:
+    """What ``command`` shows on a WIDTH-column terminal, colours off, with this interpreter's bncli."""
     env = {
-        **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "NO_COLOR": "1",
         "TERM": "xterm-256color",
         "COLUMNS": str(WIDTH),
         "LINES": "50",
     }
-    process = subprocess.Popen(
-        ["bash", "-c", command], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, cwd=cwd, env=env
-    )
-    os.close(follower)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal is gone: every writer has exited
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    os.close(leader)
-    return b"".join(chunks).decode("utf-8", errors="replace")
+    return on_terminal(["bash", "-c", command], WIDTH, env, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

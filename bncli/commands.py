@@ -78,23 +78,24 @@ class Model:
 
 
 def in_dtype(array: np.ndarray, dtype: str, what: str, columns: list[str]) -> np.ndarray:
-    """``array`` in the precision of the computation; a value beyond its range is an input error."""
+    """``array`` in the precision of the computation; a value beyond its range is an input error.
+
+    Only a narrowing cast (float64 → float32) can lose a value: every array given here was
+    read and found finite in float64 already, so the same dtype is returned unchecked.
+    """
+    original = np.asarray(array)
     with np.errstate(over="ignore", under="ignore"):
-        cast = np.asarray(array, dtype=dtype)
-    # Values below the dtype's range, flushed to 0 (a narrowing cast only).
-    lost = (cast == 0) & (np.asarray(array) != 0) if cast.dtype != np.asarray(array).dtype else np.False_
-    if lost.any():
-        index = np.argwhere(lost)[0]
-        column = columns[index[-1]] if cast.ndim and cast.shape[-1] == len(columns) else "?"
-        value = np.asarray(array)[tuple(index)]
-        smallest = np.finfo(dtype).smallest_subnormal
-        raise InputError(f"{what}: {value:g} in column {column!r} is 0 in {dtype} (smallest {smallest:.3g})")
-    if not np.isfinite(cast).all():
-        index = np.argwhere(~np.isfinite(cast))[0]
-        column = columns[index[-1]] if cast.ndim and cast.shape[-1] == len(columns) else "?"
-        value = np.asarray(array)[tuple(index)]
-        largest = np.finfo(dtype).max
-        raise InputError(f"{what}: {value:g} in column {column!r} does not fit {dtype} (largest {largest:.3g})")
+        cast = original.astype(dtype, copy=False)
+    if cast is original:
+        return cast
+    for lost, problem in (
+        (~np.isfinite(cast), f"does not fit {dtype} (largest {np.finfo(dtype).max:.3g})"),
+        ((cast == 0) & (original != 0), f"is 0 in {dtype} (smallest {np.finfo(dtype).smallest_subnormal:.3g})"),
+    ):
+        if lost.any():
+            index = np.argwhere(lost)[0]
+            column = columns[index[-1]] if cast.ndim and cast.shape[-1] == len(columns) else "?"
+            raise InputError(f"{what}: {original[tuple(index)]:g} in column {column!r} {problem}")
     return cast
 
 

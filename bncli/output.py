@@ -200,10 +200,6 @@ def _jacobian_part(result: GradResult) -> Part:
     )
 
 
-def _verdict_of(result: GradResult) -> str | None:
-    return None if result.check is None else verdict_line(result)
-
-
 @dataclass
 class Document:
     """What a result shows: its parts, and around them what every format needs."""
@@ -225,7 +221,7 @@ def forward_document(result: ForwardResult, save_running: str | None = None) -> 
 def grad_document(result: GradResult, save_running: str | None = None) -> Document:
     document = _model_document(result.model, _grad_parts(result), save_running=save_running)
     document.exit_code = result.exit_code
-    document.verdict = _verdict_of(result)
+    document.verdict = None if result.check is None else verdict_line(result)
     return document
 
 

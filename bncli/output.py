@@ -235,7 +235,8 @@ def _model_document(model: Model, parts: list[Part], save_running: str | None) -
 def audit_document(report) -> Document:
     from .auditing import report_json
 
-    part = Part("report", lambda: report_json(report), _audit_tables(report), pictures=[partial(_audit_grid, report)])
+    tables = [partial(_audit_tables, report)]
+    part = Part("report", lambda: report_json(report), tables, pictures=[partial(_audit_grid, report)])
     return Document([part], [], exit_code=0 if report.passed else 1)
 
 
@@ -256,17 +257,11 @@ def explain_document(result: ExplainResult) -> Document:
     return Document([part], [e.column], context=None)
 
 
-def _audit_tables(report) -> list[Callable]:
+def _audit_tables(report, renderer) -> list:
     """The audit's renderables, laid out for the renderer's width."""
-
-    def make(position: int, renderer):
-        from .render import audit_renderables
-
-        return audit_renderables(report, renderer.console.width)[position]
-
     from .render import audit_renderables
 
-    return [partial(make, position) for position in range(len(audit_renderables(report)))]
+    return audit_renderables(report, renderer.console.width)
 
 
 def _audit_grid(report):

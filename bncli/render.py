@@ -74,16 +74,17 @@ class Renderer:
         self.full = full
 
     def print_all(self, makers, fold_lines: bool = False) -> None:
-        """Print each renderable (made by a function of this renderer), one blank line between them.
+        """Print each renderable (made by a function of this renderer, one or a list), a blank line after each.
 
         A line of text (context, verdict) stays one line, grep-able, and the terminal may fold
         it; ``fold_lines`` folds it here instead (for a recording, which would cut it).
         """
         for make in makers:
-            renderable = make(self)
-            self.console.print(renderable, soft_wrap=isinstance(renderable, Text) and not fold_lines)
-            if not isinstance(renderable, Table) or renderable.caption:  # else the table's own last line is blank
-                self.console.print()
+            made = make(self)
+            for renderable in made if isinstance(made, list) else [made]:
+                self.console.print(renderable, soft_wrap=isinstance(renderable, Text) and not fold_lines)
+                if not isinstance(renderable, Table) or renderable.caption:  # else the table's last line is blank
+                    self.console.print()
 
     def _limits(self, label_width: int) -> tuple[int | None, int | None]:
         if self.full:

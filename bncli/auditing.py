@@ -26,8 +26,8 @@ from functools import cache
 import numpy as np
 
 from . import core
+from .errors import InputError
 from .options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
-from .tables import InputError
 
 QUANTITIES = ("y", "dx", "dw", "db")
 # A quantity beyond budget before the unit case has decided between WRONG and INACCURATE.

@@ -612,7 +612,7 @@ def _audit(list_cases: bool, outputs: options.OutputOptions, **settings) -> int:
             print(f"{case.name:<14} {case.description}{extreme}")
         return 0
     if (settings["target"] is None) == (settings["cmd"] is None):
-        from .tables import InputError
+        from .errors import InputError
 
         raise InputError("audit needs a TARGET or --cmd 'PROGRAM [ARGS]' (one of them); see 'bncli audit --help'")
     fmt = _validate(outputs, options.AUDIT_FORMATS, pictures=True)
@@ -646,7 +646,7 @@ def _audit_progress():
 
 def _run(action: Callable[[], int]) -> None:
     """Run a command; every failure becomes one line on stderr and its exit code."""
-    from .tables import InputError, OutputError, printable
+    from .errors import InputError, OutputError, printable
 
     def fail(message: str, code: int) -> typer.Exit:
         try:

@@ -3,7 +3,7 @@
 No Typer, no Rich, no output options: a command decides and validates everything it
 reads, computes, and returns a result; :mod:`bncli.output` shows it in the format
 asked for and writes every file. Problems with the input are
-:class:`~bncli.tables.InputError`.
+:class:`~bncli.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import core, inputs
+from .errors import InputError
 from .inputs import Running, UpstreamGradient, note
 from .options import (
     DEFAULT_PROBES,
@@ -26,7 +27,7 @@ from .options import (
     GradRequest,
     InputOptions,
 )
-from .tables import InputError, Matrix
+from .tables import Matrix
 
 if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
     from . import gradcheck as gc

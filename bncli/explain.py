@@ -34,8 +34,8 @@ import numpy as np
 
 from . import core
 from . import gradcheck as gc
+from .errors import InputError, printable
 from .options import MAX_MATRIX_ELEMENTS
-from .tables import InputError, printable
 
 # Vectors and matrices longer than this are summarised in markdown (first and last halves).
 MARKDOWN_ROWS = 12

@@ -14,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import pictures
-from .tables import InputError
+from .errors import InputError
 
 FORMATS = ("png", "pdf")
 _WIDTH_INCHES = 7.5

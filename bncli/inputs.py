@@ -1,6 +1,6 @@
 """Loading and validating what the commands read: the data, --weight/--bias, --dy, --against, --running.
 
-Every problem is an :class:`~bncli.tables.InputError` whose message is one line.
+Every problem is an :class:`~bncli.errors.InputError` whose message is one line.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import tables
+from .errors import InputError, printable
 from .options import InputOptions
-from .tables import InputError, Matrix
+from .tables import Matrix
 
 if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
     from . import gradcheck as gc
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for i
 def note(message: str) -> None:
     """A diagnostic line on stderr; a stderr that is closed or full does not change the outcome."""
     try:
-        print(f"bncli: {tables.printable(message)}", file=sys.stderr, flush=True)
+        print(f"bncli: {printable(message)}", file=sys.stderr, flush=True)
     except (OSError, ValueError, AttributeError):
         pass
 
@@ -178,7 +179,7 @@ def json_object(option: str, path: str, expected: str) -> dict:
     except RecursionError:
         raise InputError(f"{option} {path}: not usable JSON (nested too deeply)") from None
     except json.JSONDecodeError as error:
-        raise InputError(f"{option} {path}: not valid JSON ({tables.printable(str(error))})") from None
+        raise InputError(f"{option} {path}: not valid JSON ({printable(str(error))})") from None
     except ValueError:  # an integer of thousands of digits, which Python refuses to convert
         raise InputError(f"{option} {path}: a number with thousands of digits; bncli reads float64 numbers") from None
     if not isinstance(obj, dict):
@@ -218,7 +219,7 @@ def load_running(path: str, columns: list[str]) -> Running:
     if not isinstance(names, list) or not all(isinstance(name, str | int) for name in names):
         raise InputError(f"--running {path}: 'columns' must be a list of column names")
     if [str(name) for name in names] != columns:
-        shown = tables.printable(str(names)[:200])
+        shown = printable(str(names)[:200])
         raise InputError(f"--running {path}: its columns {shown} differ from the data's {columns}")
     mean, var = (json_numbers("--running", path, obj, key, (len(columns),)) for key in ("mean", "var"))
     if (var < 0).any():

@@ -33,8 +33,8 @@ import numpy as np
 
 from . import options, tables
 from .commands import ExplainResult, ForwardResult, GradResult, Model, require_finite
+from .errors import InputError
 from .inputs import note
-from .tables import InputError
 
 MATRIX_FORMATS = ("csv", "tsv", "npy")
 RECORDED_FORMATS = ("svg", "html")  # the table view, recorded as a terminal shows it

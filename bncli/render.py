@@ -18,7 +18,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from .tables import printable
+from .errors import printable
 
 if TYPE_CHECKING:
     from .explain import Explanation

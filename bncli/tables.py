@@ -16,13 +16,14 @@ import math
 import os
 import re
 import stat
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from .errors import InputError, OutputError, printable
 
 STDIN_NAME = "<stdin>"
 SAMPLE_NAME = "blood.csv"
@@ -37,18 +38,6 @@ _DELIMITER_NAMES = {
     WHITESPACE: WHITESPACE,
 }
 _SNIFFED = ("\t", ",", ";")
-
-
-class InputError(Exception):
-    """Bad usage or bad input: one line for the user, exit code 2."""
-
-
-def printable(text: str) -> str:
-    """``text`` with control and format characters escaped (``\\x1b``, ``\\n``): safe on a terminal, one line."""
-    return "".join(
-        ch if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co") else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )
 
 
 @dataclass(frozen=True)
@@ -745,10 +734,6 @@ _FORMAT_BY_SUFFIX = {
     ".png": "png",
     ".pdf": "pdf",
 }
-
-
-class OutputError(Exception):
-    """Writing a result failed (disk full, read-only, closed stdout): one line, exit code 74."""
 
 
 def check_output_path(path: str, option: str) -> Path:

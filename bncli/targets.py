@@ -5,7 +5,7 @@ callable given to :func:`bncli.audit`), an external program (``--cmd``, the cont
 file protocol), PyTorch's functional batch_norm with autograd (``torch``), and
 bncli's own core (``bncli``). A call that raises, hangs past the timeout or exits
 non-zero raises :class:`TargetError` (an ERROR for that case); a target that cannot
-be found is an :class:`~bncli.tables.InputError` (bad usage).
+be found is an :class:`~bncli.errors.InputError` (bad usage).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 
 from . import targetworker
 from .auditing import CaseInputs, layout_shape, to_layout
-from .tables import InputError
+from .errors import InputError
 
 
 class TargetError(Exception):

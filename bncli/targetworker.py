@@ -80,7 +80,7 @@ def main() -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)  # the target's prints go to stderr
-    from .tables import InputError
+    from .errors import InputError
     from .targets import load_function
 
     try:

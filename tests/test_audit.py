@@ -16,7 +16,7 @@ import pytest
 
 import bncli
 from bncli import auditing, core
-from bncli.tables import InputError
+from bncli.errors import InputError
 from bncli.testing import assert_batchnorm
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

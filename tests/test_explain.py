@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from bncli import core, explain, render, tables
-from bncli.tables import InputError
+from bncli.errors import InputError
 
 CONTRACT_KEYS = [
     "column", "k", "eps", "weight", "bias", "x", "m", "v", "std", "s", "dm_dx", "dv_dx",

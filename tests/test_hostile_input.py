@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import run_process
 
-from bncli import tables
+from bncli import errors, tables
 
 
 def refused(result, *expected: str) -> str:
@@ -257,7 +257,7 @@ def test_19_large_files_refuse_what_small_files_refuse(tmp_path, tail, expected)
     path = tmp_path / "big.csv"
     path.write_bytes(b"a,b\n" + b"1.25,2.5\n" * 250_001 + tail)  # over the fast reader's 2 MB
     refused(run_process("forward", path, "--only", "stats"), expected)
-    with pytest.raises(tables.InputError, match=re.escape(expected.replace("250003", "3"))):
+    with pytest.raises(errors.InputError, match=re.escape(expected.replace("250003", "3"))):
         tables.parse_text(b"a,b\n" + b"1.25,2.5\n" + tail, "small.csv")  # the careful reader
 
 

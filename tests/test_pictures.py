@@ -12,7 +12,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-from bncli import core, figures, pictures, tables
+from bncli import core, errors, figures, pictures, tables
 
 WIDTHS = (80, 140)
 COLOR_SYSTEMS = ("truecolor", "256", "standard", None)  # None: no colour at all
@@ -303,7 +303,7 @@ def test_png_and_pdf_are_valid_files():
 def test_missing_matplotlib_is_an_input_error_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(tables.InputError, match=r"PNG picture needs matplotlib: pip install 'bncli\[plot\]'"):
+    with pytest.raises(errors.InputError, match=r"PNG picture needs matplotlib: pip install 'bncli\[plot\]'"):
         figures.save_figure([failing_error_map()], io.BytesIO(), "png")
 
 

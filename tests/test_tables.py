@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bncli import tables
-from bncli.tables import InputError
+from bncli import errors, tables
+from bncli.errors import InputError
 
 
 def parse(text: str | bytes, **kwargs):
@@ -178,7 +178,7 @@ def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path, monkeypatch):
         ("--output", str(target), lambda s: s.write(b"new")),
         ("--save-running", str(other), lambda s: s.write(b"{}")),
     ]
-    with pytest.raises(tables.OutputError, match="--output .*disk full"):
+    with pytest.raises(errors.OutputError, match="--output .*disk full"):
         tables.write_files_atomically(files)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
@@ -191,7 +191,7 @@ def test_a_failed_write_touches_no_file(tmp_path):
         raise OSError(28, "No space left on device")
 
     files = [("--save-running", str(other), lambda s: s.write(b"{}")), ("--output", str(target), fails)]
-    with pytest.raises(tables.OutputError, match="--output .*No space left"):
+    with pytest.raises(errors.OutputError, match="--output .*No space left"):
         tables.write_files_atomically(files)
     assert other.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 

@@ -259,7 +259,7 @@ def row_check(files, repeats):
     for label, scaled in (("unit-scale data", False), ("columns from 1e-3 to 1e9", True)):
         problem, grads, bn = _check_inputs(k, n, scaled=scaled)
         jac = {c: core.jacobian(bn, c) for c in range(n)}
-        gradient = gc.Gradient(grads.dx, grads.dw, grads.db, jac)
+        gradient = gc.CheckedGradients(grads.dx, grads.dw, grads.db, jac)
         ours = median_time(lambda: gc.check_gradients(problem, gradient), repeats)
         verdict = "PASS" if gc.check_gradients(problem, gradient).passed else "FAIL"
         if not has("torch"):
@@ -312,7 +312,7 @@ def row_scaling(files, repeats):
         (1_000_000, 10),
     ):
         problem, grads, _ = _check_inputs(k, n)
-        gradient = gc.Gradient(grads.dx, grads.dw, grads.db)
+        gradient = gc.CheckedGradients(grads.dx, grads.dw, grads.db)
         fast = median_time(lambda: gc.check_gradients(problem, gradient, probes=8), max(1, repeats // 2))
         if k * k * n <= 1e9:
             full = median_time(lambda: gc.check_gradients(problem, gradient), 1)
@@ -331,14 +331,14 @@ def row_accuracy(files, repeats):
         probes = None if k <= 1000 else 8
         cells = []
         for method in ("central", "complex"):
-            report = gc.check_gradients(problem, gc.Gradient(dx=grads.dx), method=method, probes=probes)
+            report = gc.check_gradients(problem, gc.CheckedGradients(dx=grads.dx), method=method, probes=probes)
             cells.append(f"{method} {report.results['dx'].max_rel_error:.1e}")
         x32 = problem.x.astype(np.float32)
         dy32 = problem.dy.astype(np.float32)
         w32, b32 = problem.weight.astype(np.float32), problem.bias.astype(np.float32)
         g32 = core.backward(dy32, core.forward(x32, w32, b32))
         p32 = gc.Problem(x32.astype(float), dy32.astype(float), w32.astype(float), b32.astype(float), 1e-5)
-        report = gc.check_gradients(p32, gc.Gradient(dx=g32.dx.astype(float)), probes=probes)
+        report = gc.check_gradients(p32, gc.CheckedGradients(dx=g32.dx.astype(float)), probes=probes)
         cells.append(f"float32 {report.results['dx'].max_rel_error:.1e}")
         print(f"  k = {k:>7}{' (probes)' if probes else '         '}  " + "   ".join(cells))
 

@@ -294,13 +294,21 @@ def _run_check(
     model: Model, result: GradResult, check: CheckOptions, seed: int, progress: gc.ProgressCallback | None
 ) -> gc.CheckReport:
     from . import gradcheck as gc
+    from . import numdiff
 
     k, n = model.data.shape
     gradients, jacobians = result.gradients, result.jacobians
-    ours = gc.Gradient(dx=gradients.dx, dw=gradients.dw, db=gradients.db, jacobian=jacobians)
+    ours = gc.CheckedGradients(dx=gradients.dx, dw=gradients.dw, db=gradients.db, jacobian=jacobians)
+    precision = numdiff.unit_roundoff(model.dtype)
     if check.against:
         theirs = inputs.load_against(check.against, model.data)
-        checked, analytic = gc.Gradient(theirs.dx, theirs.dw, theirs.db, jacobians), ours
+        checked, analytic = gc.CheckedGradients(theirs.dx, theirs.dw, theirs.db, jacobians), ours
+        precision = max(precision, gc.evident_unit_roundoff(theirs.dx, theirs.dw, theirs.db))
+        if precision > numdiff.unit_roundoff(model.dtype):
+            note(
+                f"--against {check.against}: its numbers carry float32's precision or less "
+                f"(unit roundoff {precision:.2g}); their rounding is judged at that precision"
+            )
     else:
         checked, analytic = ours, None
     try:
@@ -310,7 +318,8 @@ def _run_check(
             analytic=None if analytic is None else analytic.as_float64(),
             method=check.method,
             step=check.step,
-            rtol=check.rtol or gc.default_rtol(check.method, model.dtype),
+            rtol=check.rtol,
+            precision=precision,
             probes=_probes(check, k, n, len(jacobians)),
             seed=seed,
             sweep=check.sweep,

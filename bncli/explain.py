@@ -32,7 +32,7 @@ from math import isqrt
 
 import numpy as np
 
-from . import core
+from . import core, numdiff
 from . import gradcheck as gc
 from .errors import InputError, printable
 from .options import MAX_MATRIX_ELEMENTS
@@ -263,7 +263,7 @@ def _checks(
     k = problem.x.shape[0]
     step = gc.default_step("central", k, affine=problem.running is not None)
     dm_numerical, dv_numerical, centered, sigma = _central_differences(problem, step)
-    scales = gc._Scales(problem.forward(problem.x), problem.dy, problem.weight)
+    scales = numdiff.NaturalScales(problem.forward(problem.x), problem.dy, problem.weight)
     jacobian = _float64(jacobian)
     return {
         "dm_dx_numerical": dm_numerical,

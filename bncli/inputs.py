@@ -140,12 +140,12 @@ def load_dy(path: str | None, seed: int, data: Matrix) -> UpstreamGradient:
     return UpstreamGradient(matrix_option("--dy", path, data), path, None)
 
 
-def load_against(path: str, data: Matrix) -> gc.Gradient:
+def load_against(path: str, data: Matrix) -> gc.CheckedGradients:
     """--against: a CSV/TSV/.npy file (or '-') is dx; a JSON object may hold dx, dw, db."""
     from . import gradcheck as gc
 
     if not path.lower().endswith(".json"):
-        return gc.Gradient(dx=matrix_option("--against", path, data))
+        return gc.CheckedGradients(dx=matrix_option("--against", path, data))
     expected = 'any of "dx", "dw", "db"'
     obj = json_object("--against", path, expected)
     if not any(key in obj for key in ("dx", "dw", "db")):
@@ -153,7 +153,7 @@ def load_against(path: str, data: Matrix) -> gc.Gradient:
     k, n = data.shape
     shapes = {"dx": (k, n), "dw": (n,), "db": (n,)}
     found = {key: json_numbers("--against", path, obj, key, shape) for key, shape in shapes.items() if key in obj}
-    return gc.Gradient(**found)
+    return gc.CheckedGradients(**found)
 
 
 # ------------------------------------------------------------- running statistics

@@ -67,7 +67,7 @@ class CheckOptions:
     enabled: bool = False
     method: str = "central"
     step: float | None = None  # None: per method (gradcheck.default_step)
-    rtol: float | None = None  # None: per method and dtype (gradcheck.DEFAULT_RTOL)
+    rtol: float | None = None  # None: each error against its noise (gradcheck.NOISE_MULTIPLE)
     against: str | None = None
     sweep: bool = False
     fast: bool | None = None  # None: probes only when the full check would be slow

@@ -282,15 +282,15 @@ def _check_pictures(result: GradResult) -> list[Callable]:
     dx = report.results.get("dx")
     made = []
     if dx is not None and dx.errors is not None:
-        title = f"dx: error over the bound ({report.rtol:g}), every element"
-        made.append(
-            partial(_picture, "ErrorMap", dx.errors / report.rtol, col_labels=result.model.columns, title=title)
-        )
+        bound = f"{report.noise_multiple:g} × noise" if report.rtol is None else f"{report.rtol:g}"
+        title = f"dx: error over the bound ({bound}), every element"
+        made.append(partial(_picture, "ErrorMap", dx.errors, col_labels=result.model.columns, title=title))
     if report.sweep:
         steps = [point.step for point in report.sweep]
         errors = [point.max_rel_error for point in report.sweep]
         title = "numerical dx error against the step (× σ)"
-        made.append(partial(_picture, "SweepPlot", steps, errors, report.rtol, report.step, title=title))
+        bound = report.rtol if report.rtol is not None else report.noise_multiple * dx.noise
+        made.append(partial(_picture, "SweepPlot", steps, errors, bound, report.step, title=title))
     return made
 
 
@@ -358,7 +358,9 @@ def check_json(result: GradResult) -> dict:
             "beyond": c.beyond,
             "columns": {columns[j]: error for j, error in c.column_errors.items()},
             "checked": c.checked,
-            "numerical": c.reference,
+            "numerical": c.numerical,
+            "noise": c.noise,
+            "error_over_noise": c.error_over_noise,
         }
         if c.wrt_row is not None:
             entry["worst"]["wrt_row"] = c.wrt_row
@@ -369,6 +371,7 @@ def check_json(result: GradResult) -> dict:
         "method": report.method,
         "step": report.step,
         "rtol": report.rtol,
+        "noise_multiple": report.noise_multiple,
         "passed": report.passed,
         "probes": report.probes,
         "dy": "file" if result.dy.path is not None else f"seed {result.dy.seed}",

@@ -127,19 +127,24 @@ class Renderer:
         return table
 
     def check(self, report: CheckReport, columns: Sequence[str], against: str | None) -> Table:
-        """One row per compared quantity: errors, worst element, values there, verdict."""
+        """One row per compared quantity, all about its worst element: errors, where, values, verdict."""
         scope = "every element" if report.probes is None else f"{report.probes} random directions"
         method = "central differences" if report.method == "central" else "complex step"
         title = f"gradient check: {method}, step {report.step:.3g}·σ, {scope}"
         if against:
             title += f"; checking {against}"
         table = _table(title)
+        bound = f"err/noise ≤ {report.noise_multiple:g}" if report.rtol is None else f"err/scale ≤ {report.rtol:g}"
+        table.caption = (
+            "at the worst element: err = |checked − numerical|, scale = its natural scale, noise = what the "
+            f"numerical and the checked value may be off by without a mistake; PASS where {bound}"
+        )
         # Below 100 columns pairs of values share a column, one above the other, so nothing is cut at 80.
         stacked = self.console.width < 100
         headers = (
-            ("quantity", "max abs err\nmax rel err", "worst at", "checked\nnumerical")
+            ("quantity", "abs err\nerr/scale", "err/noise", "worst at", "checked\nnumerical")
             if stacked
-            else ("quantity", "max abs err", "max rel err", "worst at", "checked", "numerical")
+            else ("quantity", "abs err", "err/scale", "err/noise", "worst at", "checked", "numerical")
         )
         for header in headers:
             table.add_column(header, justify="right" if header != "quantity" else "left", overflow="fold")
@@ -147,16 +152,18 @@ class Renderer:
             table.add_column("vs bncli", justify="right", overflow="fold")
         table.add_column("result")
         for comparison in report.results.values():
-            errors = [number(comparison.max_abs_error, 3), number(comparison.max_rel_error, 3)]
-            values = [number(comparison.checked, self.precision), number(comparison.reference, self.precision)]
+            errors = [number(comparison.abs_error, 3), number(comparison.rel_error, 3)]
+            values = [number(comparison.checked, self.precision), number(comparison.numerical, self.precision)]
             if stacked:
                 errors, values = [_stack(errors)], [_stack(values)]
-            cells = [comparison.quantity, *errors, _location(comparison, columns), *values]
+            cells = [comparison.quantity, *errors, number(comparison.over_noise, 3), _location(comparison, columns)]
+            cells += values
             if against:
                 rel = comparison.analytic_rel_error
                 cells.append("" if rel is None else number(rel, 3))
             cells.append(Text("PASS", style="bold green") if comparison.passed else Text("FAIL", style="bold red"))
             table.add_row(*[cell if isinstance(cell, Text) else literal(cell) for cell in cells])
+        table.min_width = max(table.min_width or 0, min(len(table.caption), self.console.width))
         return table
 
     def failures(self, report: CheckReport, columns: Sequence[str]) -> Table:
@@ -167,7 +174,8 @@ class Renderer:
             for column, error in comparison.column_errors.items():
                 errors[row, column] = error
         labels = [f"{c.quantity}: {c.beyond} beyond" for c in failed]
-        title = f"worst relative error per column (bound {report.rtol:g})"
+        bound = f"{report.noise_multiple:g} × noise" if report.rtol is None else f"{report.rtol:g}"
+        title = f"worst error / natural scale per column (bound {bound})"
         return Renderer(self.console, 3, self.full).matrix(title, errors, columns, labels, "")
 
     def sweep(self, report: CheckReport) -> Table:
@@ -215,12 +223,19 @@ def verdict(report: CheckReport, columns: Sequence[str], dtype: str = "float64")
     names = ", ".join(report.results)
     checked = "" if dtype == "float64" else f"{dtype} gradients, "
     probes = "" if report.probes is None else f", {report.probes} random directions"
-    bound = f"max rel error ≤ {report.rtol:g} ({checked}{report.method}, step {report.step:.3g}·σ{probes})"
+    how = f"({checked}{report.method}, step {report.step:.3g}·σ{probes})"
+    if report.rtol is None:
+        largest = max(c.error_over_noise for c in report.results.values())
+        bound = f"every error ≤ {report.noise_multiple:g} × its noise (largest {largest:.2g}) {how}"
+    else:
+        bound = f"max rel error ≤ {report.rtol:g} {how}"
     if report.passed:
         return f"PASS: {names} agree with the numerical derivatives: {bound}"
     failed = [c for c in report.results.values() if not c.passed]
     worst = "; ".join(
-        f"{c.quantity} at {_location(c, columns)}: {c.checked:.{9}g} vs numerical {c.reference:.{9}g}" for c in failed
+        f"{c.quantity} at {_location(c, columns)}: {c.checked:.{9}g} vs numerical {c.numerical:.{9}g} "
+        f"({c.over_noise:.3g} × noise)"
+        for c in failed
     )
     return f"FAIL: {', '.join(c.quantity for c in failed)} beyond {bound}; worst {worst}"
 

@@ -174,11 +174,16 @@ def _with_running_update(model: Model, previous: Running | None, momentum: float
 
 
 def require_finite(name: str, values: np.ndarray, columns: list[str]) -> None:
-    """A result that overflowed float64 is an input error naming its column, never inf in the output."""
+    """A result beyond the range of its dtype is an input error naming its column and that dtype, never inf."""
     bad = ~np.isfinite(values)
     if bad.any():
         located = values.ndim and values.shape[-1] == len(columns)
         where = f" of column {columns[int(np.argwhere(bad)[0][-1])]!r}" if located else ""
+        if values.dtype == np.float32:  # what does not fit float32 may well fit float64
+            raise InputError(
+                f"{name}{where} does not fit float32 (largest {np.finfo(np.float32).max:.3g}; the data are near "
+                "a limit of its range); use --dtype float64 or rescale the data"
+            )
         raise InputError(f"{name}{where} overflows float64 (the data are near a limit of its range); rescale the data")
 
 

@@ -66,13 +66,15 @@ class BatchNorm:
     var: np.ndarray
     std: np.ndarray
     training: bool
-    # s = ((x − shift) − residual) · inverse, exactly as the forward pass computed it.
+    # s = ((x − shift) − residual) · inverse · 2^exponent, exactly as the forward pass computed it:
+    # x, shift and residual in a column's unit (see :func:`forward`), exponent None where all are 0.
     _x: np.ndarray
     _shift: np.ndarray
     _residual: np.ndarray | None
     _inverse: np.ndarray
     weight: np.ndarray | float
     bias: np.ndarray | float
+    _exponent: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -88,15 +90,21 @@ class BatchNorm:
 
     @cached_property
     def y(self) -> np.ndarray:
-        """y = w·s + b = ((x − shift) − residual)·(inverse·w) + b, block by block, into y itself."""
+        """y = w·s + b = ((x − shift) − residual)·(inverse·w)·2^exponent + b, block by block, into y.
+
+        inverse·w alone may overflow (w = 1e308, σ < 1) or underflow where y does not:
+        it is then kept as a factor near 1 and a power of two, applied to each block.
+        """
         weight, bias = _per_column(self.weight), _per_column(self.bias)
         y = np.empty_like(self._x, dtype=np.result_type(self.dtype, weight, bias))
-        scale = self._inverse * weight
         # Beyond the float range (|w| or |b| ~1e308, x far from a running mean) y is inf, which
         # callers detect and name; numpy's warnings would only repeat it.
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            factor, exponent = _product_in_range(self._inverse, weight, self._exponent)
             for rows in _row_blocks(self._x):
-                block = _normalize(self._x, self._shift, self._residual, scale, rows, y[..., rows, :])
+                block = _normalize(self._x, self._shift, self._residual, factor, rows, y[..., rows, :])
+                if exponent is not None:
+                    _times_power_of_two(block, exponent, out=block)
                 block += bias
         return y
 
@@ -105,8 +113,12 @@ class BatchNorm:
         if "s" in self.__dict__:
             np.copyto(out, self.__dict__["s"][..., rows, :])
             return out
-        with np.errstate(over="ignore", invalid="ignore"):  # eval mode: x − running mean may overflow
-            return _normalize(self._x, self._shift, self._residual, self._inverse, rows, out)
+        # eval mode: x − running mean may overflow; s in float32 may be subnormal
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            _normalize(self._x, self._shift, self._residual, self._inverse, rows, out)
+            if self._exponent is not None:
+                _times_power_of_two(out, self._exponent, out=out)
+            return out
 
     def sums(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Σ_i g_i and Σ_i g_i·s_i down each column, (..., n) each, in one pass without storing s.
@@ -117,11 +129,17 @@ class BatchNorm:
         wide = _accumulator(g)
         total = np.zeros(self.std.shape, wide)
         products = np.zeros(self.std.shape, np.result_type(wide, self.dtype))
-        for rows, scratch in _blocks_with_scratch(g, self.dtype):
-            block = g[..., rows, :]
-            total += block.sum(axis=-2, dtype=wide)
-            products += column_dot(block, self.normalized(rows, scratch), dtype=products.dtype)
-        return total.astype(g.dtype), products.astype(np.result_type(g, self.dtype))
+        # eval mode: x − running mean may overflow; float32 sums may be subnormal
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            for rows, scratch in _blocks_with_scratch(g, self.dtype):
+                block = g[..., rows, :]
+                total += block.sum(axis=-2, dtype=wide)
+                # s without its power of two, applied to the sum: subnormal s would lose digits
+                s = _normalize(self._x, self._shift, self._residual, self._inverse, rows, scratch)
+                products += column_dot(block, s, dtype=products.dtype)
+            if self._exponent is not None:
+                _times_power_of_two(products, self._exponent[..., 0, :], out=products)
+            return total.astype(g.dtype), products.astype(np.result_type(g, self.dtype))
 
 
 def _normalize(x, shift, residual, inverse, rows: slice, out: np.ndarray) -> np.ndarray:
@@ -221,26 +239,92 @@ def _require_positive(std: np.ndarray) -> None:
         raise ZeroVarianceError(np.flatnonzero(zero.reshape(-1, zero.shape[-1]).any(axis=0)).tolist())
 
 
-def power_of_two_unit(x: np.ndarray) -> np.ndarray:
-    """Per column (axis -2 reduced, kept), a power of two near max|x|: x/unit is exact and below 2.
+def _exponent_of(a) -> np.ndarray:
+    """e with |a| = f·2^e, ½ ≤ f < 1, element by element (0 for 0, inf and NaN)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.frexp(np.abs(a))[1]
+
+
+def _times_power_of_two(a, exponent, out: np.ndarray | None = None) -> np.ndarray:
+    """a·2^exponent: exact, or rounded once where the result leaves the normal range; complex too."""
+    if not np.iscomplexobj(a):
+        return np.ldexp(a, exponent, out=out)
+    if out is None:
+        out = np.empty(np.broadcast_shapes(np.shape(a), np.shape(exponent)), dtype=np.result_type(a))
+    np.ldexp(np.real(a), exponent, out=out.real)
+    np.ldexp(np.imag(a), exponent, out=out.imag)
+    return out
+
+
+def _peak_exponent(x: np.ndarray) -> np.ndarray:
+    """Per column (axis -2 reduced, kept), u with 2^u a power of two near max|x|: x/2^u is below 2.
 
     2^(e−1) rather than 2^e for max|x| = f·2^e (½ ≤ f < 1): 2^e itself overflows for
-    data above 2^1023 ≈ 9e307 (2^127 in float32). A column of zeros gets unit 1.
+    data above 2^1023 ≈ 9e307 (2^127 in float32). A column of zeros gets u = 0.
     """
     peak = np.max(np.abs(_real(x)), axis=-2, keepdims=True)
-    _, exponent = np.frexp(peak)
-    return np.ldexp(np.ones_like(peak), np.where(peak > 0, exponent - 1, 0))
+    return np.where(peak > 0, _exponent_of(peak) - 1, 0)
 
 
-def _needs_scale(shift: np.ndarray, var_plus_eps: np.ndarray) -> bool:
-    """True when the unscaled moments overflowed, or var + ε is so small that it lost digits.
+def power_of_two_unit(x: np.ndarray) -> np.ndarray:
+    """Per column (axis -2 reduced, kept), a power of two near max|x|: x/unit is exact and below 2."""
+    return np.ldexp(np.ones(1, _real(x).dtype), _peak_exponent(x))
 
-    Below finfo.tiny/finfo.eps (~1e-292 in float64, ~1e-31 in float32) squares of
-    deviations round to subnormals or to 0: data of ~1e-160 with ε = 0 lose their variance.
+
+def _in_range(value: np.ndarray, *factors) -> bool:
+    """True when ``value``, a product or ratio of ``factors``, is a finite normal float (or an exact 0)."""
+    magnitude = np.abs(value)
+    exact_zero = False
+    for factor in factors:
+        exact_zero = exact_zero | (np.asarray(factor) == 0)
+    return bool((np.isfinite(magnitude) & ((magnitude >= np.finfo(magnitude.dtype).tiny) | exact_zero)).all())
+
+
+def _split(a) -> tuple[np.ndarray, np.ndarray]:
+    """(f, e) with a = f·2^e and ½ ≤ |f| < 1 (f = a, e = 0 for a = 0)."""
+    exponent = _exponent_of(a)
+    return _times_power_of_two(a, -exponent), exponent
+
+
+def _product_in_range(a, b, exponent: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """a·b·2^exponent as a factor and a power of two: the factor is a·b where that is a normal float.
+
+    Otherwise (w = 1e308 times 1/σ = 300, say, though w·s is finite) a and b are split into
+    factors near 1 and powers of two, and the powers are added to ``exponent``.
+    """
+    product = a * b
+    if _in_range(product, a, b):
+        return product, exponent
+    (fa, ea), (fb, eb) = _split(a), _split(b)
+    return fa * fb, ea + eb + (0 if exponent is None else exponent)
+
+
+def _ratio_in_range(a, b) -> tuple[np.ndarray, np.ndarray | None]:
+    """a/b as a factor and a power of two (None when a/b is itself a normal float); b ≠ 0."""
+    ratio = a / b
+    if _in_range(ratio, a):
+        return ratio, None
+    (fa, ea), (fb, eb) = _split(a), _split(b)
+    return fa / fb, ea - eb
+
+
+def _columns_needing_units(x: np.ndarray, shift, var, var_plus_eps) -> np.ndarray | None:
+    """Which columns (..., 1, n) must be normalized in a unit of their own; None when none.
+
+    Those whose moments overflowed, whose var + ε is so small that it lost digits (below
+    finfo.tiny/finfo.eps, ~1e-292 in float64, ~1e-31 in float32: data of ~1e-160 with
+    ε = 0), and those whose data are that small themselves (float32 data of ~1e-45):
+    their residual mean rounds to the subnormal grid, which shifts every s alike.
     """
     info = np.finfo(_real(var_plus_eps).dtype)
+    floor = info.tiny / info.eps
     magnitude = np.abs(var_plus_eps)
-    return not (np.isfinite(shift).all() and np.isfinite(magnitude).all() and (magnitude >= info.tiny / info.eps).all())
+    need = ~(np.isfinite(shift) & np.isfinite(magnitude) & (magnitude >= floor))
+    bound = np.abs(shift) + np.sqrt(np.abs(var) * x.shape[-2])  # ≥ max|x|, and cheap
+    small = bound < floor
+    if small.any():  # a column of zeros is small too, and needs no unit
+        need |= small & (np.max(np.abs(x), axis=-2, keepdims=True) > 0)
+    return need if need.any() else None
 
 
 def _per_column(value) -> np.ndarray:
@@ -283,23 +367,47 @@ def forward(
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         shift, residual, var = _moments(x)
         root_squared = var + eps
-    scale = None
-    if _needs_scale(shift, root_squared):
-        scale = power_of_two_unit(x)
-        x = x / scale
-        # A complex step far beyond the data (Im x ~1e300) still overflows: var is then NaN,
-        # refused below as a zero variance. ε ≫ the data: ε/scale² may be inf, and s is then 0.
-        with np.errstate(over="ignore", invalid="ignore"):
-            shift, residual, var = _moments(x)
-            root_squared = var + eps / scale / scale
+    need = _columns_needing_units(x, shift, var, root_squared)
+    if need is not None:
+        return _forward_in_units(x, weight, bias, eps, need)
     root = np.sqrt(root_squared)
     _require_positive(_real(root))
     mean = shift + residual
-    inverse = 1 / root
-    if scale is not None:
-        with np.errstate(over="ignore", under="ignore"):
-            mean, var, root = mean * scale, var * (scale * scale), root * scale
-    return BatchNorm(mean[..., 0, :], var[..., 0, :], root[..., 0, :], True, x, shift, residual, inverse, weight, bias)
+    return BatchNorm(mean[..., 0, :], var[..., 0, :], root[..., 0, :], True, x, shift, residual, 1 / root, weight, bias)
+
+
+def _forward_in_units(x: np.ndarray, weight, bias, eps: float, need: np.ndarray) -> BatchNorm:
+    """:func:`forward` with the ``need`` columns in units of their own, the others as they are.
+
+    Such a column's data are taken in units of 2^u near max|x| (exact), its σ in units
+    of 2^t near max(std, √ε): (var + ε)/2^2u itself may overflow when ε ≫ the data
+    (1e-300 beside 1e300 in one file). Then s = d·(2^t/σ)·2^(u−t), where the last
+    power of two is kept apart (``exponent``) only where folding it into 2^t/σ would
+    leave the normal range (float32 data of ~1e-45, whose s is subnormal).
+    """
+    unit = np.where(need, _peak_exponent(x), 0)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        x = _times_power_of_two(x, -unit)
+        # A complex step far beyond the data (Im x ~1e300) still overflows: var is then NaN,
+        # refused below as a zero variance.
+        shift, residual, var = _moments(x)
+        data_std = np.abs(_times_power_of_two(np.sqrt(var), unit))
+        std_unit = np.where(need, _exponent_of(np.maximum(data_std, np.sqrt(eps))), 0)
+        ratio = unit - std_unit
+        dtype = _real(var).dtype
+        root = np.sqrt(_times_power_of_two(var, 2 * ratio) + np.ldexp(np.float64(eps), -2 * std_unit).astype(dtype))
+        _require_positive(_real(root))
+        inverse = 1 / root
+        folded = _times_power_of_two(inverse, ratio)
+        fits = np.isfinite(np.abs(folded)) & (np.abs(folded) >= np.finfo(dtype).tiny)
+        inverse, ratio = np.where(fits, folded, inverse), np.where(fits, 0, ratio)
+        mean = _times_power_of_two(shift + residual, unit)
+        var = _times_power_of_two(var, 2 * unit)  # inf (or 0) only beyond the float range itself
+        std = _times_power_of_two(root, std_unit)
+    exponent = ratio if ratio.any() else None
+    return BatchNorm(
+        mean[..., 0, :], var[..., 0, :], std[..., 0, :], True, x, shift, residual, inverse, weight, bias, exponent
+    )
 
 
 def forward_eval(
@@ -360,35 +468,33 @@ def backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
 def _backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     k = bn.rows
     db, dw = bn.sums(dy)
-    if not (np.isfinite(db).all() and np.isfinite(dw).all()) and np.isfinite(dy).all():
+    overflowed = ~(np.isfinite(db) & np.isfinite(dw))
+    if overflowed.any() and np.isfinite(dy).all():
         # Σg or Σg·s beyond the float range (g ~1e308), though dx need not be: dx, dw and db are
-        # linear in g, so they are computed for g in units of a power of two near max|g| (exact).
-        unit = power_of_two_unit(dy)
-        scaled = _backward(dy / unit, bn)
-        unit = unit[..., 0, :]
-        return Gradients(dx=scaled.dx * _per_column(unit), dw=scaled.dw * unit, db=scaled.db * unit)
-    # σ below 1/max (subnormal data with ε = 0): w/σ overflows though dx need not. g, dw and db
-    # are then taken in units of a power of two near σ (exact), and w/σ in the same units.
-    unit = power_of_two_unit(bn.std[..., None, :]) if not np.isfinite(bn.weight / bn.std).all() else None
-    if unit is None:
-        a, dw_units, db_units = bn.weight / bn.std, dw, db
-    else:
-        unit = unit[..., 0, :]
-        a, dw_units, db_units = bn.weight / (bn.std / unit), dw / unit, db / unit
-    c, e = _per_column(-a * dw_units / k), _per_column(-a * db_units / k)
+        # linear in g, so those columns are computed for g in units of 2^u near max|g| (exact).
+        unit = np.where(overflowed[..., None, :], _peak_exponent(dy), 0)
+        scaled = _backward(_times_power_of_two(dy, -unit), bn)
+        unit_of_sums = unit[..., 0, :]
+        return Gradients(
+            dx=_times_power_of_two(scaled.dx, unit, out=scaled.dx),
+            dw=_times_power_of_two(scaled.dw, unit_of_sums),
+            db=_times_power_of_two(scaled.db, unit_of_sums),
+        )
+    # w/σ beyond the normal range (σ subnormal with ε = 0, w = 1e-300 beside σ = 1e300), though
+    # dx need not be: a is then a factor near 1, and its power of two is applied to dx at the end.
+    a, exponent = _ratio_in_range(np.asarray(bn.weight), bn.std)
+    c, e = _per_column(-a * dw / k), _per_column(-a * db / k)
     a = _per_column(a)
     dx = np.empty_like(dy, dtype=np.result_type(dy, a, bn.dtype))
     for rows, scratch in _blocks_with_scratch(dy, bn.dtype):
-        if unit is None:
-            block = np.multiply(dy[..., rows, :], a, out=dx[..., rows, :])
-        else:
-            block = np.divide(dy[..., rows, :], _per_column(unit), out=dx[..., rows, :])
-            block *= a
+        block = np.multiply(dy[..., rows, :], a, out=dx[..., rows, :])
         if bn.training:
             s = bn.normalized(rows, scratch)
             s *= c
             s += e
             block += s
+        if exponent is not None:
+            _times_power_of_two(block, _per_column(exponent), out=block)
     return Gradients(dx=dx, dw=dw, db=db)
 
 
@@ -418,11 +524,16 @@ def jacobian(bn: BatchNorm, column: int) -> np.ndarray:
     of its rows sums to 0. Eval mode: J = (w/σ)·I. A J beyond the float range
     (σ subnormal) is inf, which callers name.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         u, r = jacobian_factors(bn, column)
         if not bn.training:  # u·I would give −0.0 off the diagonal where w < 0
             return np.diag(np.full(bn.rows, u, dtype=bn.dtype))
-        return u * r
+        w = np.broadcast_to(bn.weight, bn.std.shape)[column]
+        if _in_range(u, w):
+            return u * r
+        # u = w/(kσ) beyond the normal range where J need not be: (w/σ)/k as a factor and a power of two
+        factor, exponent = _ratio_in_range(w, bn.std[column])
+        return _times_power_of_two((factor / bn.rows) * r, 0 if exponent is None else exponent)
 
 
 def update_running(

@@ -242,3 +242,126 @@ def test_dx_sums_to_zero_equals_gJ_and_keeps_the_shape(x, data):
     for column in range(x.shape[1]):
         explicit = g[:, column] @ core.jacobian(bn, column)
         assert np.all(np.abs(grads.dx[:, column] - explicit) <= 1e-12 * scale[column] * k)
+
+
+# ------------------------------------------------------- extreme scales side by side (issue 21)
+
+
+def _beside(rng, *magnitudes, k=7):
+    return rng.standard_normal((k, len(magnitudes))) * np.array(magnitudes)
+
+
+@pytest.mark.parametrize(
+    "dtype, magnitudes",
+    [
+        (np.float64, (1e-300, 1e300)),
+        (np.float64, (1e-300, 1.0, 1e300)),
+        (np.float64, (1e-320, 1e-150, 1e150)),
+        (np.float32, (1e-23, 1e20)),
+        (np.float32, (1e-38, 1.0, 3e37)),
+    ],
+)
+@pytest.mark.parametrize("eps", [1e-5, 0.0])
+def test_each_column_is_computed_as_it_is_alone(dtype, magnitudes, eps):
+    """A tiny column beside a huge one (its own power-of-two unit, or none) is what it is alone."""
+    rng = np.random.default_rng(21)
+    x = _beside(rng, *magnitudes).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    w, b = np.linspace(0.5, 2, x.shape[1]).astype(dtype), np.zeros(x.shape[1], dtype)
+    bn = core.forward(x, w, b, eps)
+    grads = core.backward(g, bn)
+    for c in range(x.shape[1]):
+        alone = core.forward(x[:, [c]], w[[c]], b[[c]], eps)
+        alone_grads = core.backward(g[:, [c]], alone)
+        for name in ("mean", "var", "std"):
+            np.testing.assert_array_equal(getattr(bn, name)[c], getattr(alone, name)[0], err_msg=name)
+        for name, ours, theirs in (
+            ("s", bn.s[:, c], alone.s[:, 0]),
+            ("y", bn.y[:, c], alone.y[:, 0]),
+            ("dx", grads.dx[:, c], alone_grads.dx[:, 0]),
+            ("dw", grads.dw[c], alone_grads.dw[0]),
+            ("db", grads.db[c], alone_grads.db[0]),
+            ("jacobian", core.jacobian(bn, c), core.jacobian(alone, 0)),
+        ):
+            np.testing.assert_array_equal(ours, theirs, err_msg=f"{name} of column {c}")
+        assert np.all(np.isfinite(bn.s[:, c])) and np.isfinite(grads.dw[c]), c  # not all zeros
+        assert np.any(bn.s[:, c] != 0) and grads.dw[c] != 0, c
+
+
+@pytest.mark.parametrize("eps", [1e-5, 0.0])
+def test_a_file_from_1e_minus_300_to_1e300_matches_the_exact_reference(eps):
+    rng = np.random.default_rng(3)
+    x = _beside(rng, 1e-300, 1e-200, 1e-100, 1.0, 1e100, 1e200, 1e300)
+    g = rng.standard_normal(x.shape)
+    w = np.array([1.0, 2.0, 0.5, 1.0, 3.0, 1.0, 0.25])
+    b = np.zeros(7)
+    ref = exact.batchnorm(x, g, w, b, eps=eps)
+    bn = core.forward(x, w, b, eps)
+    grads = core.backward(g, bn)
+    assert_columns_close(bn.s, ref["s"])
+    assert_columns_close(bn.y, ref["y"])
+    assert_columns_close(grads.dx, ref["dx"])
+    np.testing.assert_allclose(grads.dw, ref["dw"], rtol=RTOL)
+    np.testing.assert_allclose(grads.db, ref["db"], rtol=RTOL)
+    np.testing.assert_allclose(bn.mean, ref["mean"], rtol=RTOL)
+    for column in range(x.shape[1]):
+        assert_columns_close(core.jacobian(bn, column), ref["jacobian"][column])
+
+
+def _float32_rounding(values) -> np.ndarray:
+    """The float32 nearest to each float64 value: what a correct float32 result prints."""
+    return np.asarray(values, dtype=np.float64).astype(np.float32)
+
+
+def test_float32_subnormal_data_give_correctly_rounded_dw():
+    """float32 data of ~1e-45: dw (subnormal) is the exact value rounded once, its sign right.
+
+    The residual mean of such data rounds to the subnormal grid, which shifted every s alike
+    (dw off by ~db·0.7e-45/σ, enough to flip its sign); they are now centered in units of their own.
+    """
+    tiny = np.float32(np.finfo(np.float32).smallest_subnormal)
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        x = (rng.integers(-20, 21, (9, 1)) * tiny).astype(np.float32)
+        g = rng.standard_normal((9, 1)).astype(np.float32)
+        ref = exact.batchnorm(x.astype(np.float64), g.astype(np.float64), 1.0, 0.0)
+        grads = core.backward(g, core.forward(x, np.float32(1), np.float32(0)))
+        expected = _float32_rounding(ref["dw"])
+        assert np.abs(grads.dw.astype(np.float64) - expected) <= tiny, (seed, grads.dw, ref["dw"])
+        assert np.sign(grads.dw[0]) == np.sign(ref["dw"][0]) or ref["dw"][0] == 0, seed
+        assert_columns_close(grads.dx, ref["dx"], rtol=1e-5)
+
+
+def test_subnormal_float64_data_beside_eps_give_correct_s():
+    """The same in float64 (data of ~1e-320 with ε = 1e-5): s = x/√ε, each rounded once."""
+    tiny = np.finfo(np.float64).smallest_subnormal
+    x = np.array([[3.0], [-5.0], [11.0], [0.0], [-2.0]]) * tiny
+    g = np.array([[1.0], [-2.0], [0.5], [3.0], [1.5]])
+    ref = exact.batchnorm(x, g, 1.0, 0.0)
+    grads = core.backward(g, core.forward(x))
+    np.testing.assert_allclose(grads.dw, ref["dw"], rtol=1e-3)  # dw itself is subnormal there
+    assert_columns_close(grads.dx, ref["dx"])
+
+
+@pytest.mark.parametrize("w", [1e308, -1e308, 1e-308])
+def test_y_is_computed_where_weight_over_sigma_leaves_the_range(w):
+    """w/σ (or w·(1/σ)) overflows or underflows though y = w·s is representable."""
+    x = np.array([[0.001], [0.002], [0.004]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bn = core.forward(x, w, 0.0)
+        expected = core.forward(x).s * w
+        np.testing.assert_allclose(bn.y, expected, rtol=1e-15)
+        assert np.all(np.isfinite(bn.y))
+
+
+def test_dx_is_computed_where_weight_over_sigma_underflows():
+    """w = 1e-300 beside σ = 1e300: w/σ underflows to 0, though dx = (w/σ)·O(g) is 1e-300·g/σ·…"""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 1)) * 1e300
+    g = rng.standard_normal((6, 1)) * 1e300
+    bn = core.forward(x, 1e-300, 0.0)
+    unit = core.forward(x / 1e300, 1.0, 0.0, eps=0.0)
+    dx = core.backward(g, bn).dx
+    assert_columns_close(dx, core.backward(g / 1e300, unit).dx * 1e-300, rtol=1e-13)
+    assert np.all(dx != 0)

@@ -263,7 +263,11 @@ static inline void *bncli_read_npy(const bncli_case *c, const char *name, size_t
     const char *descr = bncli_npy_field(header, "'descr'", file);
     if (!strncmp(descr, "'<f8'", 5)) *width = 8;
     else if (!strncmp(descr, "'<f4'", 5)) *width = 4;
-    else bncli_fail("%s: dtype %.8s; this header reads '<f8' and '<f4' only", file, descr);
+    else {
+        const char *close = *descr == '\'' ? strchr(descr + 1, '\'') : NULL;
+        int shown = close ? (int)(close - descr + 1) : 12;
+        bncli_fail("%s: dtype %.*s; this header reads '<f8' and '<f4' only", file, shown, descr);
+    }
     if (strncmp(bncli_npy_field(header, "'fortran_order'", file), "False", 5))
         bncli_fail("%s: Fortran order; this header reads C order only", file);
     const char *shape = bncli_npy_field(header, "'shape'", file), *p;
@@ -326,7 +330,8 @@ static inline void bncli_write_npy(const bncli_case *c, const char *name, const 
     while ((10 + length + 1) % 64) header[length++] = ' '; /* numpy aligns the data to 64 bytes */
     header[length++] = '\n';
     long elements = per_feature ? c->features : c->size;
-    unsigned char start[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)length, (unsigned char)(length >> 8)};
+    unsigned char start[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, /* version 1.0: a 2-byte header length */
+                               (unsigned char)length, (unsigned char)(length >> 8)};
     FILE *f = bncli_file(c, file, "wb");
     int written = fwrite(start, 1, 10, f) == 10 && fwrite(header, 1, length, f) == (size_t)length &&
                   fwrite(values, width, elements, f) == (size_t)elements;

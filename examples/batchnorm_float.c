@@ -30,7 +30,8 @@ static void batchnorm(const float *x, const float *dy, const double *weight, con
 }
 
 int main(int argc, char **argv) {
-    bncli_case c = bncli_open(argc, argv); /* params.json; layout nc (and nhwc) is k rows of n */
+    bncli_case c = bncli_open(argc, argv);
+    if (c.plane) bncli_fail("this kernel takes rows of features: --layout nc or nhwc");
     float *x = bncli_read_float(&c, "x"), *dy = bncli_read_float(&c, "dy");
     float *y = bncli_new_float(c.size), *dx = bncli_new_float(c.size);
     float *dw = bncli_new_float(c.features), *db = bncli_new_float(c.features);

@@ -6,7 +6,7 @@
 calibrate runs correct implementations (bncli's core, PyTorch if installed, the
 textbook two-pass numpy of examples/batchnorm_numpy.py, and the C example when
 ``cc`` exists) on every case, both dtypes and every layout, and prints the largest
-error of each quantity in units of u·scale: the C_q of bncli.auditing.BUDGET_MULTIPLES
+error of each quantity in units of u·scale: the C_q of bncli.audit.reference.BUDGET_MULTIPLES
 must sit above these with a margin.
 """
 
@@ -25,7 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bncli import auditing, targets  # noqa: E402
+from bncli.audit import cases, judge, reference, targets  # noqa: E402
+from bncli.audit.run import AuditOptions, run_audit  # noqa: E402
+from bncli.options import DTYPES, LAYOUTS  # noqa: E402
 
 EXAMPLE = f"{ROOT / 'examples' / 'batchnorm_numpy.py'}:batchnorm"
 
@@ -40,14 +42,14 @@ def _compiled_example(folder: str) -> str | None:
 
 def _implementations(folder: str) -> dict[str, tuple]:
     found = {
-        "bncli": ("bncli", None, auditing.LAYOUTS, True),
+        "bncli": ("bncli", None, LAYOUTS, True),
         "numpy": (EXAMPLE, None, ("nc", "nchw"), False),
         "numpy-nhwc": (f"{EXAMPLE}_nhwc", None, ("nhwc",), False),
     }
     try:
         import torch  # noqa: F401
 
-        found["torch"] = ("torch", None, auditing.LAYOUTS, False)
+        found["torch"] = ("torch", None, LAYOUTS, False)
     except ImportError:
         print("torch not installed: calibrating without it")
     binary = _compiled_example(folder)
@@ -63,12 +65,12 @@ def calibrate() -> None:
         for label, (target, cmd, layouts, extremes) in _implementations(folder).items():
             for layout in layouts:
                 resolved = targets.resolve(target, cmd=cmd, layout=layout, timeout=60)
-                for case in auditing.list_cases(extreme=extremes):
-                    for dtype in auditing.DTYPES:
+                for case in cases.list_cases(extreme=extremes):
+                    for dtype in DTYPES:
                         inputs = case.inputs(dtype)
-                        ref = auditing.reference(inputs)
-                        outputs = auditing.check_outputs(resolved.call(inputs), inputs, layout)
-                        u = auditing.unit_roundoff(dtype)
+                        ref = reference.reference(inputs)
+                        outputs = judge.check_outputs(resolved.call(inputs), inputs, layout)
+                        u = reference.unit_roundoff(dtype)
                         for name, value in outputs.items():
                             error = np.abs(value - ref.values[name]) / ref.scales[name] / u
                             key = (label, name, dtype)
@@ -77,10 +79,10 @@ def calibrate() -> None:
                 resolved.close()
         print(f"{'implementation':<15}{'quantity':<9}{'dtype':<9}{'max error/(u·scale)':>20}  where   (C_q)")
         for (label, name, dtype), (value, where) in sorted(worst.items()):
-            print(f"{label:<15}{name:<9}{dtype:<9}{value:>20.3g}  {where}   ({auditing.BUDGET_MULTIPLES[name]:g})")
-        for name in auditing.QUANTITIES:
+            print(f"{label:<15}{name:<9}{dtype:<9}{value:>20.3g}  {where}   ({reference.BUDGET_MULTIPLES[name]:g})")
+        for name in cases.QUANTITIES:
             top = max(v for (_, q, _), (v, _) in worst.items() if q == name)
-            budget = auditing.BUDGET_MULTIPLES[name]
+            budget = reference.BUDGET_MULTIPLES[name]
             print(f"{name}: max {top:.3g}, C = {budget:g}, margin {budget / top:.2g}×")
 
 
@@ -100,13 +102,13 @@ def speed(repeats: int = 5) -> None:
     for _ in range(repeats):
         spent[0] = 0.0
         start = time.perf_counter()
-        report = auditing.run_audit(auditing.AuditOptions(target=timed))
+        report = run_audit(AuditOptions(target=timed))
         totals.append(time.perf_counter() - start)
         own.append(spent[0])
     overhead = [t - o for t, o in zip(totals, own, strict=True)]
-    cases = len(report.cases)
+    case_runs = len(report.cases)
     print(
-        f"default battery ({cases} case runs + self-consistency), numpy target: "
+        f"default battery ({case_runs} case runs + self-consistency), numpy target: "
         f"median {statistics.median(totals):.3f} s total, {statistics.median(own):.3f} s inside the target, "
         f"{statistics.median(overhead):.3f} s bncli "
         f"(goal ≤ 3 s); verdict {report.verdict}"
@@ -114,7 +116,7 @@ def speed(repeats: int = 5) -> None:
     in_worker = []
     for _ in range(repeats):
         start = time.perf_counter()
-        report = auditing.run_audit(auditing.AuditOptions(target=EXAMPLE))  # as the command line runs it
+        report = run_audit(AuditOptions(target=EXAMPLE))  # as the command line runs it
         in_worker.append(time.perf_counter() - start)
     print(
         f"the same, FILE.py:FUNCTION in a worker process (as bncli audit runs it): "
@@ -128,7 +130,7 @@ def speed(repeats: int = 5) -> None:
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            report = auditing.run_audit(auditing.AuditOptions(cmd=binary, consistency=False))
+            report = run_audit(AuditOptions(cmd=binary, consistency=False))
             times.append(time.perf_counter() - start)
         runs = len(report.cases)
         per_case = (statistics.median(times) - statistics.median(overhead)) / runs

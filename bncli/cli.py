@@ -596,33 +596,37 @@ def audit(
 
 
 def _audit(list_cases: bool, outputs: options.OutputOptions, **settings) -> int:
-    """``settings``: the fields of :class:`bncli.auditing.AuditOptions`, by name."""
-    from . import auditing, output
+    """``settings``: the fields of :class:`bncli.audit.run.AuditOptions`, by name."""
+    from . import commands, output
+    from .audit.run import AuditOptions
+    from .present.audit import audit_document
 
     if list_cases:
-        cases = auditing.list_cases(extreme=True)
-        if outputs.format == "json":
-            from .tables import format_json
-
-            listing = [{"name": c.name, "description": c.description, "extreme": c.extreme} for c in cases]
-            print(format_json({"cases": listing}), end="")
-            return 0
-        for case in cases:
-            extreme = " (--extreme)" if case.extreme else ""
-            print(f"{case.name:<14} {case.description}{extreme}")
-        return 0
-    if (settings["target"] is None) == (settings["cmd"] is None):
-        from .errors import InputError
-
-        raise InputError("audit needs a TARGET or --cmd 'PROGRAM [ARGS]' (one of them); see 'bncli audit --help'")
+        return _list_cases(outputs)
+    request = AuditOptions(**settings)
     fmt = _validate(outputs, options.AUDIT_FORMATS, pictures=True)
     progress = _audit_progress()
     try:
-        report = auditing.run_audit(auditing.AuditOptions(**settings), progress=progress)
+        report = commands.audit(request, progress=progress)
     finally:
         if progress:
             progress(None)
-    return output.emit(output.audit_document(report), outputs, fmt)
+    return output.emit(audit_document(report), outputs, fmt)
+
+
+def _list_cases(outputs: options.OutputOptions) -> int:
+    """The battery through the one dispatcher. It is for people: text on a pipe too, and in a file whose
+    name implies no format, unlike the audit's report; json where -f json or a .json name asks for it."""
+    from dataclasses import replace
+
+    from . import commands, output
+    from .present.audit import cases_document
+    from .tables import format_for_path
+
+    if outputs.format is None and (outputs.output is None or format_for_path(outputs.output) is None):
+        outputs = replace(outputs, format="table")
+    fmt = _validate(outputs, options.AUDIT_FORMATS)
+    return output.emit(cases_document(commands.list_cases(extreme=True)), outputs, fmt)
 
 
 def _audit_progress():

@@ -1,4 +1,4 @@
-"""What ``bncli forward`` and ``bncli grad`` compute: option objects in, typed results out.
+"""What ``bncli forward``, ``grad``, ``explain`` and ``audit`` compute: option objects in, typed results out.
 
 No Typer, no Rich, no output options: a command decides and validates everything it
 reads, computes, and returns a result; :mod:`bncli.output` shows it in the format
@@ -9,6 +9,7 @@ asked for and writes every file. Problems with the input are
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -29,8 +30,10 @@ from .options import (
 )
 from .tables import Matrix
 
-if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
+if TYPE_CHECKING:  # imported where a check or an audit runs: a plain run does not pay for it
     from . import gradcheck as gc
+    from .audit.cases import Case
+    from .audit.run import AuditOptions, AuditReport
 
 # Above this many element-evaluations (k²·n, the cost of the full numerical check)
 # the check switches to probes: the full check costs ~15-25 ns per k²·n here, so
@@ -409,3 +412,25 @@ def _one_column(data: Matrix, column: int) -> Matrix:
 
 def _one_column_gradient(dy: UpstreamGradient, column: int) -> UpstreamGradient:
     return replace(dy, values=dy.values[:, [column]])
+
+
+# -------------------------------------------------------------------------- audit
+
+
+def audit(request: AuditOptions, progress: Callable[[str], None] | None = None) -> AuditReport:
+    """Run the audit the request describes; ``progress`` hears the name of each case as it starts.
+
+    A request needs exactly one of a target and ``cmd``; the rest is validated by the audit.
+    """
+    from .audit.run import run_audit
+
+    if (request.target is None) == (request.cmd is None):
+        raise InputError("audit needs a TARGET or --cmd 'PROGRAM [ARGS]' (one of them); see 'bncli audit --help'")
+    return run_audit(request, progress=progress)
+
+
+def list_cases(extreme: bool = True) -> list[Case]:
+    """The audit's battery: the default cases, then (with ``extreme``) the opt-in extreme ones."""
+    from .audit.cases import list_cases as battery
+
+    return battery(extreme)

@@ -232,14 +232,6 @@ def _model_document(model: Model, parts: list[Part], save_running: str | None) -
     return Document(parts, model.columns, _describe(model), _meta_json(model), model.data.has_header, files=files)
 
 
-def audit_document(report) -> Document:
-    from .auditing import report_json
-
-    tables = [partial(_audit_tables, report)]
-    part = Part("report", lambda: report_json(report), tables, pictures=[partial(_audit_grid, report)])
-    return Document([part], [], exit_code=0 if report.passed else 1)
-
-
 def explain_document(result: ExplainResult) -> Document:
     from .explain import explanation_json, explanation_markdown
 
@@ -255,25 +247,6 @@ def explain_document(result: ExplainResult) -> Document:
 
     part = Part("explanation", lambda: explanation_json(e), [tables_of], markdown=markdown)
     return Document([part], [e.column], context=None)
-
-
-def _audit_tables(report, renderer) -> list:
-    """The audit's renderables, laid out for the renderer's width."""
-    from .render import audit_renderables
-
-    return audit_renderables(report, renderer.console.width)
-
-
-def _audit_grid(report):
-    from .auditing import QUANTITIES
-    from .pictures import AuditGrid
-
-    cases = report.cases
-    labels = [f"{r.name} {r.dtype}" for r in cases]
-    ratios = [[np.nan if r.quantities[q].ratio is None else r.quantities[q].ratio for q in QUANTITIES] for r in cases]
-    letters = [[r.quantities[q].verdict[0] for q in QUANTITIES] for r in cases]
-    target = report.target.rsplit("/", 1)[-1]  # a path's last part: the title must fit a picture
-    return AuditGrid(labels, QUANTITIES, ratios, letters, title=f"audit of {target}: error / budget")
 
 
 def _check_pictures(result: GradResult) -> list[Callable]:

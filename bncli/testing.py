@@ -13,11 +13,11 @@ from __future__ import annotations
 def assert_batchnorm(func, **options) -> None:
     """Audit ``func(x, weight, bias, eps, dy)``; AssertionError with the report as text unless PASS.
 
-    ``options`` are those of :class:`bncli.auditing.AuditOptions` (cases, extreme,
+    ``options`` are those of :class:`bncli.audit.run.AuditOptions` (cases, extreme,
     dtypes, layout, timeout, consistency).
     """
     from . import audit
-    from .auditing import report_text
+    from .present.audit import report_text
 
     report = audit(func, **options)
     if not report.passed:

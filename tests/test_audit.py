@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 
 import bncli
-from bncli import auditing, core
+from bncli import core
+from bncli.audit import cases, reference
 from bncli.errors import InputError
+from bncli.options import DTYPES, LAYOUTS
+from bncli.present.audit import consistency_line, renderables, report_json, report_text
 from bncli.testing import assert_batchnorm
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -68,19 +71,19 @@ def swapped(x, weight, bias, eps, dy):
 
 def test_self_test_passes_every_case_in_both_dtypes_including_extremes():
     report = bncli.audit("bncli", extreme=True)
-    assert report.passed and report.verdict == "PASS", auditing.report_text(report)
-    names = {case.name for case in auditing.list_cases()}
-    assert {(name, dtype) for name in names for dtype in auditing.DTYPES} == set(verdicts(report))
+    assert report.passed and report.verdict == "PASS", report_text(report)
+    names = {case.name for case in cases.list_cases()}
+    assert {(name, dtype) for name in names for dtype in DTYPES} == set(verdicts(report))
     assert report.consistency[0].consistent
 
 
 def test_battery_has_the_cases_the_issue_asks_for():
-    default = {case.name for case in auditing.list_cases(extreme=False)}
+    default = {case.name for case in cases.list_cases(extreme=False)}
     assert default >= {"unit", "blood", "offset", "tiny", "huge", "constant", "two_rows", "large_batch"}
     assert default >= {"dy_constant", "large_eps"}
-    assert all(case.extreme for case in auditing.list_cases() if case.name not in default)
-    inputs = auditing.CASES[0].inputs("float32")
-    assert inputs.x.dtype == np.float32 and np.array_equal(inputs.x, auditing.CASES[0].inputs("float32").x)
+    assert all(case.extreme for case in cases.list_cases() if case.name not in default)
+    inputs = cases.CASES[0].inputs("float32")
+    assert inputs.x.dtype == np.float32 and np.array_equal(inputs.x, cases.CASES[0].inputs("float32").x)
 
 
 @pytest.mark.parametrize("layout", ["nc", "nchw"])
@@ -88,16 +91,16 @@ def test_textbook_numpy_passes(layout):
     assert_batchnorm(batchnorm_numpy.batchnorm, layout=layout)
 
 
-@pytest.mark.parametrize("layout", auditing.LAYOUTS)
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_self_test_passes_in_every_layout_and_indices_follow_the_layout(layout):
     assert bncli.audit("bncli", layout=layout, cases=["unit", "offset"]).passed
     k, n = 16, 4
-    shape = auditing.layout_shape(k, n, layout)
+    shape = cases.layout_shape(k, n, layout)
     a = np.arange(k * n, dtype=float).reshape(k, n)
-    laid = auditing.to_layout(a, layout)
+    laid = cases.to_layout(a, layout)
     assert laid.shape == shape
-    np.testing.assert_array_equal(auditing.from_layout(laid, layout), a)
-    assert laid[tuple(auditing.layout_index(9, 2, k, n, layout))] == a[9, 2]
+    np.testing.assert_array_equal(cases.from_layout(laid, layout), a)
+    assert laid[tuple(cases.layout_index(9, 2, k, n, layout))] == a[9, 2]
 
 
 def test_nhwc_textbook_passes_and_a_layout_mistake_is_caught():
@@ -112,7 +115,7 @@ def test_nhwc_textbook_passes_and_a_layout_mistake_is_caught():
 def test_one_pass_variance_is_inaccurate_not_wrong():
     report = bncli.audit(one_pass_variance.batchnorm)
     assert report.verdict == "INACCURATE"
-    for dtype in auditing.DTYPES:
+    for dtype in DTYPES:
         assert verdicts(report)[("unit", dtype)] == "PASS"
         assert verdicts(report)[("offset", dtype)] == "INACCURATE"
         offset = next(r for r in report.cases if (r.name, r.dtype) == ("offset", dtype))
@@ -134,10 +137,10 @@ def test_one_pass_variance_is_inaccurate_not_wrong():
 def test_formula_mistakes_are_wrong_and_named(func, quantities, name):
     report = bncli.audit(func, cases=["unit", "offset", "two_rows"])
     assert report.verdict == "WRONG"
-    for dtype in auditing.DTYPES:
+    for dtype in DTYPES:
         assert verdicts(report)[("unit", dtype)] == "WRONG"
     for quantity in quantities:  # float32 rounding may hide a small mistake in some quantity; float64 shows all
-        assert verdicts(report, quantity)[("unit", "float64")] == "WRONG", auditing.report_text(report)
+        assert verdicts(report, quantity)[("unit", "float64")] == "WRONG", report_text(report)
     named = [line for line in report.diagnosis if name in line]
     assert len(named) == 1, report.diagnosis
     assert all(name not in line for line in report.diagnosis if line is not named[0])
@@ -148,7 +151,7 @@ def test_failures_name_the_worst_element_with_both_values():
     dx = report.cases[0].quantities["dx"]
     assert dx.feature in ("dy=0.7", "dy=-2.5") and dx.expected == 0 and dx.obtained != 0
     assert dx.beyond == 48 and dx.ratio > 1e10 and len(dx.worst) == 2
-    document = json.loads(json.dumps(auditing.report_json(report), allow_nan=False))
+    document = json.loads(json.dumps(report_json(report), allow_nan=False))
     q = document["cases"][0]["quantities"]["dx"]
     assert set(q) >= {"verdict", "max_error", "budget", "worst", "beyond"}
     assert q["worst"]["feature"] == dx.feature and q["beyond"] == 48
@@ -160,7 +163,7 @@ def test_failures_name_the_worst_element_with_both_values():
 def test_backward_inconsistent_with_own_forward_is_reported():
     wrong = bncli.audit(missing_mean_term.batchnorm, cases=["unit"], dtypes="float64")
     assert wrong.consistency[0].consistent is False
-    assert "dx" in auditing.consistency_line(wrong.consistency[0])
+    assert "dx" in consistency_line(wrong.consistency[0])
     right = bncli.audit(one_pass_variance.batchnorm, cases=["unit"], dtypes="float64")
     assert right.consistency[0].consistent is True
 
@@ -181,7 +184,7 @@ def test_nan_where_the_exact_value_is_finite_is_beyond_budget_not_error():
 
     report = bncli.audit(nan_on_two_rows, cases=["two_rows"], dtypes="float64")
     assert verdicts(report, "y") == {("two_rows", "float64"): "INACCURATE"}
-    assert json.dumps(auditing.report_json(report), allow_nan=False)
+    assert json.dumps(report_json(report), allow_nan=False)
 
 
 def test_assert_batchnorm_message_is_the_report():
@@ -204,8 +207,8 @@ def test_raising_hanging_and_malformed_targets_are_errors_and_the_audit_goes_on(
             return "garbage"
         return batchnorm_numpy.batchnorm(x, w, b, eps, dy)
 
-    cases = ["unit", "two_rows", "constant", "offset", "blood"]
-    report = bncli.audit(flaky, cases=cases, timeout=0.3)
+    names = ["unit", "two_rows", "constant", "offset", "blood"]
+    report = bncli.audit(flaky, cases=names, timeout=0.3)
     assert report.verdict == "ERROR"
     errors = {(r.name, r.dtype): r.error for r in report.cases if r.verdict == "ERROR"}
     assert "two rows are not supported" in errors[("two_rows", "float64")]
@@ -259,7 +262,7 @@ def test_c_example_passes_through_cmd_and_temporary_folders_are_removed(tmp_path
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     report = bncli.audit(None, cmd=str(binary))
-    assert report.passed, auditing.report_text(report)
+    assert report.passed, report_text(report)
     assert list(scratch.iterdir()) == []
 
 
@@ -292,9 +295,9 @@ def test_cmd_failures_are_errors_with_the_last_stderr_line(tmp_path):
 # ------------------------------------------------------------------ the references
 
 
-def _decimal_reference(inputs: auditing.CaseInputs) -> dict[str, np.ndarray]:
+def _decimal_reference(inputs: cases.CaseInputs) -> dict[str, np.ndarray]:
     """y, dx, dw, db in 40-digit decimal from the closed forms (independent of bncli.core)."""
-    out = {name: [] for name in auditing.QUANTITIES}
+    out = {name: [] for name in cases.QUANTITIES}
     with localcontext() as ctx:
         ctx.prec = 40
         eps = Decimal(inputs.eps)
@@ -319,13 +322,13 @@ def _decimal_reference(inputs: auditing.CaseInputs) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.parametrize("case", auditing.list_cases(), ids=lambda case: case.name)
+@pytest.mark.parametrize("case", cases.list_cases(), ids=lambda case: case.name)
 def test_references_are_exact_at_natural_scale(case):
-    for dtype in auditing.DTYPES:
+    for dtype in DTYPES:
         inputs = case.inputs(dtype)
-        ref = auditing.reference(inputs)
+        ref = reference.reference(inputs)
         exact = _decimal_reference(inputs)
-        for name in auditing.QUANTITIES:
+        for name in cases.QUANTITIES:
             error = np.abs(ref.values[name] - exact[name]) / ref.scales[name]
             assert error.max() <= 1e-15, (case.name, dtype, name, error.max())
 
@@ -348,17 +351,15 @@ def test_core_keeps_digits_when_the_variance_underflows():
 def test_torch_passes_the_default_battery():
     pytest.importorskip("torch")
     report = bncli.audit("torch")
-    assert report.passed, auditing.report_text(report)
+    assert report.passed, report_text(report)
 
 
 def test_rich_rendering_shows_verdicts_failures_diagnosis_and_the_overall_line():
     from rich.console import Console
 
-    from bncli import render
-
     console = Console(width=120, record=True, force_terminal=False)
     report = bncli.audit(missing_mean_term.batchnorm, cases=["two_rows"], extreme=True)
-    for part in render.audit_renderables(report, console.width):
+    for part in renderables(report, console.width):
         console.print(part)
     text = console.export_text()
     assert "two_rows" in text and "extreme cases" in text and "yardstick only" in text

@@ -439,6 +439,30 @@ def test_list_cases_as_json():
     assert {"unit", "extreme_tiny"} <= {case["name"] for case in listing["cases"]}
 
 
+def test_list_cases_goes_to_the_output_file_in_its_format(tmp_path):
+    listing = tmp_path / "lc.json"
+    run = audit("--list-cases", "-o", listing)
+    assert run.returncode == 0 and run.stdout == b"", run.stderr.decode()
+    assert {"unit", "extreme_tiny"} <= {case["name"] for case in json.loads(listing.read_text())["cases"]}
+    text = tmp_path / "lc.txt"
+    assert audit("--list-cases", "-o", text).returncode == 0
+    assert text.read_text().startswith("unit ") and "(--extreme)" in text.read_text()
+
+
+def test_list_cases_as_json_into_any_file(tmp_path):
+    listing = tmp_path / "cases.out"
+    run = audit("--list-cases", "-f", "json", "-o", listing)
+    assert run.returncode == 0 and run.stdout == b""
+    cases = json.loads(listing.read_text())["cases"]
+    assert {"name", "description", "extreme"} == set(cases[0]) and cases[-1]["extreme"] is True
+
+
+def test_list_cases_refuses_plot_with_the_reason():
+    run = audit("--list-cases", "--plot")
+    lines = run.stderr.decode().strip().splitlines()
+    assert run.returncode == 2 and run.stdout == b"" and len(lines) == 1 and "--plot" in lines[0], lines
+
+
 def test_pictures_fit_a_dumb_terminal_and_label_their_scale(tmp_path):
     data = tmp_path / "r40.csv"
     np.savetxt(data, np.random.default_rng(0).standard_normal((40, 3)) * 1e6, delimiter=",", header="a,b,c")

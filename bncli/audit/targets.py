@@ -4,15 +4,12 @@ Targets: a Python function (``path/to/file.py:func`` or ``package.module:func``,
 callable given to :func:`bncli.audit`), an external program (``--cmd``, the contract's
 file protocol), PyTorch's functional batch_norm with autograd (``torch``), and
 bncli's own core (``bncli``). A call that raises, hangs past the timeout or exits
-non-zero raises :class:`TargetError` (an ERROR for that case); a target that cannot
+non-zero raises :class:`~bncli.audit.judge.TargetError` (an ERROR for that case); a target that cannot
 be found is an :class:`~bncli.errors.InputError` (bad usage).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
-import importlib.util
 import json
 import math
 import os
@@ -27,13 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import targetworker
-from .auditing import CaseInputs, layout_shape, to_layout
-from .errors import InputError
-
-
-class TargetError(Exception):
-    """The target did not run or did not return a well-formed result (one line)."""
+from .. import core
+from ..errors import InputError
+from . import worker
+from .cases import CaseInputs, layout_shape, to_layout
+from .judge import TargetError
 
 
 class Target:
@@ -99,7 +94,7 @@ class FunctionTarget(Target):
         if thread.is_alive():
             raise TargetError(f"timed out after {self.timeout:g} s")
         if "error" in box:
-            raise TargetError(f"raised {targetworker.describe(box['error'])}")
+            raise TargetError(f"raised {worker.describe(box['error'])}")
         names = ("x", "weight", "bias", "eps", "dy")
         changed = [
             name
@@ -113,7 +108,7 @@ class FunctionTarget(Target):
 class ProcessTarget(Target):
     """A Python function named by ``FILE.py:FUNCTION`` or ``package.module:FUNCTION``, run in a worker process.
 
-    The worker (:mod:`bncli.targetworker`) imports the function once and calls it
+    The worker (:mod:`bncli.audit.worker`) imports the function once and calls it
     for each case. A function that exits the process, crashes or runs past the
     timeout (even holding the interpreter) ends only the worker: the case is an
     ERROR, and a new worker takes the next one. Its prints go to stderr.
@@ -130,10 +125,10 @@ class ProcessTarget(Target):
             raise InputError(f"target {spec!r}: {error}") from None
 
     def _start(self) -> None:
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])  # the folder holding bncli
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bncli.targetworker", self.spec],
+            [sys.executable, "-m", "bncli.audit.worker", self.spec],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path},
@@ -149,7 +144,7 @@ class ProcessTarget(Target):
         if self.process is None or self.process.poll() is not None:
             self._start()
         try:
-            targetworker.send(self.process.stdin, self.arguments(inputs))
+            worker.send(self.process.stdin, self.arguments(inputs))
         except OSError:
             pass  # the worker is gone: _reply says how
         reply = self._reply("running")
@@ -171,7 +166,7 @@ class ProcessTarget(Target):
             self.close()
             raise TargetError(f"timed out after {self.timeout:g} s")
         try:
-            message = targetworker.receive(stream)
+            message = worker.receive(stream)
         except Exception:  # noqa: BLE001 - a worker killed mid-reply
             message = None
         if message is None:
@@ -193,8 +188,6 @@ class BncliTarget(Target):
     name = "bncli"
 
     def call(self, inputs: CaseInputs):
-        from . import core
-
         bn = core.forward(inputs.x, inputs.weight, inputs.bias, inputs.eps)
         grads = core.backward(inputs.dy, bn)
         return {
@@ -349,7 +342,7 @@ def _read_npy(path: Path) -> np.ndarray:
 def _read_csv(path: Path) -> np.ndarray:
     """A csv the program wrote. NaN and infinity are results like any other (elements beyond budget);
     anything else that is not a number is named by bncli's careful reader, with its line and column."""
-    from .tables import read_matrix
+    from ..tables import read_matrix
 
     try:
         return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
@@ -375,45 +368,6 @@ def _kill_group(process: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     process.wait()
-
-
-def load_function(spec: str):
-    """``path/to/file.py:func`` (its folder first on sys.path) or ``package.module:func``."""
-    location, _, attribute = spec.rpartition(":")
-    if not location or not attribute:
-        raise InputError(f"target {spec!r}: expected FILE.py:FUNCTION, package.module:FUNCTION, torch or bncli")
-    if location.endswith(".py") or os.sep in location or "/" in location:
-        path = Path(location)
-        if not path.is_file():
-            raise InputError(f"target {spec!r}: no file {location}")
-        folder = str(path.resolve().parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-        module_name = f"bncli_audit_target_{path.stem}"
-        loader = importlib.machinery.SourceFileLoader(module_name, str(path))  # any file name, as python FILE
-        spec_ = importlib.util.spec_from_file_location(module_name, path, loader=loader)
-        module = importlib.util.module_from_spec(spec_)
-        sys.modules[module_name] = module  # as an import would: dataclasses and pickle look the module up
-        try:
-            spec_.loader.exec_module(module)
-        except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure to import is the user's input error
-            del sys.modules[module_name]
-            raise InputError(f"target {spec!r}: importing {location} failed: {type(error).__name__}: {error}") from None
-    else:
-        if "" not in sys.path and os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(location)
-        except (Exception, SystemExit) as error:  # noqa: BLE001
-            raise InputError(f"target {spec!r}: cannot import {location}: {type(error).__name__}: {error}") from None
-    func = getattr(module, attribute, None)
-    if func is None:
-        raise InputError(f"target {spec!r}: {location} has no function {attribute!r}")
-    if not callable(func):
-        raise InputError(
-            f"target {spec!r}: {attribute!r} in {location} is not a function (it is of type {type(func).__name__})"
-        )
-    return func
 
 
 def resolve(target, *, cmd: str | None, layout: str, timeout: float) -> Target:

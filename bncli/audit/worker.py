@@ -1,4 +1,4 @@
-"""The process an audited Python function runs in (``python -m bncli.targetworker FILE.py:FUNCTION``).
+"""The process an audited Python function runs in (``python -m bncli.audit.worker FILE.py:FUNCTION``).
 
 A target that calls ``os._exit``, crashes, prints, or holds the interpreter past its
 timeout then takes only this process with it: bncli reports an ERROR for that case,
@@ -9,10 +9,16 @@ stderr, so they never mix with the audit's output.
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
+import importlib.util
 import os
 import pickle
 import struct
 import sys
+from pathlib import Path
+
+from ..errors import InputError
 
 HEADER = struct.Struct("<Q")
 
@@ -74,15 +80,62 @@ def _call(func, args) -> tuple:
     return "ok", _portable(value), changed
 
 
+def load_function(spec: str):
+    """``path/to/file.py:func`` (its folder first on sys.path) or ``package.module:func``."""
+    location, _, attribute = spec.rpartition(":")
+    if not location or not attribute:
+        raise InputError(f"target {spec!r}: expected FILE.py:FUNCTION, package.module:FUNCTION, torch or bncli")
+    if location.endswith(".py") or os.sep in location or "/" in location:
+        module = _import_file(spec, location)
+    else:
+        module = _import_module(spec, location)
+    func = getattr(module, attribute, None)
+    if func is None:
+        raise InputError(f"target {spec!r}: {location} has no function {attribute!r}")
+    if not callable(func):
+        raise InputError(
+            f"target {spec!r}: {attribute!r} in {location} is not a function (it is of type {type(func).__name__})"
+        )
+    return func
+
+
+def _import_file(spec: str, location: str):
+    """The module of a file, imported the way ``python FILE`` would see it: its folder first on sys.path."""
+    path = Path(location)
+    if not path.is_file():
+        raise InputError(f"target {spec!r}: no file {location}")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    module_name = f"bncli_audit_target_{path.stem}"
+    loader = importlib.machinery.SourceFileLoader(module_name, str(path))  # any file name, as python FILE
+    spec_ = importlib.util.spec_from_file_location(module_name, path, loader=loader)
+    module = importlib.util.module_from_spec(spec_)
+    sys.modules[module_name] = module  # as an import would: dataclasses and pickle look the module up
+    try:
+        spec_.loader.exec_module(module)
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure to import is the user's input error
+        del sys.modules[module_name]
+        raise InputError(f"target {spec!r}: importing {location} failed: {type(error).__name__}: {error}") from None
+    return module
+
+
+def _import_module(spec: str, location: str):
+    """``package.module``, from the current folder or the installed packages."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(location)
+    except (Exception, SystemExit) as error:  # noqa: BLE001
+        raise InputError(f"target {spec!r}: cannot import {location}: {type(error).__name__}: {error}") from None
+
+
 def main() -> None:
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)  # the target's prints go to stderr
-    from .errors import InputError
-    from .targets import load_function
-
     try:
         func = load_function(sys.argv[1])
     except InputError as error:

@@ -1,0 +1,25 @@
+"""Audit another implementation of batch norm: a battery of cases, exact references, budgets, verdicts.
+
+The modules, each one job: :mod:`.cases` (the battery and layouts), :mod:`.reference`
+(exact values, natural scales, budgets), :mod:`.judge` (well-formed outputs, verdicts),
+:mod:`.findings` (the classic mistakes), :mod:`.consistency` (the backward against the
+target's own forward), :mod:`.run` (the driver, the only importer of :mod:`.targets`),
+:mod:`.targets` (how a function, program, torch or bncli is called) and :mod:`.worker`
+(the process a Python function runs in). This module is imported at start-up: it
+imports nothing.
+"""
+
+
+def audit(func, **options):
+    """Audit a batch-norm implementation; returns a :class:`bncli.audit.run.AuditReport`.
+
+    ``func`` is a callable ``func(x, weight, bias, eps, dy)`` returning a mapping with
+    any of "y", "dx", "dw", "db" (or a tuple), or a target name: "FILE.py:FUNC",
+    "package.module:FUNC", "torch", "bncli". ``options`` are those of
+    :class:`bncli.audit.run.AuditOptions`: ``cases``, ``extreme``, ``dtypes``,
+    ``layout``, ``timeout``, ``cmd``, ``consistency``. The report has ``.verdict``
+    (PASS, INACCURATE, WRONG, ERROR) and ``.passed``.
+    """
+    from .run import AuditOptions, run_audit  # lazy: this package is imported at CLI start-up
+
+    return run_audit(AuditOptions(target=func, **options))

@@ -1,0 +1,208 @@
+"""The audit's battery: named cases of hard inputs, and the layouts a target sees them in.
+
+Each case gives, per dtype, x, dy, weight, bias, eps and feature names, generated
+deterministically (the seed is the case's name and dtype), in the nc layout
+(k rows × n features); :func:`to_layout` shows them as N×C×H×W or N×H×W×C.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+QUANTITIES = ("y", "dx", "dw", "db")
+# The case that tells WRONG (beyond budget here too) from INACCURATE; always run.
+YARDSTICK = "unit"
+
+
+@dataclass(frozen=True)
+class CaseInputs:
+    """One case in one dtype, in the nc layout (k rows × n features)."""
+
+    name: str
+    dtype: str
+    x: np.ndarray  # (k, n), the case's dtype
+    dy: np.ndarray  # (k, n), the case's dtype
+    weight: np.ndarray  # (n,), the case's dtype
+    bias: np.ndarray  # (n,), the case's dtype
+    eps: float
+    features: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A named case: ``make(dtype, rng)`` gives (x, dy, weight, bias, eps, features) in float64."""
+
+    name: str
+    description: str
+    make: Callable[[str, np.random.Generator], tuple]
+    extreme: bool = False
+
+    def inputs(self, dtype: str) -> CaseInputs:
+        rng = np.random.default_rng(zlib.crc32(f"{self.name}/{dtype}".encode()))
+        x, dy, weight, bias, eps, features = self.make(dtype, rng)
+        n = x.shape[1]
+        weight, bias = (np.broadcast_to(np.asarray(a, np.float64), (n,)) for a in (weight, bias))
+        x, dy, weight, bias = (np.ascontiguousarray(a, dtype=dtype) for a in (x, dy, weight, bias))
+        features = tuple(features) if features else tuple(str(j) for j in range(n))
+        return CaseInputs(self.name, dtype, x, dy, weight, bias, float(eps), features)
+
+
+def _per_dtype(dtype: str, float64, float32):
+    return float64 if dtype == "float64" else float32
+
+
+def _unit(dtype, rng):
+    x = rng.standard_normal((16, 4)) * [1.0, 0.5, 2.0, 3.0] + [0.0, 1.0, -2.0, 0.5]
+    return x, rng.standard_normal(x.shape), [1.0, 0.5, -1.5, 2.0], [0.0, 0.25, -1.0, 3.0], 1e-5, None
+
+
+def _blood(dtype, rng):
+    x = _blood_sample()
+    return (
+        x,
+        rng.standard_normal(x.shape),
+        [1.5, 0.5, 2.0, 1.0],
+        [0.0, 1.0, -1.0, 0.5],
+        1e-5,
+        ("RBC", "WBC", "PLT", "Hb"),
+    )
+
+
+@cache
+def _blood_sample() -> np.ndarray:
+    """The article's blood counts (10 adults × RBC, WBC, PLT, Hb), from the bundled sample."""
+    from importlib.resources import files
+
+    text = files("bncli").joinpath("sample_data", "blood.csv").read_text()
+    rows = [line for line in text.splitlines() if line.strip() and not line.startswith("#")][1:]
+    return np.array([[float(v) for v in row.split(",")] for row in rows])
+
+
+def _offset(dtype, rng):
+    k = 64
+    # float64: 1e8 + noise and Unix timestamps varying by seconds. float32 keeps ~7 digits,
+    # so there the offsets are ~1e3·σ: still enough for E[x²] − E[x]² to lose most digits.
+    big, stamp, spread = _per_dtype(dtype, (1e8, 1.7e9, 3600.0), (1e3, 1e4, 60.0))
+    x = np.column_stack(
+        [
+            big + rng.standard_normal(k),
+            stamp + np.round(rng.uniform(0, spread, k)),
+            -big + 0.5 * rng.standard_normal(k),
+        ]
+    )
+    return x, rng.standard_normal(x.shape), [1.0, 2.0, -0.5], [0.5, 0.0, 1.0], 1e-5, ("noise+big", "timestamp", "-big")
+
+
+def _scaled(scale, eps):
+    def make(dtype, rng):
+        size = _per_dtype(dtype, *scale)
+        x = (rng.standard_normal((16, 3)) * [1.0, 2.0, 0.5] + [0.0, 3.0, -1.0]) * size
+        return x, rng.standard_normal(x.shape), [1.0, -2.0, 0.5], [0.0, 1.0, -0.5], _per_dtype(dtype, *eps), None
+
+    return make
+
+
+def _constant(dtype, rng):
+    k = 12  # not a power of two, so that the mean of a constant column need not be exact
+    x = np.column_stack([np.full(k, 3.7), rng.standard_normal(k), np.full(k, -1e3)])
+    return x, rng.standard_normal(x.shape), [1.0, 1.0, 2.0], [0.5, 0.0, -1.0], 1e-5, ("constant", "normal", "-1e3")
+
+
+def _two_rows(dtype, rng):
+    x = rng.standard_normal((2, 3)) * [1.0, 0.01, 100.0]
+    return x, rng.standard_normal(x.shape), [1.0, -1.0, 0.5], [0.0, 0.5, 1.0], 1e-5, None
+
+
+def _large_batch(dtype, rng):
+    x = rng.standard_normal((4096, 3)) * [1.0, 10.0, 0.1] + [0.0, 5.0, -1.0]
+    return x, rng.standard_normal(x.shape), [1.0, 0.5, 2.0], [0.0, -1.0, 0.25], 1e-5, None
+
+
+def _dy_constant(dtype, rng):
+    x = rng.standard_normal((16, 3)) * [1.0, 3.0, 0.2]
+    dy = np.column_stack([np.full(16, 0.7), np.full(16, -2.5), rng.standard_normal(16)])
+    return x, dy, [1.5, -1.0, 1.0], [0.0, 0.5, 0.0], 1e-5, ("dy=0.7", "dy=-2.5", "dy normal")
+
+
+def _large_eps(dtype, rng):
+    x = rng.standard_normal((16, 3)) * [1.0, 0.3, 0.05]
+    return x, rng.standard_normal(x.shape), [1.0, 2.0, -1.0], [0.0, 0.0, 1.0], 0.5, None
+
+
+CASES = (
+    Case("unit", "well-conditioned N(0,1)-like data, per-column weight and bias (the yardstick)", _unit),
+    Case("blood", "the article's blood counts: 1e2 to 5e12 in one batch", _blood),
+    Case("offset", "large offsets: 1e8 + noise, timestamps ~1.7e9 by seconds (float32: ~1e3·σ)", _offset),
+    Case("tiny", "magnitudes ~1e-100 (float32: 1e-15), eps scaled alike", _scaled((1e-100, 1e-15), (1e-205, 1e-35))),
+    Case("huge", "magnitudes ~1e100 (float32: 1e15), eps scaled alike", _scaled((1e100, 1e15), (1e195, 1e25))),
+    Case("constant", "a constant column (v = 0, σ = √ε) beside ordinary ones", _constant),
+    Case("two_rows", "a batch of two rows: dx is a small difference of large terms", _two_rows),
+    Case("large_batch", "4096 rows", _large_batch),
+    Case("dy_constant", "dy constant down two columns: their dx is exactly 0", _dy_constant),
+    Case("large_eps", "eps = 0.5, comparable to the variance", _large_eps),
+    Case(
+        "extreme_huge",
+        "~1e160 (float32: 1e20): a textbook implementation's squares overflow",
+        _scaled((1e160, 1e20), (1e-5, 1e-5)),
+        extreme=True,
+    ),
+    Case(
+        "extreme_tiny",
+        "~1e-155 (float32: 1e-21), eps ~1e-315 (float32: its smallest number): a textbook "
+        "implementation's squares underflow",
+        _scaled((1e-155, 1e-21), (1e-315, float(np.finfo(np.float32).smallest_subnormal))),
+        extreme=True,
+    ),
+)
+CASES_BY_NAME = {case.name: case for case in CASES}
+
+
+def list_cases(extreme: bool = True) -> list[Case]:
+    """The battery: the default cases, then (with ``extreme``) the opt-in extreme ones."""
+    return [case for case in CASES if extreme or not case.extreme]
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+def layout_shape(k: int, n: int, layout: str) -> tuple[int, ...]:
+    """The shape the target sees: (k, n), or N×C×H×W / N×H×W×C with N·H·W = k."""
+    if layout == "nc":
+        return (k, n)
+    side = 2 if k % 4 == 0 and k >= 8 else 1
+    spatial = (k // (side * side), side, side)
+    return (spatial[0], n, side, side) if layout == "nchw" else (*spatial, n)
+
+
+def to_layout(a: np.ndarray, layout: str) -> np.ndarray:
+    """A (k, n) array in ``layout``: rows are the (N, H, W) positions in C order."""
+    k, n = a.shape
+    shape = layout_shape(k, n, layout)
+    if layout == "nc":
+        return a
+    if layout == "nhwc":
+        return np.ascontiguousarray(a.reshape(shape))
+    batch, _, h, w = shape
+    return np.ascontiguousarray(a.reshape(batch, h, w, n).transpose(0, 3, 1, 2))
+
+
+def from_layout(a: np.ndarray, layout: str) -> np.ndarray:
+    """The inverse of :func:`to_layout`: (k, n)."""
+    if layout == "nchw":
+        a = a.transpose(0, 2, 3, 1)
+    return a.reshape(-1, a.shape[-1])
+
+
+def layout_index(row: int, column: int, k: int, n: int, layout: str) -> list[int]:
+    """The index in the layout's shape of element (row, column) of the (k, n) array."""
+    if layout == "nc":
+        return [row, column]
+    shape = layout_shape(k, n, layout)
+    spatial = (shape[0], shape[2], shape[3]) if layout == "nchw" else shape[:3]
+    b, h, w = (int(i) for i in np.unravel_index(row, spatial))
+    return [b, column, h, w] if layout == "nchw" else [b, h, w, column]

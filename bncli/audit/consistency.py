@@ -1,0 +1,103 @@
+"""Self-consistency: the target's dx, dw, db against central differences of its own y.
+
+This is the audit's own differencing (two target calls per random direction); it is
+kept here alone so that it can move onto a shared differencing engine in one place.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cases import CaseInputs
+from .judge import TargetError, check_outputs
+
+# Self-consistency: the step of the central differences relative to each column's σ,
+# about u^(1/3) in float64; the directional derivatives then agree to ~1e-9 relative.
+CONSISTENCY_STEP = 1e-5
+CONSISTENCY_TOLERANCE = 1e-6
+CONSISTENCY_DIRECTIONS = 3
+
+
+@dataclass(frozen=True)
+class ConsistencyResult:
+    """The target's dx, dw, db against central differences of its own y (directional derivatives)."""
+
+    case: str
+    dtype: str
+    errors: dict[str, float]  # quantity -> worst relative error over the directions
+    tolerance: float
+    note: str | None = None  # why it could not run
+
+    @property
+    def consistent(self) -> bool | None:
+        if self.note is not None or not self.errors:
+            return None
+        return all(error <= self.tolerance for error in self.errors.values())
+
+
+def consistency(call, inputs: CaseInputs, outputs: dict[str, np.ndarray], layout: str) -> ConsistencyResult:
+    """Compare dx, dw, db with central differences of the target's own y, along random directions.
+
+    For e = Σ dy·y, the directional derivative along d is (e(x + h·d) − e(x − h·d))/(2h)
+    and must equal Σ dx·d (likewise for w and b). Steps are relative to each column's σ
+    (for x) and to max(1, |w|, |b|) (for the parameters); two target calls per direction.
+    """
+    tolerance = CONSISTENCY_TOLERANCE
+    if "y" not in outputs:
+        return ConsistencyResult(inputs.name, inputs.dtype, {}, tolerance, "the target does not return y")
+    wanted = [q for q in ("dx", "dw", "db") if q in outputs]
+    if not wanted:
+        return ConsistencyResult(inputs.name, inputs.dtype, {}, tolerance, "the target returns no gradient")
+    rng = np.random.default_rng(zlib.crc32(b"consistency"))
+    x, g = inputs.x.astype(np.float64), inputs.dy.astype(np.float64)
+    sigma = x.std(axis=0) + 1e-300
+    w, b = inputs.weight.astype(np.float64), inputs.bias.astype(np.float64)
+
+    def energy(x_, w_, b_) -> float:
+        shifted = CaseInputs(
+            inputs.name, inputs.dtype, x_.astype(inputs.dtype), inputs.dy, w_.astype(inputs.dtype),
+            b_.astype(inputs.dtype), inputs.eps, inputs.features,
+        )  # fmt: skip
+        y = check_outputs(call(shifted), shifted, layout).get("y")
+        if y is None:
+            raise TargetError("returned no y on a perturbed input")
+        with np.errstate(all="ignore"):
+            total = float((g * y.astype(np.float64)).sum())
+        if not np.isfinite(total):
+            raise TargetError("its y is not finite, so its backward cannot be compared with it")
+        return total
+
+    errors: dict[str, float] = {}
+    try:
+        if "dx" in wanted:
+            for _ in range(CONSISTENCY_DIRECTIONS):
+                d = rng.standard_normal(x.shape) * sigma
+                h = CONSISTENCY_STEP
+                numeric = (energy(x + h * d, w, b) - energy(x - h * d, w, b)) / (2 * h)
+                errors["dx"] = max(
+                    errors.get("dx", 0.0), _relative(float((outputs["dx"] * d).sum()), numeric, d, outputs["dx"])
+                )
+        for name, index in (("dw", 1), ("db", 2)):
+            if name in wanted:
+                d = rng.standard_normal(w.shape)
+                h = CONSISTENCY_STEP * max(1.0, float(np.abs(w).max()), float(np.abs(b).max()))
+                args = [x, w, b]
+                plus, minus = list(args), list(args)
+                plus[index], minus[index] = args[index] + h * d, args[index] - h * d
+                numeric = (energy(*plus) - energy(*minus)) / (2 * h)
+                errors[name] = _relative(float((outputs[name] * d).sum()), numeric, d, outputs[name])
+    except TargetError as error:
+        return ConsistencyResult(inputs.name, inputs.dtype, errors, tolerance, f"the target failed: {error}")
+    return ConsistencyResult(inputs.name, inputs.dtype, errors, tolerance)
+
+
+def _relative(analytic: float, numeric: float, d: np.ndarray, gradient: np.ndarray) -> float:
+    """|analytic − numeric| relative to Σ|gradient·d|, the scale of the directional derivative;
+    infinite where the gradient is NaN or infinite (it agrees with nothing)."""
+    with np.errstate(all="ignore"):
+        scale = float(np.abs(gradient * d).sum()) or 1.0
+        error = abs(analytic - numeric) / scale
+    return error if np.isfinite(error) else np.inf

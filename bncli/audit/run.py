@@ -1,0 +1,173 @@
+"""The audit's driver: the selected cases run on the target, judged, diagnosed; the report.
+
+This is the only module of the audit that imports :mod:`bncli.audit.targets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import InputError
+from ..options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
+from . import targets
+from .cases import CASES, CASES_BY_NAME, QUANTITIES, YARDSTICK, Case, CaseInputs, layout_shape, list_cases
+from .consistency import CONSISTENCY_TOLERANCE, ConsistencyResult, consistency
+from .findings import diagnose, inaccuracy_hints
+from .judge import BEYOND, CaseResult, QuantityResult, TargetError, check_outputs, compare, overall, settle
+from .reference import Reference, reference
+
+
+@dataclass
+class AuditReport:
+    """The audit of one target: per case and quantity results, diagnosis, self-consistency."""
+
+    target: str
+    layout: str
+    verdict: str
+    cases: list[CaseResult]
+    diagnosis: list[str] = field(default_factory=list)
+    consistency: list[ConsistencyResult] = field(default_factory=list)
+    # The unit case when --case left it out: run only as the yardstick for INACCURATE vs WRONG.
+    yardstick: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "PASS"
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """What to audit and how. ``target`` is a name (see :func:`bncli.audit.targets.resolve`) or a callable."""
+
+    target: object = None
+    cmd: str | None = None
+    cases: Sequence[str] = ()
+    extreme: bool = False
+    dtypes: Sequence[str] = DTYPES
+    layout: str = "nc"
+    timeout: float = DEFAULT_TIMEOUT
+    consistency: bool = True
+
+
+@dataclass
+class _Runs:
+    """What running the cases gave, before the unit case settles WRONG against INACCURATE."""
+
+    results: list[CaseResult] = field(default_factory=list)
+    # (inputs, reference, outputs, quantities beyond budget) of each failing default case: for the diagnosis
+    failures: list[tuple[CaseInputs, Reference, dict[str, np.ndarray], list[str]]] = field(default_factory=list)
+    consistency: list[ConsistencyResult] = field(default_factory=list)
+
+
+def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = None) -> AuditReport:
+    """Run the target on the selected cases and dtypes and judge each quantity.
+
+    The unit case is always run (per dtype): it is the yardstick that tells WRONG
+    (beyond budget on unit too) from INACCURATE. When ``options.cases`` leaves it
+    out, its results go to ``report.yardstick`` and do not enter the verdict.
+
+    Raises
+    ------
+    InputError
+        Unknown case, dtype or layout; a target that cannot be found or imported.
+    """
+    options = replace(options, cases=_names(options.cases), dtypes=_names(options.dtypes))
+    cases = _selected(options)
+    target = targets.resolve(options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout)
+    order = ([] if any(case.name == YARDSTICK for case in cases) else [CASES_BY_NAME[YARDSTICK]]) + cases
+    try:
+        runs = _run_all(target, order, options, progress)
+    finally:
+        target.close()
+    return _report(target, {case.name for case in cases}, runs, options.layout)
+
+
+def _names(value) -> tuple[str, ...]:
+    """A name or a sequence of names, as a tuple."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _selected(options: AuditOptions) -> list[Case]:
+    """The cases asked for (with --extreme, the extreme ones after them), once each."""
+    _validate(options)
+    if options.cases:
+        explicit = [CASES_BY_NAME[name] for name in dict.fromkeys(options.cases)]
+        return explicit + [case for case in CASES if case.extreme and options.extreme and case not in explicit]
+    return list_cases(options.extreme)
+
+
+def _validate(options: AuditOptions) -> None:
+    unknown = [name for name in options.cases if name not in CASES_BY_NAME]
+    if unknown:
+        raise InputError(f"unknown case {unknown[0]!r}; the cases are: {', '.join(CASES_BY_NAME)}")
+    bad_dtype = [d for d in options.dtypes if d not in DTYPES]
+    if bad_dtype or not options.dtypes:
+        raise InputError(f"unknown dtype {bad_dtype[0] if bad_dtype else ''!r}; use float64 or float32")
+    if options.layout not in LAYOUTS:
+        raise InputError(f"unknown layout {options.layout!r}; use nc, nchw or nhwc")
+    if not options.timeout > 0:
+        raise InputError(f"--timeout must be a positive number of seconds, not {options.timeout}")
+
+
+def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, progress) -> _Runs:
+    runs = _Runs()
+    with np.errstate(all="ignore"):  # a target's inf and NaN are judged, never warned about
+        for dtype in options.dtypes:
+            for case in order:
+                if progress:
+                    progress(f"{case.name} {dtype}")
+                _run_one(target, case, case.inputs(dtype), options, runs)
+    if options.consistency and "float64" not in options.dtypes:
+        note = "it runs only on unit/float64, which the dtypes left out (float32 differences are too coarse)"
+        runs.consistency.append(ConsistencyResult(YARDSTICK, "float64", {}, CONSISTENCY_TOLERANCE, note))
+    return runs
+
+
+def _run_one(target: targets.Target, case: Case, inputs: CaseInputs, options: AuditOptions, runs: _Runs) -> None:
+    result, outputs, ref = _run_case(target, case, inputs, options.layout)
+    runs.results.append(result)
+    beyond = [q for q, r in result.quantities.items() if r.verdict == BEYOND]
+    if beyond and not case.extreme:  # extremes test range, not formulas: nothing to name there
+        runs.failures.append((inputs, ref, outputs, beyond))
+    if options.consistency and case.name == YARDSTICK and inputs.dtype == "float64" and outputs:
+        runs.consistency.append(consistency(target.call, inputs, outputs, options.layout))
+
+
+def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, layout: str):
+    k, n = inputs.x.shape
+    shape = layout_shape(k, n, layout)
+    ref = reference(inputs)
+    try:
+        outputs = check_outputs(target.call(inputs), inputs, layout)
+    except TargetError as error:
+        message = f"case {case.name} ({inputs.dtype}): {error}"
+        quantities = {q: QuantityResult("ERROR") for q in QUANTITIES}
+        return CaseResult(case.name, inputs.dtype, shape, "ERROR", message, quantities, case.extreme), {}, ref
+    quantities = {
+        q: compare(q, outputs[q], ref, inputs, layout) if q in outputs else QuantityResult("MISSING")
+        for q in QUANTITIES
+    }
+    return CaseResult(case.name, inputs.dtype, shape, "", None, quantities, case.extreme), outputs, ref
+
+
+def _report(target: targets.Target, selected: set[str], runs: _Runs, layout: str) -> AuditReport:
+    """The verdicts settled against the unit case of each dtype, the diagnosis, the target's notes."""
+    yardsticks = {r.dtype: r for r in runs.results if r.name == YARDSTICK}
+    settled = [settle(r, yardsticks.get(r.dtype)) for r in runs.results]
+    chosen = [r for r in settled if r.name in selected]
+    with np.errstate(all="ignore"):  # the variants meet the target's inf and NaN too
+        diagnosis = diagnose(runs.failures)
+    diagnosis += inaccuracy_hints(chosen, named=bool(diagnosis))
+    diagnosis += sorted(target.notes)
+    return AuditReport(
+        target=target.name,
+        layout=layout,
+        verdict=overall(r.verdict for r in chosen),
+        cases=chosen,
+        diagnosis=diagnosis,
+        consistency=runs.consistency,
+        yardstick=[r for r in settled if r.name not in selected],
+    )

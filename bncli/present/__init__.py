@@ -1,0 +1,1 @@
+"""Presentation per result: each module makes one kind of result's Document parts (table, json, pictures)."""

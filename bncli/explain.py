@@ -40,7 +40,6 @@ from .options import MAX_MATRIX_ELEMENTS
 # Vectors and matrices longer than this are summarised in markdown (first and last halves).
 MARKDOWN_ROWS = 12
 # Elements per batched forward pass of the central differences (~16 MB).
-_CHUNK_ELEMENTS = 1 << 21
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,7 +256,7 @@ def _checks(
 
     dm/dx and dv/dx against central differences of the forward pass; J's symmetry
     and row sums; dy·J against the closed form. The scales of J and dx are those
-    of ``grad --check`` (:class:`bncli.gradcheck._Scales`): the sum of the
+    of ``grad --check`` (:class:`bncli.numdiff.NaturalScales`): the sum of the
     magnitudes of the terms that make up each element.
     """
     k = problem.x.shape[0]
@@ -269,12 +268,12 @@ def _checks(
         "dm_dx_numerical": dm_numerical,
         "dv_dx_numerical": dv_numerical,
         "step": step,
-        "dm_dx_disagreement": _largest(_float64(dm_dx) - dm_numerical, np.full(k, 1 / k)),
+        "dm_dx_disagreement": largest(_float64(dm_dx) - dm_numerical, np.full(k, 1 / k)),
         # dv/dx_i = (2/k)(x_i − m): its size, floored at σ so that an element at the mean does not divide by 0.
-        "dv_dx_disagreement": _largest(_float64(dv_dx) - dv_numerical, 2 * (np.abs(centered) + sigma) / k),
-        "J_asymmetry": _largest(jacobian - jacobian.T, scales.jacobians([0])[0]),
-        "J_row_sum": _largest(jacobian.sum(axis=1), scales.jacobian_row_sums([0])[0]),
-        "dx_difference": _largest(_float64(dx_difference), scales.dx[:, 0]),
+        "dv_dx_disagreement": largest(_float64(dv_dx) - dv_numerical, 2 * (np.abs(centered) + sigma) / k),
+        "J_asymmetry": largest(jacobian - jacobian.T, scales.jacobians([0])[0]),
+        "J_row_sum": largest(jacobian.sum(axis=1), scales.jacobian_row_sums([0])[0]),
+        "dx_difference": largest(_float64(dx_difference), scales.dx[:, 0]),
     }
 
 
@@ -295,9 +294,8 @@ def _central_differences(problem: gc.Problem, step: float) -> tuple[np.ndarray, 
     plus, minus = centered + h, centered - h
     applied = plus - minus
     dm, dv = np.empty(k), np.empty(k)
-    batch = max(1, _CHUNK_ELEMENTS // k)
-    for start in range(0, k, batch):
-        rows = np.arange(start, min(start + batch, k))
+    for start, stop in numdiff.row_batches(k, 1):
+        rows = np.arange(start, stop)
         copies = np.broadcast_to(centered[:, None], (len(rows), k, 1)).copy()
         copies[np.arange(len(rows)), rows, 0] = plus[rows]
         high = problem.forward(copies)
@@ -308,11 +306,6 @@ def _central_differences(problem: gc.Problem, step: float) -> tuple[np.ndarray, 
         dm[rows] = np.broadcast_to(high.mean - low.mean, shape)[:, 0] / applied[rows]
         dv[rows] = np.broadcast_to(high.var - low.var, shape)[:, 0] / applied[rows]
     return dm, dv, centered, sigma
-
-
-def _largest(error: np.ndarray, scale: np.ndarray) -> float:
-    """max |error| / scale, elementwise; a zero scale counts as the smallest normal float."""
-    return float(np.max(np.abs(error) / np.maximum(scale, np.finfo(np.float64).tiny)))
 
 
 # ------------------------------------------------------------------------ json

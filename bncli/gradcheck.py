@@ -52,6 +52,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import core, numdiff
+from .audit.reference import BUDGET_MULTIPLES
 from .numdiff import NaturalScales
 
 METHODS = ("central", "complex")
@@ -62,9 +63,6 @@ SWEEP_STEPS = tuple(10.0**-e for e in range(1, 13))
 # dy constant down a column), the test datasets, k = 2 … 10⁶ and float32 (bench/noise.py).
 # Wrong ones of the smallest kind, the unbiased variance, measured 120 noise and more at k = 10⁶.
 NOISE_MULTIPLE = 8.0
-# The rounding bound of an analytic value is this many unit roundoffs of its rounding scale:
-# the audit's budget (bncli.audit), so that what the audit calls PASS the check does too.
-ANALYTIC_MULTIPLE = 4.0
 _WORKERS = min(4, os.cpu_count() or 1)
 _FLOAT64 = numdiff.unit_roundoff(np.float64)
 
@@ -285,13 +283,14 @@ class _Noise:
         self.std = bn.std
 
     def analytic(self, name: str) -> np.ndarray:
-        """The rounding bound of an analytic dx, dw or db computed at ``precision``."""
-        return ANALYTIC_MULTIPLE * self.precision * self.rounding[name]
+        """The rounding bound of an analytic dx, dw or db computed at ``precision``: the audit's
+        budget, so that what the audit calls PASS the check does too."""
+        return BUDGET_MULTIPLES[name] * self.precision * self.rounding[name]
 
     def analytic_jacobians(self, columns: Sequence[int]) -> np.ndarray:
         """J = u·R has no sums but each s carries the error of the mean: o times its natural scale."""
         offset = self.offset[list(columns), None, None]
-        return ANALYTIC_MULTIPLE * self.precision * offset * self.natural.jacobians(columns)
+        return BUDGET_MULTIPLES["dx"] * self.precision * offset * self.natural.jacobians(columns)
 
     def complex_rounding(self, natural_scale: np.ndarray, shared: np.ndarray) -> np.ndarray:
         """The rounding of a complex-step derivative: a few units of roundoff of its natural scale,

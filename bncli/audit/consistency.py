@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import numdiff
 from .cases import CaseInputs
 from .judge import TargetError, check_outputs
 
@@ -70,25 +71,30 @@ def consistency(call, inputs: CaseInputs, outputs: dict[str, np.ndarray], layout
             raise TargetError("its y is not finite, so its backward cannot be compared with it")
         return total
 
+    def along(index: int):
+        """The energy as a function of x, w or b alone (index 0, 1, 2)."""
+
+        def energy_of(value):
+            args = [x, w, b]
+            args[index] = value
+            return energy(*args)
+
+        return energy_of
+
+    def directional_error(name: str, index: int, point: np.ndarray, direction: np.ndarray) -> float:
+        change, applied = numdiff.difference(along(index), point, direction)
+        return _relative(float((outputs[name] * applied).sum()), change, applied, outputs[name])
+
     errors: dict[str, float] = {}
     try:
         if "dx" in wanted:
             for _ in range(CONSISTENCY_DIRECTIONS):
                 d = rng.standard_normal(x.shape) * sigma
-                h = CONSISTENCY_STEP
-                numeric = (energy(x + h * d, w, b) - energy(x - h * d, w, b)) / (2 * h)
-                errors["dx"] = max(
-                    errors.get("dx", 0.0), _relative(float((outputs["dx"] * d).sum()), numeric, d, outputs["dx"])
-                )
-        for name, index in (("dw", 1), ("db", 2)):
+                errors["dx"] = max(errors.get("dx", 0.0), directional_error("dx", 0, x, CONSISTENCY_STEP * d))
+        for name, index, point in (("dw", 1, w), ("db", 2, b)):
             if name in wanted:
-                d = rng.standard_normal(w.shape)
                 h = CONSISTENCY_STEP * max(1.0, float(np.abs(w).max()), float(np.abs(b).max()))
-                args = [x, w, b]
-                plus, minus = list(args), list(args)
-                plus[index], minus[index] = args[index] + h * d, args[index] - h * d
-                numeric = (energy(*plus) - energy(*minus)) / (2 * h)
-                errors[name] = _relative(float((outputs[name] * d).sum()), numeric, d, outputs[name])
+                errors[name] = directional_error(name, index, point, h * rng.standard_normal(w.shape))
     except TargetError as error:
         return ConsistencyResult(inputs.name, inputs.dtype, errors, tolerance, f"the target failed: {error}")
     return ConsistencyResult(inputs.name, inputs.dtype, errors, tolerance)
@@ -99,5 +105,5 @@ def _relative(analytic: float, numeric: float, d: np.ndarray, gradient: np.ndarr
     infinite where the gradient is NaN or infinite (it agrees with nothing)."""
     with np.errstate(all="ignore"):
         scale = float(np.abs(gradient * d).sum()) or 1.0
-        error = abs(analytic - numeric) / scale
+        error = float(numdiff.relative_error(analytic - numeric, scale))
     return error if np.isfinite(error) else np.inf

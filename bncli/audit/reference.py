@@ -8,7 +8,7 @@ a correct, backward-stable implementation attains at that precision on that inpu
     budget_i = C_q · u(dtype) · scale_i
 
 with u the unit roundoff and scale_i the element's natural scale (see
-:func:`natural_scales`). Errors are reported on that scale: ``error_i =
+:func:`bncli.numdiff.rounding_scales`). Errors are reported on that scale: ``error_i =
 |obtained_i − exact_i| / scale_i``, so an element passes when error_i ≤ C_q·u.
 """
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import core
+from ..numdiff import rounding_scales, unit_roundoff
 from .cases import CaseInputs
 
 # C_q, the multiple of u·scale a correct implementation stays within. Measured maxima of
@@ -45,44 +46,7 @@ def reference(inputs: CaseInputs) -> Reference:
     bn = core.forward(x, w, b, inputs.eps)
     grads = core.backward(g, bn)
     values = {"y": bn.y, "dx": grads.dx, "dw": grads.dw, "db": grads.db}
-    return Reference(values, natural_scales(bn.s, bn.mean, bn.std, w, b, g))
-
-
-def natural_scales(s, mean, std, weight, bias, g) -> dict[str, np.ndarray]:
-    """The scale each element's rounding error is proportional to in a backward-stable implementation.
-
-    With o = 1 + |m|/σ per column (rounding the mean shifts every s by ~u·|m|/σ),
-    ρ = √k (the typical growth of the rounding error of a sum of k terms added one
-    after another), k rows, and sums down each column::
-
-        y_i  : ρ·|w|·(|s_i| + o) + |b|
-        dx_i : (|w|/σ)·(|g_i| + ρ·o·(1 + |s_i|)·(Σ|g| + Σ|g·s|)/k)
-        dw   : ρ·Σ|g|·(|s| + o)
-        db   : ρ·Σ|g|
-
-    dx's terms are those of its closed form (|w|/(kσ))·(k|g_i| + Σ|g| + |s_i|·Σ|g s|),
-    each widened by o for the error of s. The scales are never 0 (a 0 weight or an
-    all-zero dy gives a floor of the smallest normal number).
-    """
-    k = s.shape[0]
-    growth = np.sqrt(k)
-    offset = 1 + np.abs(mean) / std
-    w, absg = np.abs(weight), np.abs(g)
-    sum_g = absg.sum(axis=0)
-    sum_gs = (absg * np.abs(s)).sum(axis=0)
-    tiny = np.finfo(np.float64).tiny
-    with np.errstate(over="ignore"):
-        scales = {
-            "y": growth * w * (np.abs(s) + offset) + np.abs(bias),
-            "dx": (w / std) * (absg + growth * offset * (1 + np.abs(s)) * (sum_g + sum_gs) / k),
-            "dw": growth * (absg * (np.abs(s) + offset)).sum(axis=0),
-            "db": growth * sum_g,
-        }
-    return {name: np.maximum(scale, tiny) for name, scale in scales.items()}
-
-
-def unit_roundoff(dtype: str) -> float:
-    return float(np.finfo(dtype).eps) / 2
+    return Reference(values, rounding_scales(bn.s, bn.mean, bn.std, w, b, g))
 
 
 def budget(name: str, dtype: str) -> float:

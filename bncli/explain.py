@@ -35,6 +35,7 @@ import numpy as np
 from . import core, numdiff
 from . import gradcheck as gc
 from .errors import InputError, printable
+from .numdiff import largest_relative_error as largest
 from .options import MAX_MATRIX_ELEMENTS
 
 # Vectors and matrices longer than this are summarised in markdown (first and last halves).

@@ -1,0 +1,1 @@
+"""How each kind of result is shown: its Document of parts (tables, json, markdown, pictures)."""

@@ -21,12 +21,10 @@ each atomically.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +36,6 @@ MATRIX_FORMATS = ("csv", "tsv", "npy")
 RECORDED_FORMATS = ("svg", "html")  # the table view, recorded as a terminal shows it
 FIGURE_FORMATS = ("png", "pdf")  # the pictures alone, drawn by matplotlib
 MATRIX_PARTS = (set(options.FORWARD_PARTS) | set(options.GRAD_PARTS)) - {"check"}  # what csv can print alone
-# A table that goes to a file or a pipe is this wide, whatever the terminal.
-FILE_WIDTH = 120
-MIN_WIDTH = 40
-# The width of recorded terminal pictures (svg, html) when stdout is no terminal to copy.
-RECORDED_WIDTH = 100
 
 
 def stdout_is_terminal() -> bool:
@@ -339,30 +332,17 @@ def _write_stdout(write) -> None:
 
 def _render(document: Document, parts: list[Part], outputs: options.OutputOptions, fmt: str) -> str:
     """The table view as text (for a terminal, a pipe or a file) or as svg/html (recorded as a terminal shows it)."""
-    from .render import Renderer, make_console
+    from .render import view
 
-    recorded = fmt in RECORDED_FORMATS
-    terminal = recorded or (not outputs.output and stdout_is_terminal())
-    buffer = _EncodedBuffer("utf-8" if outputs.output else _stdout_encoding())
-    width, height = _view_size(outputs, recorded, terminal)
-    console = make_console(buffer, width=width, terminal=terminal, record=recorded, height=height)
-    renderer = Renderer(console, outputs.precision, outputs.full)
-    renderer.print_all(_view_makers(document, parts, outputs), fold_lines=recorded)
-    if fmt == "svg":
-        return console.export_svg(title="bncli")
-    if fmt == "html":
-        return console.export_html()
-    return buffer.getvalue()
-
-
-def _view_size(outputs: options.OutputOptions, recorded: bool, terminal: bool) -> tuple[int, int]:
-    """The table view's width and height: a recording's, a file's, or the terminal's."""
-    if recorded:
-        width = _table_width(True) if stdout_is_terminal() else RECORDED_WIDTH
-    else:
-        width = FILE_WIDTH if outputs.output else _table_width(terminal)
-    height = _terminal_size().lines if terminal and not recorded else 25
-    return width, height
+    return view(
+        _view_makers(document, parts, outputs),
+        outputs.precision,
+        outputs.full,
+        to_file=bool(outputs.output),
+        stdout_terminal=stdout_is_terminal(),
+        encoding="utf-8" if outputs.output else _stdout_encoding(),
+        export=fmt if fmt in RECORDED_FORMATS else None,
+    )
 
 
 def _view_makers(document: Document, parts: list[Part], outputs: options.OutputOptions) -> list[Callable]:
@@ -380,32 +360,3 @@ def _view_makers(document: Document, parts: list[Part], outputs: options.OutputO
 
 def _draw(make: Callable, renderer) -> object:
     return make()
-
-
-def _table_width(terminal: bool) -> int:
-    """For stdout: COLUMNS where it is set, else the terminal's own width (asked here: Rich takes
-    80 on TERM=dumb whatever the screen), else FILE_WIDTH; never below MIN_WIDTH."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return max(MIN_WIDTH, int(columns))
-    if terminal:
-        return max(MIN_WIDTH, _terminal_size().columns)
-    return FILE_WIDTH
-
-
-def _terminal_size():
-    import shutil
-
-    return shutil.get_terminal_size((FILE_WIDTH, 25))
-
-
-class _EncodedBuffer(StringIO):
-    """A text buffer that tells Rich the encoding it will be written in (ASCII boxes where needed)."""
-
-    def __init__(self, encoding: str):
-        super().__init__()
-        self._encoding = encoding
-
-    @property
-    def encoding(self) -> str:
-        return self._encoding

@@ -7,7 +7,9 @@ shown as escapes so that nothing from the data reaches the terminal raw.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from io import StringIO
 
 import numpy as np
 from rich import box
@@ -17,6 +19,11 @@ from rich.text import Text
 
 from .errors import printable
 
+# A table that goes to a file or a pipe is this wide, whatever the terminal.
+FILE_WIDTH = 120
+MIN_WIDTH = 40
+# The width of recorded terminal pictures (svg, html) when stdout is no terminal to copy.
+RECORDED_WIDTH = 100
 ELLIPSIS_ROW = "⋮"
 ELLIPSIS_COLUMN = "…"
 
@@ -139,6 +146,67 @@ def titled_table(title: str) -> Table:
         pad_edge=False,
         min_width=len(title),
     )
+
+
+def view(
+    makers: list,
+    precision: int,
+    full: bool,
+    *,
+    to_file: bool,
+    stdout_terminal: bool,
+    encoding: str,
+    export: str | None = None,
+) -> str:
+    """The table view of ``makers`` (see :meth:`Renderer.print_all`) as text, or recorded as ``export`` (svg, html).
+
+    It is as wide as the terminal it goes to, :data:`FILE_WIDTH` in a file or a pipe, and
+    a recording as wide as the terminal it is made on (else :data:`RECORDED_WIDTH`).
+    """
+    recorded = export is not None
+    terminal = recorded or (not to_file and stdout_terminal)
+    if recorded:
+        width = _table_width(True) if stdout_terminal else RECORDED_WIDTH
+    else:
+        width = FILE_WIDTH if to_file else _table_width(terminal)
+    height = _terminal_size().lines if terminal and not recorded else 25
+    buffer = _EncodedBuffer(encoding)
+    console = make_console(buffer, width=width, terminal=terminal, record=recorded, height=height)
+    Renderer(console, precision, full).print_all(makers, fold_lines=recorded)
+    if export == "svg":
+        return console.export_svg(title="bncli")
+    if export == "html":
+        return console.export_html()
+    return buffer.getvalue()
+
+
+def _table_width(terminal: bool) -> int:
+    """For stdout: COLUMNS where it is set, else the terminal's own width (asked here: Rich takes
+    80 on TERM=dumb whatever the screen), else FILE_WIDTH; never below MIN_WIDTH."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return max(MIN_WIDTH, int(columns))
+    if terminal:
+        return max(MIN_WIDTH, _terminal_size().columns)
+    return FILE_WIDTH
+
+
+def _terminal_size():
+    import shutil
+
+    return shutil.get_terminal_size((FILE_WIDTH, 25))
+
+
+class _EncodedBuffer(StringIO):
+    """A text buffer that tells Rich the encoding it will be written in (ASCII boxes where needed)."""
+
+    def __init__(self, encoding: str):
+        super().__init__()
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:
+        return self._encoding
 
 
 class ProgressBar:

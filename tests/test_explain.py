@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from bncli import core, explain, render, tables
-from bncli.present import explain as present
 from bncli.errors import InputError
+from bncli.present import explain as present
 
 CONTRACT_KEYS = [
     "column", "k", "eps", "weight", "bias", "x", "m", "v", "std", "s", "dm_dx", "dv_dx",

@@ -1,7 +1,7 @@
 """A grad result as a Document: dx, dw, db, dy, the Jacobians and the gradient check, in every format.
 
-The check's json, its tables and its one-line verdict are made here and nowhere else. Rich is
-imported only when a table is made: csv, tsv, npy and json never load it.
+The check's json, its tables and its one-line verdict are made here and nowhere else. This
+module imports Rich only when a table is made.
 """
 
 from __future__ import annotations

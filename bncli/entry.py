@@ -5,48 +5,9 @@ moment ends bncli quietly like at any other time, instead of with a traceback.
 """
 
 import os
-import signal
 import sys
 
-from . import __version__
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary files are removed on the way out."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-received: int | None = None  # the SIGTERM or SIGHUP that ends this run, once one arrived
-
-
-def _ignore_further_signals() -> None:
-    """One interrupt ends bncli; the next ones must not stop its cleanup (polars answers a Ctrl-C
-    that reaches it with a second one)."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
-
-
-def _unwinding() -> bool:
-    """Whether an interrupt is already being handled: polars raises KeyboardInterrupt itself for a
-    Ctrl-C that reaches it, and Python's own handler then runs once more, inside the cleanup."""
-    return isinstance(sys.exc_info()[1], KeyboardInterrupt | Terminated)
-
-
-def _interrupt(signum, frame) -> None:
-    _ignore_further_signals()
-    if not _unwinding():
-        raise KeyboardInterrupt
-
-
-def _terminate(signum, frame) -> None:
-    global received
-    received = signum
-    _ignore_further_signals()
-    if not _unwinding():
-        raise Terminated(signum)
+from . import __version__, signals
 
 
 def _guard_standard_streams() -> None:
@@ -94,15 +55,13 @@ def main() -> None:
     _sane_terminal_size()
     if sys.stdout is not None:  # help on a stdout that cannot encode its box characters: '?' for them
         sys.stdout.reconfigure(errors="replace")
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _terminate)
-    signal.signal(signal.SIGINT, _interrupt)
+    signals.install()
     try:
         if sys.argv[1:] in (["--version"], ["-V"]):  # answered before Typer builds the commands
             _print_version()
         from .cli import main as run_command_line
     except KeyboardInterrupt:
         sys.exit(130)
-    except Terminated as received:
+    except signals.Terminated as received:
         sys.exit(128 + received.signum)
     run_command_line()

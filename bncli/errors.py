@@ -2,11 +2,13 @@
 
 An :class:`InputError` is bad usage or bad input (exit 2), an :class:`OutputError` a result that
 could not be written (exit 74). Both carry one line for the user; :func:`printable` makes any text
-safe to put in that line.
+safe to put in that line, and :func:`note` puts a line that is not an error (a warning, a verdict)
+on stderr.
 """
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 
 
@@ -24,3 +26,11 @@ def printable(text: str) -> str:
         ch if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co") else ch.encode("unicode_escape").decode("ascii")
         for ch in text
     )
+
+
+def note(message: str) -> None:
+    """A diagnostic line on stderr; a stderr that is closed or full does not change the outcome."""
+    try:
+        print(f"bncli: {printable(message)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -15,20 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import tables
-from .errors import InputError, printable
+from .errors import InputError, note, printable
 from .options import InputOptions
 from .tables import Matrix
 
 if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
     from . import gradcheck as gc
-
-
-def note(message: str) -> None:
-    """A diagnostic line on stderr; a stderr that is closed or full does not change the outcome."""
-    try:
-        print(f"bncli: {printable(message)}", file=sys.stderr, flush=True)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 # ------------------------------------------------------------------------ the data

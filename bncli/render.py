@@ -1,4 +1,4 @@
-"""Rich tables for people: matrices, per-column values, gradient-check reports.
+"""Rich for people: the console, matrices summarised to fit it, titled tables, a progress bar.
 
 Data (column names, file names) is always shown literally: it goes into
 ``rich.text.Text`` objects, never into markup, and control characters are
@@ -7,23 +7,23 @@ shown as escapes so that nothing from the data reaches the terminal raw.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from io import StringIO
 
 import numpy as np
 from rich import box
-from rich.console import Console, Group
-from rich.padding import Padding
-from rich.rule import Rule
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from .errors import printable
 
-if TYPE_CHECKING:
-    from .explain import Explanation
-    from .gradcheck import CheckReport, Comparison
-
+# A table that goes to a file or a pipe is this wide, whatever the terminal.
+FILE_WIDTH = 120
+MIN_WIDTH = 40
+# The width of recorded terminal pictures (svg, html) when stdout is no terminal to copy.
+RECORDED_WIDTH = 100
 ELLIPSIS_ROW = "⋮"
 ELLIPSIS_COLUMN = "…"
 
@@ -44,6 +44,14 @@ def _kept(count: int, limit: int | None) -> tuple[list[int], bool]:
     head = (limit + 1) // 2
     tail = limit // 2
     return list(range(head)) + list(range(count - tail, count)), True
+
+
+def _with_gap(shown: list[int], cut: bool) -> list[int | None]:
+    """``shown`` with None in the middle where indices were cut: where the ellipsis goes."""
+    if not cut:
+        return shown
+    middle = (len(shown) + 1) // 2
+    return [*shown[:middle], None, *shown[middle:]]
 
 
 def make_console(file, width: int | None, terminal: bool, record: bool = False, height: int = 25) -> Console:
@@ -108,96 +116,27 @@ class Renderer:
         max_rows, max_cols = self._limits(max(len(label) for label in row_labels) if row_labels else 3)
         shown_rows, cut_rows = _kept(k, max_rows)
         shown_cols, cut_cols = _kept(n, max_cols)
-        table = _table(title)
+        table = titled_table(title)
         table.add_column(literal(label_header), style="dim", justify="right", overflow="fold")
-        for position, j in enumerate(shown_cols):
-            if cut_cols and position == (len(shown_cols) + 1) // 2:
+        for j in _with_gap(shown_cols, cut_cols):
+            if j is None:
                 table.add_column(ELLIPSIS_COLUMN, justify="center")
-            table.add_column(literal(columns[j]), justify="right", overflow="fold")
-        for position, i in enumerate(shown_rows):
-            if cut_rows and position == (len(shown_rows) + 1) // 2:
+            else:
+                table.add_column(literal(columns[j]), justify="right", overflow="fold")
+        for i in _with_gap(shown_rows, cut_rows):
+            if i is None:
                 table.add_row(ELLIPSIS_ROW, *([ELLIPSIS_ROW] * (len(shown_cols) + cut_cols)))
-            cells = [number(values[i, j], self.precision) for j in shown_cols]
-            if cut_cols:
-                cells.insert((len(shown_cols) + 1) // 2, ELLIPSIS_COLUMN)
+                continue
+            cells = [ELLIPSIS_COLUMN if j is None else number(values[i, j], self.precision)
+                     for j in _with_gap(shown_cols, cut_cols)]  # fmt: skip
             table.add_row(literal(row_labels[i]), *cells)
         if cut_rows or cut_cols:
             table.caption = f"{k} × {n}, summarised; --full shows every element"
             table.min_width = max(table.min_width or 0, len(table.caption))
         return table
 
-    def check(self, report: CheckReport, columns: Sequence[str], against: str | None) -> Table:
-        """One row per compared quantity, all about its worst element: errors, where, values, verdict."""
-        scope = "every element" if report.probes is None else f"{report.probes} random directions"
-        method = "central differences" if report.method == "central" else "complex step"
-        title = f"gradient check: {method}, step {report.step:.3g}·σ, {scope}"
-        if against:
-            title += f"; checking {against}"
-        table = _table(title)
-        bound = f"err/noise ≤ {report.noise_multiple:g}" if report.rtol is None else f"err/scale ≤ {report.rtol:g}"
-        table.caption = (
-            "at the worst element: err = |checked − numerical|, scale = its natural scale, noise = what the "
-            f"numerical and the checked value may be off by without a mistake; PASS where {bound}"
-        )
-        # Below 100 columns pairs of values share a column, one above the other, so nothing is cut at 80.
-        stacked = self.console.width < 100
-        headers = (
-            ("quantity", "abs err\nerr/scale", "err/noise", "worst at", "checked\nnumerical")
-            if stacked
-            else ("quantity", "abs err", "err/scale", "err/noise", "worst at", "checked", "numerical")
-        )
-        for header in headers:
-            table.add_column(header, justify="right" if header != "quantity" else "left", overflow="fold")
-        if against:
-            table.add_column("vs bncli", justify="right", overflow="fold")
-        table.add_column("result")
-        for comparison in report.results.values():
-            errors = [number(comparison.abs_error, 3), number(comparison.rel_error, 3)]
-            values = [number(comparison.checked, self.precision), number(comparison.numerical, self.precision)]
-            if stacked:
-                errors, values = [_stack(errors)], [_stack(values)]
-            cells = [comparison.quantity, *errors, number(comparison.over_noise, 3), _location(comparison, columns)]
-            cells += values
-            if against:
-                rel = comparison.analytic_rel_error
-                cells.append("" if rel is None else number(rel, 3))
-            cells.append(Text("PASS", style="bold green") if comparison.passed else Text("FAIL", style="bold red"))
-            table.add_row(*[cell if isinstance(cell, Text) else literal(cell) for cell in cells])
-        table.min_width = max(table.min_width or 0, min(len(table.caption), self.console.width))
-        return table
 
-    def failures(self, report: CheckReport, columns: Sequence[str]) -> Table:
-        """For each failing quantity: how many elements exceed the bound, and the worst error per column."""
-        failed = [c for c in report.results.values() if not c.passed]
-        errors = np.full((len(failed), len(columns)), np.nan)
-        for row, comparison in enumerate(failed):
-            for column, error in comparison.column_errors.items():
-                errors[row, column] = error
-        labels = [f"{c.quantity}: {c.beyond} beyond" for c in failed]
-        bound = f"{report.noise_multiple:g} × noise" if report.rtol is None else f"{report.rtol:g}"
-        title = f"worst error / natural scale per column (bound {bound})"
-        return Renderer(self.console, 3, self.full).matrix(title, errors, columns, labels, "")
-
-    def sweep(self, report: CheckReport) -> Table:
-        table = _table("numerical dx error by step (× σ)")
-        table.add_column("step", justify="right")
-        table.add_column("max rel error", justify="right")
-        table.add_column("")
-        for point in report.sweep:
-            table.add_row(
-                f"{point.step:.3g}",
-                number(point.max_rel_error, 3),
-                "← default" if point.is_default else "",
-            )
-        return table
-
-
-def _stack(lines: list[str]) -> Text:
-    """Values one above the other in one cell."""
-    return Text("\n").join(literal(line) for line in lines)
-
-
-def _table(title: str) -> Table:
+def titled_table(title: str) -> Table:
     """A table as wide as its title at least, so that the title stays on one line where the screen allows."""
     return Table(
         title=literal(title),
@@ -209,35 +148,65 @@ def _table(title: str) -> Table:
     )
 
 
-def _location(comparison: Comparison, columns: Sequence[str]) -> str:
-    name = columns[comparison.column]
-    if comparison.row is None:
-        return name
-    if comparison.wrt_row is not None:
-        return f"{name}[{comparison.row},{comparison.wrt_row}]"
-    return f"{name} row {comparison.row}"
+def view(
+    makers: list,
+    precision: int,
+    full: bool,
+    *,
+    to_file: bool,
+    stdout_terminal: bool,
+    encoding: str,
+    export: str | None = None,
+) -> str:
+    """The table view of ``makers`` (see :meth:`Renderer.print_all`) as text, or recorded as ``export`` (svg, html).
 
-
-def verdict(report: CheckReport, columns: Sequence[str], dtype: str = "float64") -> str:
-    """One line: PASS/FAIL, what was compared, the method and the bound."""
-    names = ", ".join(report.results)
-    checked = "" if dtype == "float64" else f"{dtype} gradients, "
-    probes = "" if report.probes is None else f", {report.probes} random directions"
-    how = f"({checked}{report.method}, step {report.step:.3g}·σ{probes})"
-    if report.rtol is None:
-        largest = max(c.error_over_noise for c in report.results.values())
-        bound = f"every error ≤ {report.noise_multiple:g} × its noise (largest {largest:.2g}) {how}"
+    It is as wide as the terminal it goes to, :data:`FILE_WIDTH` in a file or a pipe, and
+    a recording as wide as the terminal it is made on (else :data:`RECORDED_WIDTH`).
+    """
+    recorded = export is not None
+    terminal = recorded or (not to_file and stdout_terminal)
+    if recorded:
+        width = _table_width(True) if stdout_terminal else RECORDED_WIDTH
     else:
-        bound = f"max rel error ≤ {report.rtol:g} {how}"
-    if report.passed:
-        return f"PASS: {names} agree with the numerical derivatives: {bound}"
-    failed = [c for c in report.results.values() if not c.passed]
-    worst = "; ".join(
-        f"{c.quantity} at {_location(c, columns)}: {c.checked:.{9}g} vs numerical {c.numerical:.{9}g} "
-        f"({c.over_noise:.3g} × noise)"
-        for c in failed
-    )
-    return f"FAIL: {', '.join(c.quantity for c in failed)} beyond {bound}; worst {worst}"
+        width = FILE_WIDTH if to_file else _table_width(terminal)
+    height = _terminal_size().lines if terminal and not recorded else 25
+    buffer = _EncodedBuffer(encoding)
+    console = make_console(buffer, width=width, terminal=terminal, record=recorded, height=height)
+    Renderer(console, precision, full).print_all(makers, fold_lines=recorded)
+    if export == "svg":
+        return console.export_svg(title="bncli")
+    if export == "html":
+        return console.export_html()
+    return buffer.getvalue()
+
+
+def _table_width(terminal: bool) -> int:
+    """For stdout: COLUMNS where it is set, else the terminal's own width (asked here: Rich takes
+    80 on TERM=dumb whatever the screen), else FILE_WIDTH; never below MIN_WIDTH."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return max(MIN_WIDTH, int(columns))
+    if terminal:
+        return max(MIN_WIDTH, _terminal_size().columns)
+    return FILE_WIDTH
+
+
+def _terminal_size():
+    import shutil
+
+    return shutil.get_terminal_size((FILE_WIDTH, 25))
+
+
+class _EncodedBuffer(StringIO):
+    """A text buffer that tells Rich the encoding it will be written in (ASCII boxes where needed)."""
+
+    def __init__(self, encoding: str):
+        super().__init__()
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:
+        return self._encoding
 
 
 class ProgressBar:
@@ -283,39 +252,3 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.stop()
         return False
-
-
-# ------------------------------------------------------------- bncli explain
-
-
-def explanation(renderer: Renderer, e: Explanation) -> Group:
-    """The article's derivation on one column, for people: one titled section per step.
-
-    Each section shows the step's formulas in Unicode, its values (summarised like
-    :meth:`Renderer.matrix`, all of them with ``full``) and its checks with their numbers,
-    in a neutral colour: they are measurements, not verdicts.
-    """
-    from .explain import context, steps
-
-    precision = renderer.precision
-    parts: list = [literal(line) for line in context(e)]
-    labels = [str(i) for i in range(1, e.k + 1)]
-    for position, step in enumerate(steps(e), 1):
-        parts += [Text(), Rule(literal(f"{position}. {step.title}", style="bold"), align="left")]
-        for formula in step.formulas:
-            line = Text("  ").append(literal(formula.unicode, style="bold"))
-            if formula.value is not None:
-                line.append(f" = {number(formula.value, precision)}")
-            parts.append(line)
-        if step.values is not None:
-            values = step.values
-            if values.matrix:
-                table = renderer.matrix(f"{values.title} ({e.k} × {e.k})", values.values, labels, labels, "i\\j")
-            else:
-                table = renderer.matrix("", values.values, [unicode for unicode, _ in values.headers], labels, "i")
-            parts.append(Padding(table, (0, 0, 0, 2)))
-        parts += [
-            Padding(literal(note, style="cyan" if note.startswith("check") else "dim"), (0, 0, 0, 2))
-            for note in step.notes
-        ]
-    return Group(*parts)

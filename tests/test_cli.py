@@ -377,3 +377,23 @@ def test_real_process_head_closes_the_pipe_quietly(tmp_path):
 def test_python_dash_m(args):
     run = run_process(*args)
     assert run.returncode == 0 and run.stdout
+
+
+def test_the_command_line_and_the_entry_point_share_signals_without_importing_each_other():
+    import ast
+    from pathlib import Path
+
+    import bncli.cli
+    import bncli.entry
+
+    cli_sources = Path(bncli.cli.__file__).parent.glob("*.py")
+    for source in cli_sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "entry" not in [node.module, *(alias.name for alias in node.names)], source.name
+    entry_imports = [
+        (node.module, [alias.name for alias in node.names])
+        for node in ast.walk(ast.parse(Path(bncli.entry.__file__).read_text()))
+        if isinstance(node, ast.ImportFrom)
+    ]
+    assert ("cli", ["main"]) in entry_imports  # the entry point starts the command line, lazily

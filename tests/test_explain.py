@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bncli import core, explain, render, tables
 from bncli.errors import InputError
+from bncli.present import explain as present
 
 CONTRACT_KEYS = [
     "column", "k", "eps", "weight", "bias", "x", "m", "v", "std", "s", "dm_dx", "dv_dx",
@@ -195,7 +196,7 @@ def test_eval_mode_walks_the_inference_formula_to_a_diagonal_jacobian(sample):
         np.testing.assert_array_equal(e.dv_dx, 0)
         assert e.dm_dx_numerical.max() == e.dv_dx_numerical.max() == 0
         assert e.dx_difference <= 1e-15
-    text = "\n".join(explain.context(e)) + str([note for step in explain.steps(e) for note in step.notes])
+    text = "\n".join(present.context(e)) + str([note for step in present.steps(e) for note in step.notes])
     assert "eval mode" in text and "collapses to the diagonal" in text
 
 
@@ -215,13 +216,13 @@ def test_json_has_exactly_the_contracts_keys(sample):
 
 def explanation_json_roundtrip(e):
     """The json object as bncli writes it and a script reads it back (NaN and infinity refused)."""
-    return json.loads(tables.format_json(explain.explanation_json(e)))
+    return json.loads(tables.format_json(present.explanation_json(e)))
 
 
 def test_markdown_has_the_articles_latex_and_the_values(sample):
     data, dy = sample
     e = explain.explain_column(data.values, dy, column=3, name="Hb")
-    text = explain.explanation_markdown(e)
+    text = present.explanation_markdown(e)
     for latex in (
         r"m=\sum_{t=1}^{k}x_{t}/k",
         r"s_{i} = \frac{x_{i} - m}{\sqrt{v + \varepsilon}}",
@@ -244,7 +245,7 @@ def test_markdown_summarises_long_columns_unless_full():
     rng = np.random.default_rng(2)
     x, g = 5e12 + 1e11 * rng.standard_normal(30), rng.standard_normal(30)
     e = explain.explain_column(x, g)
-    summary, full = explain.explanation_markdown(e), explain.explanation_markdown(e, full=True)
+    summary, full = present.explanation_markdown(e), present.explanation_markdown(e, full=True)
     assert "| ⋮ |" in summary and r"\vdots" in summary and r"\cdots" in summary and r"\ddots" in summary
     assert "| 30 |" in summary and "| 15 |" not in summary
     assert "⋮" not in full and r"\vdots" not in full and "| 15 |" in full
@@ -253,7 +254,7 @@ def test_markdown_summarises_long_columns_unless_full():
 
 def rendered(e, width: int, full: bool = False) -> str:
     console = Console(file=StringIO(), width=width, highlight=False, soft_wrap=False)
-    console.print(render.explanation(render.Renderer(console, 6, full), e))
+    console.print(present.explanation_view(render.Renderer(console, 6, full), e))
     return console.file.getvalue()
 
 
@@ -263,7 +264,7 @@ def test_rich_rendering_shows_each_step_and_cuts_nothing(sample, width):
     e = explain.explain_column(data.values, dy, column=3, name="Hb")
     text = rendered(e, width)
     assert max(len(line) for line in text.splitlines()) <= width
-    for position, step in enumerate(explain.steps(e), 1):
+    for position, step in enumerate(present.steps(e), 1):
         assert f"{position}. {step.title}" in text
         for formula in step.formulas:
             assert formula.unicode in text

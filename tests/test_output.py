@@ -150,3 +150,24 @@ def test_help_names_paths_says_what_implies_check_and_shows_examples():
     assert "Implies --check" in sweep
     assert "Examples" in text and "--no-fast" in text
     assert "--install-completion" in run_process("--help").stdout.decode()
+
+
+def _imported_modules(path) -> set[str]:
+    """The bncli modules a source file imports, at its top or inside its functions."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            found |= {f"{module}.{alias.name}".strip(".") for alias in node.names} | {module}
+    return found
+
+
+def test_the_dispatcher_knows_no_command_and_no_input():
+    from pathlib import Path
+
+    import bncli.output
+
+    imported = _imported_modules(Path(bncli.output.__file__))
+    assert not {name for name in imported if name.split(".")[0] in ("commands", "inputs", "present", "cli")}

@@ -1,1 +1,1 @@
-"""Presentation per result: each module makes one kind of result's Document parts (table, json, pictures)."""
+"""How each kind of result is shown: its Document of parts (tables, json, markdown, pictures)."""

@@ -210,10 +210,10 @@ def _case_tables(report, width: int) -> list:
 
 def _case_table(title: str, results, width: int, caption: str | None = None):
     """Cases × quantities: each cell the verdict, and for a failure error/budget."""
-    from ..render import _table, literal
+    from ..render import literal, titled_table
 
     short = width < _WIDE_AUDIT
-    table = _table(title)
+    table = titled_table(title)
     table.min_width = min(table.min_width or 0, width)
     table.caption = _caption(results, caption) if short else caption
     table.min_width = min(max(table.min_width or 0, len(table.caption or "")), width)

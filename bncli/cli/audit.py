@@ -1,0 +1,158 @@
+"""``bncli audit``: another implementation of batch norm, run on a battery of cases and judged."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from .. import options
+from .app import app, run
+from .common import OUTPUT, DType, Plot, option, output_option, validate_output, value_of
+
+AuditFormat = Enum("AuditFormat", {name: name for name in options.AUDIT_FORMATS}, type=str)
+Layout = Enum("Layout", {name: name for name in options.LAYOUTS}, type=str)
+
+AUDIT = "Audit"
+AuditOutput = Annotated[str | None, output_option(".json; anything else json")]
+
+EXAMPLES = """Examples:
+
+  bncli audit examples/batchnorm_numpy.py:batchnorm
+
+  bncli audit torch --layout nchw
+
+  bncli audit --cmd './batchnorm' --dtype float64 -o report.json
+"""
+
+
+@app.command(epilog=EXAMPLES)
+def audit(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="path/to/file.py:func or package.module:func (a Python function), torch, or bncli.",
+            metavar="[TARGET]",
+            show_default=False,
+        ),
+    ] = None,
+    *,
+    cmd: Annotated[
+        str | None,
+        option(
+            "--cmd",
+            help="Audit a program instead (any language): run once per case with a folder holding "
+            "x.npy, dy.npy, params.json (and x.csv, dy.csv); it writes y, dx, dw, db there as .npy or .csv.",
+            panel=AUDIT,
+            metavar="'PROGRAM [ARGS]'",
+        ),
+    ] = None,
+    case: Annotated[
+        list[str] | None,
+        option("--case", help="Run only this case; repeatable (see --list-cases).", panel=AUDIT, metavar="NAME"),
+    ] = None,
+    list_cases: Annotated[bool, option("--list-cases", help="List the cases and exit.", panel=AUDIT)] = False,
+    extreme: Annotated[
+        bool,
+        option("--extreme", help="Add the extreme cases (squares overflow or underflow), reported apart.", panel=AUDIT),
+    ] = False,
+    dtype: Annotated[
+        DType | None,
+        option("--dtype", help="Run the cases in this precision only. Default: both.", panel=AUDIT, show_default=False),
+    ] = None,
+    layout: Annotated[
+        Layout,
+        option(
+            "--layout",
+            help="nc: batch × features (BatchNorm1d); nchw, nhwc: statistics per channel over N, H, W (BatchNorm2d).",
+            panel=AUDIT,
+        ),
+    ] = Layout.nc,
+    timeout: Annotated[
+        float, option("--timeout", help="Seconds each call may take before it is an ERROR.", panel=AUDIT, min=0.001)
+    ] = options.DEFAULT_TIMEOUT,
+    format: Annotated[
+        AuditFormat | None,
+        option(
+            "--format",
+            "-f",
+            help="Output format. Default: by --output's extension, else table on a terminal, json otherwise.",
+            panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+    output: AuditOutput = None,
+    plot: Plot = False,
+) -> None:
+    """Audit a batch-norm implementation (any language) on hard cases against exact references.
+
+    Compares its y, dx, dw, db with bounds that a correct implementation attains at its precision,
+    and tells rounding (INACCURATE) from formula errors (WRONG); exit 0 on PASS, 1 otherwise.
+    """
+    outputs = options.OutputOptions(format=value_of(format), output=output, plot=plot)
+    dtypes = options.DTYPES if dtype is None else (dtype.value,)
+    run(
+        lambda: _audit(
+            list_cases,
+            outputs,
+            target=target,
+            cmd=cmd,
+            cases=tuple(case or ()),
+            extreme=extreme,
+            dtypes=dtypes,
+            layout=layout.value,
+            timeout=timeout,
+        )  # fmt: skip
+    )
+
+
+def _audit(list_cases: bool, outputs: options.OutputOptions, **settings) -> int:
+    """``settings``: the fields of :class:`bncli.audit.run.AuditOptions`, by name."""
+    from .. import commands, output
+    from ..audit.run import AuditOptions
+    from ..present.audit import audit_document
+
+    if list_cases:
+        return _list_cases(outputs)
+    request = AuditOptions(**settings)
+    fmt = validate_output(outputs, options.AUDIT_FORMATS, pictures=True)
+    progress = _audit_progress()
+    try:
+        report = commands.audit(request, progress=progress)
+    finally:
+        if progress:
+            progress(None)
+    return output.emit(audit_document(report), outputs, fmt)
+
+
+def _list_cases(outputs: options.OutputOptions) -> int:
+    """The battery through the one dispatcher. It is for people: text on a pipe too, and in a file whose
+    name implies no format, unlike the audit's report; json where -f json or a .json name asks for it."""
+    from dataclasses import replace
+
+    from .. import commands, output
+    from ..present.audit import cases_document
+    from ..tables import format_for_path
+
+    if outputs.format is None and (outputs.output is None or format_for_path(outputs.output) is None):
+        outputs = replace(outputs, format="table")
+    fmt = validate_output(outputs, options.AUDIT_FORMATS)
+    return output.emit(cases_document(commands.list_cases(extreme=True)), outputs, fmt)
+
+
+def _audit_progress():
+    """A line on a terminal's stderr naming the case being run, erased as the next begins."""
+    try:
+        terminal = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if not terminal:
+        return None
+
+    def show(what: str | None) -> None:
+        sys.stderr.write("\r\x1b[K" if what is None else f"\r\x1b[Kaudit: {what}")
+        sys.stderr.flush()
+
+    return show

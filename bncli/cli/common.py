@@ -1,0 +1,162 @@
+"""What the commands share: the options every command declares alike, and the steps around running one."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from .. import options
+
+Format = Enum("Format", {name: name for name in options.MATRIX_FORMATS}, type=str)
+DType = Enum("DType", {name: name for name in options.DTYPES}, type=str)
+
+INPUT = "Input"
+OUTPUT = "Output"
+MODE = "Running statistics and eval mode"
+
+
+def option(*names: str, help: str, panel: str, **settings):
+    return typer.Option(*names, help=help, rich_help_panel=panel, **settings)
+
+
+def path(text: str) -> str:
+    """An argument that names a file: the help shows its type by this function's name, <path>."""
+    return text
+
+
+File = Annotated[
+    str | None,
+    typer.Argument(
+        help="CSV, TSV or .npy file; '-' reads stdin. Omitted: stdin when piped, else the bundled sample.",
+        metavar="[FILE]",
+        show_default=False,
+        parser=path,
+    ),
+]
+Delimiter = Annotated[
+    str | None,
+    option(
+        "--delimiter",
+        "-d",
+        help="Field delimiter: , ; | tab whitespace … Default: .tsv → tab, else sniffed.",
+        panel=INPUT,
+        metavar="CHAR",
+    ),
+]
+Header = Annotated[
+    bool | None,
+    option(
+        "--header/--no-header",
+        help="First row is a header. Default: yes iff a field in it is not a number.",
+        panel=INPUT,
+        show_default=False,
+    ),
+]
+Eps = Annotated[float, option("--eps", help="ε added to the variance (≥ 0).", panel=INPUT)]
+Weight = Annotated[
+    str | None,
+    option(
+        "--weight",
+        "-w",
+        help="w (gamma): one number, or a comma list of one per column. Default: 1.",
+        panel=INPUT,
+        metavar="W",
+    ),
+]
+Bias = Annotated[
+    str | None,
+    option(
+        "--bias",
+        "-b",
+        help="b (beta): one number, or a comma list of one per column. Default: 0.",
+        panel=INPUT,
+        metavar="B",
+    ),
+]
+Dtype = Annotated[DType, option("--dtype", help="Precision of the analytic computation.", panel=INPUT)]
+FormatOption = Annotated[
+    Format | None,
+    option(
+        "--format",
+        "-f",
+        help="Output format. Default: by --output's extension, else table on a terminal, csv otherwise.",
+        panel=OUTPUT,
+        show_default=False,
+    ),
+]
+PICTURE_FILES = ".svg .html: the table view with its pictures; .png .pdf: the pictures (needs bncli\\[plot])"
+
+
+def output_option(formats: str) -> object:
+    return option(
+        "--output",
+        "-o",
+        help=f"Write here (atomically) instead of stdout; the extension sets the format ({formats}; {PICTURE_FILES}).",
+        panel=OUTPUT,
+        metavar="PATH",
+    )
+
+
+Output = Annotated[str | None, output_option(".json .tsv .npy .csv; anything else csv")]
+Precision = Annotated[
+    int,
+    option(
+        "--precision", "-p", min=1, max=17, help="Significant digits in tables (csv/tsv/json round-trip).", panel=OUTPUT
+    ),
+]
+Full = Annotated[bool, option("--full", help="Show every element of large tables instead of a summary.", panel=OUTPUT)]
+Dy = Annotated[
+    str | None,
+    option(
+        "--dy",
+        help="Upstream gradient ∂e/∂y, same shape as the data; '-' reads stdin. Default: N(0,1) draws from --seed.",
+        panel=INPUT,
+        metavar="PATH",
+    ),
+]
+Seed = Annotated[int, option("--seed", min=0, help="Seed of the default dy and of --fast's directions.", panel=INPUT)]
+Plot = Annotated[
+    bool,
+    option(
+        "--plot",
+        help="Also draw pictures (heatmaps, error maps, curves) in the table view and svg/html/png files.",
+        panel=OUTPUT,
+    ),
+]
+Running = Annotated[
+    str | None,
+    option(
+        "--running",
+        help="Running statistics (JSON) to start from, or to normalize with in --eval.",
+        panel=MODE,
+        metavar="PATH",
+    ),
+]
+SaveRunning = Annotated[
+    str | None,
+    option(
+        "--save-running", help="Write the running statistics updated by this batch (JSON).", panel=MODE, metavar="PATH"
+    ),
+]
+Momentum = Annotated[float, option("--momentum", help="Momentum of the running statistics, as in PyTorch.", panel=MODE)]
+Eval = Annotated[bool, option("--eval", help="Inference mode: normalize with --running statistics.", panel=MODE)]
+
+
+def value_of(choice: Enum | None) -> str | None:
+    return None if choice is None else choice.value
+
+
+def validate_output(outputs: options.OutputOptions, formats: tuple[str, ...], **what) -> str:
+    """The format to write, or an input error for output options that cannot show what was asked for."""
+    from .. import output
+
+    return output.validate(outputs, formats=formats, stdout_is_tty=output.stdout_is_terminal(), **what)
+
+
+def check_save_running(inputs: options.InputOptions) -> None:
+    if inputs.save_running:
+        from ..tables import check_output_path
+
+        check_output_path(inputs.save_running, "--save-running")

@@ -36,7 +36,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-Format = Enum("Format", {name: name for name in options.MATRIX_FORMATS}, type=str)
+Format = Enum("Format", {name: name for name in options.FORWARD_FORMATS + options.GRAD_FORMATS}, type=str)
 AuditFormat = Enum("AuditFormat", {name: name for name in options.AUDIT_FORMATS}, type=str)
 ExplainFormat = Enum("ExplainFormat", {name: name for name in options.EXPLAIN_FORMATS}, type=str)
 Layout = Enum("Layout", {name: name for name in options.LAYOUTS}, type=str)
@@ -411,7 +411,7 @@ def _forward(request: options.ForwardRequest, outputs: options.OutputOptions) ->
     from . import commands, output
 
     extras = {"stats": "--stats"} if request.stats else {}
-    fmt = _validate(outputs, options.MATRIX_FORMATS, extras=extras, default="y")
+    fmt = _validate(outputs, options.FORWARD_FORMATS, extras=extras, default="y")
     _check_save_running(request.inputs)
     result = commands.forward(request)
     return output.emit(output.forward_document(result, request.inputs.save_running), outputs, fmt)
@@ -427,7 +427,7 @@ def _grad(request: options.GradRequest, outputs: options.OutputOptions) -> int:
     if request.check.sweep:
         extras["check"] = "--sweep"
     drawable = request.jacobian or request.check.enabled
-    fmt = _validate(outputs, options.MATRIX_FORMATS, extras=extras, default="dx", pictures=drawable)
+    fmt = _validate(outputs, options.GRAD_FORMATS, extras=extras, default="dx", pictures=drawable)
     _check_save_running(request.inputs)
     with ProgressBar("gradient check") as progress:
         result = commands.grad(request, progress)
@@ -442,7 +442,7 @@ def _validate(outputs: options.OutputOptions, formats: tuple[str, ...], **what) 
 
 def _check_save_running(inputs: options.InputOptions) -> None:
     if inputs.save_running:
-        from .tables import check_output_path
+        from .io.files import check_output_path
 
         check_output_path(inputs.save_running, "--save-running")
 
@@ -602,7 +602,7 @@ def _audit(list_cases: bool, outputs: options.OutputOptions, **settings) -> int:
     if list_cases:
         cases = auditing.list_cases(extreme=True)
         if outputs.format == "json":
-            from .tables import format_json
+            from .io.write import format_json
 
             listing = [{"name": c.name, "description": c.description, "extreme": c.extreme} for c in cases]
             print(format_json({"cases": listing}), end="")

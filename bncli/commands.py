@@ -17,6 +17,7 @@ import numpy as np
 from . import core, inputs
 from .errors import InputError
 from .inputs import Running, UpstreamGradient, note
+from .io.matrix import Matrix
 from .options import (
     DEFAULT_PROBES,
     MAX_MATRIX_ELEMENTS,
@@ -27,7 +28,6 @@ from .options import (
     GradRequest,
     InputOptions,
 )
-from .tables import Matrix
 
 if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
     from . import gradcheck as gc

@@ -90,10 +90,10 @@ def _parse_pieces(
     pieces: Iterator[bytes], total_bytes: int, name: str, delimiter: str | None, header: bool | None
 ) -> Matrix | None:
     """The matrix parsed by polars piece by piece, or None where the careful reader must decide.
-    Pieces keep the whole text from being in memory beside the numbers.
 
-    The numbers go into one column-major array, sized from the first piece's
-    bytes per row (and grown in the rare case that the estimate falls short).
+    Pieces keep the whole text from being in memory beside the numbers, which go into
+    one column-major array, sized from the first piece's bytes per row (and grown in
+    the rare case that the estimate falls short).
     """
     first_piece = next(pieces, b"")
     if not _plain_text(first_piece):

@@ -18,6 +18,7 @@ import numpy as np
 from . import core, inputs
 from .errors import InputError
 from .inputs import Running, UpstreamGradient, note
+from .io.matrix import Matrix
 from .options import (
     DEFAULT_PROBES,
     MAX_MATRIX_ELEMENTS,
@@ -28,7 +29,6 @@ from .options import (
     GradRequest,
     InputOptions,
 )
-from .tables import Matrix
 
 if TYPE_CHECKING:  # imported where a check or an audit runs: a plain run does not pay for it
     from . import gradcheck as gc
@@ -307,16 +307,17 @@ def _run_check(
     k, n = model.data.shape
     gradients, jacobians = result.gradients, result.jacobians
     ours = gc.CheckedGradients(dx=gradients.dx, dw=gradients.dw, db=gradients.db, jacobian=jacobians)
-    precision = numdiff.unit_roundoff(model.dtype)
+    precision = gc.Precision(numdiff.unit_roundoff(model.dtype))
     if check.against:
         theirs = inputs.load_against(check.against, model.data)
         checked, analytic = gc.CheckedGradients(theirs.dx, theirs.dw, theirs.db, jacobians), ours
-        precision = max(precision, gc.evident_unit_roundoff(theirs.dx, theirs.dw, theirs.db))
-        if precision > numdiff.unit_roundoff(model.dtype):
+        unit = max(precision.unit, gc.evident_unit_roundoff(theirs.dx, theirs.dw, theirs.db))
+        if unit > precision.unit:
             note(
                 f"--against {check.against}: its numbers carry float32's precision or less "
-                f"(unit roundoff {precision:.2g}); their rounding is judged at that precision"
+                f"(unit roundoff {unit:.2g}); their rounding is judged at that precision"
             )
+        precision = gc.Precision(unit, exact_mean=False)
     else:
         checked, analytic = ours, None
     try:

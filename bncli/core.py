@@ -160,7 +160,7 @@ def columns_contiguous(x: np.ndarray) -> np.ndarray:
 
     numpy reduces a contiguous axis with pairwise summation, ~4× faster than across
     rows and with error ~ε·log k instead of ~ε·k (for float32 at k = 1e6, 1e-7
-    instead of 1e-2). Readers in :mod:`bncli.tables` produce this layout directly.
+    instead of 1e-2). Readers in :mod:`bncli.io` produce this layout directly.
     """
     x = np.asarray(x)
     if x.ndim < 2 or x.strides[-2] == x.itemsize or x.shape[-2] == 1:

@@ -15,8 +15,8 @@ import numpy as np
 
 from . import pictures
 from .errors import InputError
+from .options import FIGURE_FORMATS as FORMATS
 
-FORMATS = ("png", "pdf")
 _WIDTH_INCHES = 7.5
 _DPI = 150
 # Show each row or column name on its axis only up to this many; beyond, indices.

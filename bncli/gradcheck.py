@@ -188,15 +188,25 @@ class SweepPoint:
 
 
 @dataclass(frozen=True)
+class Precision:
+    """How the checked gradients were computed: the unit roundoff of their arithmetic, and whether
+    their mean was subtracted exactly (bncli's refined two-pass core) or rounded (as anyone else's
+    may be: rounding the mean shifts every s by ≈ u·|m|/σ, which data with a large offset show)."""
+
+    unit: float = _FLOAT64
+    exact_mean: bool = True
+
+
+@dataclass(frozen=True)
 class CheckReport:
     """``rtol`` is the user's bound on the natural scale, or None where each error is judged
-    against ``NOISE_MULTIPLE`` times its noise; ``precision`` the unit roundoff the checked
-    gradients were judged at."""
+    against ``NOISE_MULTIPLE`` times its noise; ``precision`` what the checked gradients'
+    own rounding was judged at."""
 
     method: str
     step: float
     rtol: float | None
-    precision: float
+    precision: Precision
     probes: int | None  # None: every element was compared
     results: dict[str, Comparison]
     sweep: list[SweepPoint] = field(default_factory=list)
@@ -262,15 +272,16 @@ def _significant_digits(value: float) -> int:
 class _Noise:
     """What each numerical and analytic value may be off by without a mistake (see the module notes).
 
-    ``precision`` is the unit roundoff the checked gradients were computed in. Rounding of the
+    ``precision`` tells how the checked gradients were computed. Rounding of the
     numerical side is float64's: the forward pass differentiated runs in float64.
     """
 
-    def __init__(self, problem: Problem, bn: core.BatchNorm, precision: float):
+    def __init__(self, problem: Problem, bn: core.BatchNorm, precision: Precision):
         self.problem = problem
-        self.precision = precision
+        self.precision = precision.unit
         self.natural = NaturalScales(bn, problem.dy, problem.weight)
-        self.rounding = numdiff.rounding_scales(bn.s, bn.mean, bn.std, problem.weight, problem.bias, problem.dy)
+        mean = np.zeros_like(bn.mean) if precision.exact_mean else bn.mean
+        self.rounding = numdiff.rounding_scales(bn.s, mean, bn.std, problem.weight, problem.bias, problem.dy)
         # The magnitude each y_t is rounded relative to, in units of |w|: |s_t| (+ 1, see
         # numdiff.loss_rounding) in training mode, the same at the centered point by shift
         # invariance; in eval mode x − running mean rounds relative to both x and that mean.
@@ -279,7 +290,7 @@ class _Noise:
             magnitude = (np.abs(problem.x) + np.abs(bn.mean)) / bn.std
         self.magnitude = magnitude
         self.loss = numdiff.loss_rounding(magnitude, problem.dy, problem.weight, _FLOAT64)
-        self.offset = 1 + np.abs(bn.mean) / bn.std
+        self.offset = 1 + np.abs(mean) / bn.std
         self.std = bn.std
 
     def analytic(self, name: str) -> np.ndarray:
@@ -489,7 +500,7 @@ def check_gradients(
     method: str = "central",
     step: float | None = None,
     rtol: float | None = None,
-    precision: float = _FLOAT64,
+    precision: Precision = Precision(),
     probes: int | None = None,
     seed: int = 0,
     sweep: bool = False,
@@ -509,8 +520,9 @@ def check_gradients(
     rtol : float, optional
         A bound on error / natural scale set by the user; by default each error is
         judged against ``NOISE_MULTIPLE`` times its noise.
-    precision : float
-        The unit roundoff the checked gradients were computed in (float64's by default).
+    precision : Precision
+        How the checked gradients were computed (by default: in float64, from an exactly
+        centered x, as bncli's core computes them).
     probes : int, optional
         Compare directional derivatives along this many seeded random
         directions (O(k·n) each) instead of every element (O(k²·n)).

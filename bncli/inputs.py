@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import tables
 from .errors import InputError, note, printable
+from .io import read
+from .io.matrix import Matrix
 from .options import InputOptions
-from .tables import Matrix
 
 if TYPE_CHECKING:  # imported where a check runs: a plain run does not pay for it
     from . import gradcheck as gc
@@ -39,20 +39,20 @@ def stdin_is_piped() -> bool:
 
 def load_matrix(options: InputOptions) -> Matrix:
     """The input matrix: FILE, '-' (stdin), piped stdin, or the bundled sample."""
-    delimiter = tables.parse_delimiter(options.delimiter)
+    delimiter = read.parse_delimiter(options.delimiter)
     source = options.file
     if source is None:
         if stdin_is_piped():
             source = "-"
         else:
-            path = tables.sample_path()
+            path = read.sample_path()
             note(f"no FILE and nothing piped in: using the bundled sample {path.name} (blood counts, 10×4)")
-            matrix = tables.read_matrix(str(path), delimiter=delimiter, header=options.header)
+            matrix = read.read_matrix(str(path), delimiter=delimiter, header=options.header)
             return replace(matrix, source=f"sample {path.name}")
     if source == "-":
-        data = tables.read_stdin()
-        return tables.read_matrix(tables.STDIN_NAME, data, delimiter=delimiter, header=options.header)
-    return tables.read_matrix(source, delimiter=delimiter, header=options.header)
+        data = read.read_stdin()
+        return read.read_matrix(read.STDIN_NAME, data, delimiter=delimiter, header=options.header)
+    return read.read_matrix(source, delimiter=delimiter, header=options.header)
 
 
 def per_column(option: str, text: str | None, default: float, n: int) -> np.ndarray:
@@ -99,10 +99,10 @@ def resolve_columns(selection: tuple[str, ...], names: list[str]) -> list[int]:
 def matrix_option(option: str, path: str, data: Matrix) -> np.ndarray:
     """A matrix given to an option (--dy, --against): a path or '-' (stdin), of the data's shape."""
     if path == "-":
-        if data.source == tables.STDIN_NAME:
+        if data.source == read.STDIN_NAME:
             raise InputError(f"{option} - reads stdin, and so does the data: give FILE as a path")
-        return same_shape(option, tables.read_matrix(tables.STDIN_NAME, tables.read_stdin(f"{option} -")), data)
-    return same_shape(option, tables.read_matrix(path), data)
+        return same_shape(option, read.read_matrix(read.STDIN_NAME, read.read_stdin(f"{option} -")), data)
+    return same_shape(option, read.read_matrix(path), data)
 
 
 # ------------------------------------------------------------------ the gradients
@@ -163,7 +163,7 @@ class Running:
 
 def json_object(option: str, path: str, expected: str) -> dict:
     """The JSON object in the file given to ``option`` (``expected`` says what it should hold)."""
-    text = tables.read_bytes(path)
+    text = read.read_bytes(path)
     try:
         obj = json.loads(text.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -207,19 +207,28 @@ def load_running(path: str, columns: list[str]) -> Running:
     missing = [key for key in ("columns", "mean", "var") if key not in obj]
     if missing:
         raise InputError(f"--running {path}: missing key(s) {', '.join(missing)}")
-    names = obj["columns"]
-    if not isinstance(names, list) or not all(isinstance(name, str | int) for name in names):
-        raise InputError(f"--running {path}: 'columns' must be a list of column names")
-    if [str(name) for name in names] != columns:
-        shown = printable(str(names)[:200])
-        raise InputError(f"--running {path}: its columns {shown} differ from the data's {columns}")
+    _require_running_columns(path, obj["columns"], columns)
     mean, var = (json_numbers("--running", path, obj, key, (len(columns),)) for key in ("mean", "var"))
     if (var < 0).any():
         column = columns[int(np.argmax(var < 0))]
         raise InputError(f"--running {path}: negative variance for column {column!r}")
     momentum, batches = obj.get("momentum"), obj.get("batches", 0)
+    _require_running_counts(path, momentum, batches)
+    return Running(mean, var, momentum, batches)
+
+
+def _require_running_columns(path: str, names, columns: list[str]) -> None:
+    """The file's "columns" must be the data's column names."""
+    if not isinstance(names, list) or not all(isinstance(name, str | int) for name in names):
+        raise InputError(f"--running {path}: 'columns' must be a list of column names")
+    if [str(name) for name in names] != columns:
+        shown = printable(str(names)[:200])
+        raise InputError(f"--running {path}: its columns {shown} differ from the data's {columns}")
+
+
+def _require_running_counts(path: str, momentum, batches) -> None:
+    """The file's momentum: a number in [0, 1], or null; its batches: a whole number ≥ 0, not a boolean."""
     if momentum is not None and not (isinstance(momentum, int | float) and 0 <= momentum <= 1):
         raise InputError(f"--running {path}: 'momentum' must be a number between 0 and 1, or null")
     if isinstance(batches, bool) or not isinstance(batches, int) or not 0 <= batches < 2**53:
         raise InputError(f"--running {path}: 'batches' must be a whole number ≥ 0")
-    return Running(mean, var, momentum, batches)

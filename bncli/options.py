@@ -19,10 +19,18 @@ MAX_MATRIX_ELEMENTS = 1 << 25
 # that the probes are meant for, and keeps --probes from running for ever.
 MAX_PROBES = 10_000
 
-# What each command writes: the first is the default on a terminal, the second elsewhere.
-MATRIX_FORMATS = ("table", "csv", "tsv", "json", "npy")
-AUDIT_FORMATS = ("table", "json")
+# Every output format, once. The groups below and each command's formats are chosen from it.
+FORMATS = ("table", "csv", "tsv", "json", "npy", "markdown", "svg", "html", "png", "pdf")
+ONE_MATRIX_FORMATS = ("csv", "tsv", "npy")  # one matrix of the result (--only chooses which)
+RECORDED_FORMATS = ("svg", "html")  # the table view, recorded as a terminal shows it
+FIGURE_FORMATS = ("png", "pdf")  # the pictures alone, drawn by matplotlib
+PICTURE_FILE_FORMATS = RECORDED_FORMATS + FIGURE_FORMATS  # only as files; any command with pictures
+# What each command writes besides picture files: the first is the default on a terminal, the
+# second elsewhere.
+FORWARD_FORMATS = ("table", "csv", "tsv", "json", "npy")
+GRAD_FORMATS = FORWARD_FORMATS
 EXPLAIN_FORMATS = ("table", "json", "markdown")
+AUDIT_FORMATS = ("table", "json")
 LAYOUTS = ("nc", "nchw", "nhwc")
 DEFAULT_TIMEOUT = 60.0
 DTYPES = ("float64", "float32")

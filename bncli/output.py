@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import options, tables
+from . import options
 from .errors import InputError, note
+from .io.files import check_output_path, write_files_atomically
+from .io.write import format_json, write_delimited
+from .options import FIGURE_FORMATS, ONE_MATRIX_FORMATS, PICTURE_FILE_FORMATS, RECORDED_FORMATS
 
-MATRIX_FORMATS = ("csv", "tsv", "npy")
-RECORDED_FORMATS = ("svg", "html")  # the table view, recorded as a terminal shows it
-FIGURE_FORMATS = ("png", "pdf")  # the pictures alone, drawn by matplotlib
 MATRIX_PARTS = (set(options.FORWARD_PARTS) | set(options.GRAD_PARTS)) - {"check"}  # what csv can print alone
 
 
@@ -53,8 +53,8 @@ def resolve_format(outputs: options.OutputOptions, formats: tuple[str, ...], std
     if outputs.format:
         return outputs.format
     if outputs.output:
-        implied = tables.format_for_path(outputs.output)
-        writable = formats + RECORDED_FORMATS + FIGURE_FORMATS
+        implied = format_for_path(outputs.output)
+        writable = formats + PICTURE_FILE_FORMATS
         if implied is None or (implied not in writable and "csv" in formats):
             return formats[1]  # forward and grad: "anything else csv", as the contract has it
         if implied not in writable:
@@ -65,6 +65,26 @@ def resolve_format(outputs: options.OutputOptions, formats: tuple[str, ...], std
             )
         return implied
     return formats[0] if stdout_is_tty else formats[1]
+
+
+def format_for_path(path: str) -> str | None:
+    """The output format that a file name implies (.csv .json .tsv .npy .md .svg .html .png .pdf), or None."""
+    suffix = Path(path).suffix.lower()
+    return _FORMAT_BY_SUFFIX.get(suffix)
+
+
+_FORMAT_BY_SUFFIX = {
+    ".csv": "csv",
+    ".json": "json",
+    ".tsv": "tsv",
+    ".npy": "npy",
+    ".md": "markdown",
+    ".svg": "svg",
+    ".html": "html",
+    ".htm": "html",
+    ".png": "png",
+    ".pdf": "pdf",
+}
 
 
 @dataclass(frozen=True)
@@ -133,22 +153,22 @@ def validate(
     _validate_parts(outputs, fmt, extras or {}, default)
     _validate_pictures(outputs, fmt, pictures)
     if outputs.output:
-        tables.check_output_path(outputs.output, "--output")
+        check_output_path(outputs.output, "--output")
     return fmt
 
 
 def _validate_destination(outputs: options.OutputOptions, fmt: str, formats: tuple[str, ...], stdout_is_tty: bool):
     """The format is one this command writes, and goes where it can: pictures and binary data to a file."""
-    if fmt not in formats + RECORDED_FORMATS + FIGURE_FORMATS:
+    if fmt not in formats + PICTURE_FILE_FORMATS:
         raise InputError(f"--format {fmt}: this command writes {', '.join(formats)}")
-    if fmt in RECORDED_FORMATS + FIGURE_FORMATS and not outputs.output:
+    if fmt in PICTURE_FILE_FORMATS and not outputs.output:
         raise InputError(f"{fmt} pictures are written to a file: give --output NAME.{fmt}")
     if fmt == "npy" and not outputs.output and stdout_is_tty:
         raise InputError("-f npy writes binary data: give --output FILE.npy or pipe it")
 
 
 def _validate_parts(outputs: options.OutputOptions, fmt: str, extras: dict[str, str], default: str | None) -> None:
-    if fmt in MATRIX_FORMATS:
+    if fmt in ONE_MATRIX_FORMATS:
         shown = outputs.only or default
         for part, option in extras.items():
             if part != shown:
@@ -168,7 +188,7 @@ def _validate_pictures(outputs: options.OutputOptions, fmt: str, pictures: bool)
             f"{asked}: nothing to draw here; pictures are drawn of the Jacobian (grad --jacobian), "
             "the check (grad --check, --sweep) and audits"
         )
-    if outputs.plot and fmt not in ("table", *RECORDED_FORMATS, *FIGURE_FORMATS):
+    if outputs.plot and fmt not in ("table", *PICTURE_FILE_FORMATS):
         raise InputError(
             f"--plot draws pictures, which {fmt} cannot carry: use -f table, or -o NAME.svg, .html or .png"
         )
@@ -187,20 +207,20 @@ def emit(document: Document, outputs: options.OutputOptions, fmt: str) -> int:
     files = [(option, path, _text_writer(text)) for option, path, text in document.files]
     if outputs.output:
         files.insert(0, ("--output", outputs.output, write))
-    tables.write_files_atomically(files, before_commit=None if outputs.output else partial(_write_stdout, write))
+    write_files_atomically(files, before_commit=None if outputs.output else partial(_write_stdout, write))
     return document.exit_code
 
 
 def _writer(document: Document, shown: list[Part], outputs: options.OutputOptions, fmt: str) -> Callable:
     """What writes ``shown`` as ``fmt`` to a binary stream, made now: every number in it found finite."""
-    if fmt in MATRIX_FORMATS:
+    if fmt in ONE_MATRIX_FORMATS:
         return _matrix_writer(shown[0], fmt, document)
     if fmt == "json":
         obj = ({"columns": document.columns} if outputs.only else document.meta) | {
             key: value for part in shown for key, value in part.json().items()
         }
         _require_finite_json(obj, document)
-        return _text_writer(tables.format_json(obj))
+        return _text_writer(format_json(obj))
     if fmt == "markdown":
         return _text_writer(shown[0].markdown(outputs.precision, outputs.full))
     if fmt in FIGURE_FORMATS:
@@ -213,10 +233,10 @@ def _writer(document: Document, shown: list[Part], outputs: options.OutputOption
 
 def _selected(parts: dict[str, Part], only: str | None, fmt: str) -> list[Part]:
     if only is not None:
-        if only not in parts or (fmt in MATRIX_FORMATS and parts[only].matrix is None):
+        if only not in parts or (fmt in ONE_MATRIX_FORMATS and parts[only].matrix is None):
             raise _unavailable(only, parts, fmt)
         return [parts[only]]
-    if fmt in MATRIX_FORMATS:
+    if fmt in ONE_MATRIX_FORMATS:
         return [next(iter(parts.values()))]
     flag = "in_json" if fmt == "json" else "in_table"
     return [part for part in parts.values() if getattr(part, flag)]
@@ -239,7 +259,7 @@ def _matrix_writer(part: Part, fmt: str, document: Document):
         return lambda stream: np.save(stream, np.asarray(values, dtype=np.float64), allow_pickle=False)
     header = header if document.has_header else None
     delimiter = "," if fmt == "csv" else "\t"
-    return lambda stream: tables.write_delimited(stream, values, header, delimiter, row_labels)
+    return lambda stream: write_delimited(stream, values, header, delimiter, row_labels)
 
 
 def _figure_writer(shown: list[Part], outputs: options.OutputOptions, fmt: str):

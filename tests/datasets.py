@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from bncli import tables
+from bncli.io import read
 
 
 def blood() -> np.ndarray:
-    return tables.read_matrix(str(tables.sample_path())).values
+    return read.read_matrix(str(read.sample_path())).values
 
 
 def mixed_magnitudes(rng, k=12) -> np.ndarray:

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from conftest import run_process
 
-from bncli import __version__, core, tables
+from bncli import __version__, core
+from bncli.io import read
 
-SAMPLE = tables.sample_path()
-SAMPLE_DY = tables.sample_path(tables.SAMPLE_DY_NAME)
+SAMPLE = read.sample_path()
+SAMPLE_DY = read.sample_path(read.SAMPLE_DY_NAME)
 
 
 def test_version(bncli):
@@ -70,7 +71,7 @@ def test_csv_values_are_exactly_the_json_floats(bncli, data_csv):
     as_csv = bncli("forward", data_csv).matrix()
     as_json = np.array(bncli("forward", data_csv, "-f", "json").json["y"])
     np.testing.assert_array_equal(as_csv, as_json)
-    expected = core.forward(tables.read_matrix(str(data_csv)).values).y
+    expected = core.forward(read.read_matrix(str(data_csv)).values).y
     np.testing.assert_array_equal(as_csv, expected)  # full round-trip precision
 
 
@@ -164,7 +165,7 @@ def test_table_shows_header_markup_and_control_characters_literally(bncli):
 
 
 def test_npy_and_delimiter_options(bncli, tmp_path, data_csv):
-    values = tables.read_matrix(str(data_csv)).values
+    values = read.read_matrix(str(data_csv)).values
     npy = tmp_path / "x.npy"
     np.save(npy, values)
     from_npy = bncli("forward", npy).stdout.splitlines()
@@ -231,8 +232,8 @@ def test_output_keeps_the_mode_of_an_existing_file(bncli, data_csv, tmp_path):
 
 
 def test_check_against_a_correct_user_gradient_passes(bncli, tmp_path):
-    data = tables.read_matrix(str(SAMPLE))
-    dy = tables.read_matrix(str(SAMPLE_DY)).values
+    data = read.read_matrix(str(SAMPLE))
+    dy = read.read_matrix(str(SAMPLE_DY)).values
     grads = core.backward(dy, core.forward(data.values))
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"dx": grads.dx.tolist(), "dw": grads.dw.tolist(), "db": grads.db.tolist()}))
@@ -245,8 +246,8 @@ def test_check_against_a_correct_user_gradient_passes(bncli, tmp_path):
 
 
 def test_check_against_a_wrong_user_gradient_fails_and_points_at_it(bncli, tmp_path):
-    data = tables.read_matrix(str(SAMPLE))
-    dy = tables.read_matrix(str(SAMPLE_DY)).values
+    data = read.read_matrix(str(SAMPLE))
+    dy = read.read_matrix(str(SAMPLE_DY)).values
     dx = core.backward(dy, core.forward(data.values)).dx
     dx[4, 2] *= 1.001
     mine = tmp_path / "mine.csv"

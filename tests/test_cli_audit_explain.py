@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import on_terminal, run_process
 
-from bncli import tables
+from bncli.io import read
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-SAMPLE = tables.sample_path()
-SAMPLE_DY = tables.sample_path(tables.SAMPLE_DY_NAME)
+SAMPLE = read.sample_path()
+SAMPLE_DY = read.sample_path(read.SAMPLE_DY_NAME)
 
 
 def audit(*args, cwd=None, timeout=300):

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bncli import core, explain, render, tables
+from bncli import core, explain, render
 from bncli.errors import InputError
+from bncli.io import read, write
 from bncli.present import explain as present
 
 CONTRACT_KEYS = [
@@ -25,8 +26,8 @@ CONTRACT_KEYS = [
 @pytest.fixture(scope="module")
 def sample():
     """The bundled sample and its upstream gradient, as bncli grad reads them."""
-    data = tables.read_matrix(str(tables.sample_path()))
-    dy = tables.read_matrix(str(tables.sample_path(tables.SAMPLE_DY_NAME))).values
+    data = read.read_matrix(str(read.sample_path()))
+    dy = read.read_matrix(str(read.sample_path(read.SAMPLE_DY_NAME))).values
     return data, dy
 
 
@@ -136,8 +137,8 @@ def test_on_the_sample_every_quantity_is_cores_whole_matrix_result_bit_for_bit(s
 
 def test_on_the_sample_json_equals_what_grad_prints_to_the_last_digit(bncli, sample):
     data, dy = sample
-    path = str(tables.sample_path(tables.SAMPLE_DY_NAME))
-    run = bncli("grad", str(tables.sample_path()), "--dy", path, "--jacobian", "-c", "Hb", "-f", "json")
+    path = str(read.sample_path(read.SAMPLE_DY_NAME))
+    run = bncli("grad", str(read.sample_path()), "--dy", path, "--jacobian", "-c", "Hb", "-f", "json")
     assert run.code == 0, run
     e = explanation_json_roundtrip(explain.explain_column(data.values, dy, column=3, name="Hb"))
     column = [row[3] for row in run.json["dx"]]
@@ -216,7 +217,7 @@ def test_json_has_exactly_the_contracts_keys(sample):
 
 def explanation_json_roundtrip(e):
     """The json object as bncli writes it and a script reads it back (NaN and infinity refused)."""
-    return json.loads(tables.format_json(present.explanation_json(e)))
+    return json.loads(write.format_json(present.explanation_json(e)))
 
 
 def test_markdown_has_the_articles_latex_and_the_values(sample):
@@ -314,7 +315,7 @@ def test_degenerate_columns_stay_finite():
 
 
 def test_json_of_a_large_column_carries_r_and_j_in_full():
-    # 500² elements: tables.write_json writes R and J in bulk (its fast path for large matrices).
+    # 500² elements: write.write_json writes R and J in bulk (its fast path for large matrices).
     rng = np.random.default_rng(6)
     e = explain.explain_column(1.7e9 + rng.uniform(0, 5, 500), rng.standard_normal(500))
     obj = explanation_json_roundtrip(e)

@@ -147,7 +147,9 @@ def test_float32_gradients_pass_the_float32_bound():
         problem = gc.Problem(x32.astype(float), dy.astype(float), w32.astype(float), b32.astype(float), 1e-5)
         checked = gc.CheckedGradients(*(np.asarray(a, float) for a in (grads.dx, grads.dw, grads.db)))
         for method in METHODS:
-            report = gc.check_gradients(problem, checked, method=method, precision=numdiff.unit_roundoff(np.float32))
+            report = gc.check_gradients(
+                problem, checked, method=method, precision=gc.Precision(numdiff.unit_roundoff(np.float32))
+            )
             assert report.passed, (name, method, {q: c.max_rel_error for q, c in report.results.items()})
             assert report.results["dx"].max_rel_error > 1e-9  # float32 rounding is visible: the bound must allow it
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from conftest import run_process
 
-from bncli import errors, tables
+from bncli import errors
+from bncli.io import read
 
 
 def refused(result, *expected: str) -> str:
@@ -258,7 +259,7 @@ def test_19_large_files_refuse_what_small_files_refuse(tmp_path, tail, expected)
     path.write_bytes(b"a,b\n" + b"1.25,2.5\n" * 250_001 + tail)  # over the fast reader's 2 MB
     refused(run_process("forward", path, "--only", "stats"), expected)
     with pytest.raises(errors.InputError, match=re.escape(expected.replace("250003", "3"))):
-        tables.parse_text(b"a,b\n" + b"1.25,2.5\n" + tail, "small.csv")  # the careful reader
+        read.parse_text(b"a,b\n" + b"1.25,2.5\n" + tail, "small.csv")  # the careful reader
 
 
 # ------------------------------------------------------------------ 22: devices

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from conftest import on_terminal, run_process
 
-from bncli import tables
+from bncli.io import read
 
-SAMPLE = tables.sample_path()
+SAMPLE = read.sample_path()
 PYTHON_BNCLI = [sys.executable, "-m", "bncli"]
 
 
@@ -223,7 +223,7 @@ def test_a_table_in_a_file_does_not_depend_on_the_terminal(data):
         texts.add(out.read_text())
     assert len(texts) == 1
     text = texts.pop()
-    y = core.forward(tables.read_matrix(str(data / "d.csv")).values).y
+    y = core.forward(read.read_matrix(str(data / "d.csv")).values).y
     assert "y = w·s + b" in text and all(f"{v:.6g}" in text for v in y.ravel())
     narrow = run_process("forward", data / "d.csv", "-f", "table", env={"COLUMNS": "20"}).stdout.decode()
     assert all(f"{v:.6g}" in narrow for v in y.ravel()), narrow

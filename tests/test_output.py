@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import run_process
 
-from bncli import core, tables
+from bncli import core
+from bncli.io import read
 
-SAMPLE = tables.sample_path()
-SAMPLE_DY = tables.sample_path(tables.SAMPLE_DY_NAME)
+SAMPLE = read.sample_path()
+SAMPLE_DY = read.sample_path(read.SAMPLE_DY_NAME)
 
 
 def refused(run, *fixes: str) -> None:
@@ -60,7 +61,7 @@ def test_only_means_the_same_in_every_format():
     dw_table = run_process("grad", SAMPLE, "--only", "dw", "-f", "table").stdout.decode()
     assert "dw = Σ dy·s" in dw_table and "db" not in dw_table and "dx =" not in dw_table
     s_csv = run_process("forward", SAMPLE, "--only", "s").stdout.decode().splitlines()
-    s = core.forward(tables.read_matrix(str(SAMPLE)).values).s
+    s = core.forward(read.read_matrix(str(SAMPLE)).values).s
     np.testing.assert_array_equal([[float(v) for v in line.split(",")] for line in s_csv[1:]], s)
 
 
@@ -77,7 +78,7 @@ def test_npy_output_reads_back_exactly(tmp_path):
     target = tmp_path / "y.npy"
     assert run_process("forward", SAMPLE, "-o", target).returncode == 0
     y = np.load(target, allow_pickle=False)
-    np.testing.assert_array_equal(y, core.forward(tables.read_matrix(str(SAMPLE)).values).y)
+    np.testing.assert_array_equal(y, core.forward(read.read_matrix(str(SAMPLE)).values).y)
     again = run_process("forward", target, "--only", "s").stdout.decode().splitlines()
     np.testing.assert_array_equal([[float(v) for v in line.split(",")] for line in again], core.forward(y).s)
     piped = run_process("grad", SAMPLE, "--only", "dw", "-f", "npy")
@@ -92,8 +93,8 @@ def test_dy_dash_reads_stdin():
 
 
 def test_against_without_dy_says_which_dy_and_suggests_dy(tmp_path):
-    data = tables.read_matrix(str(SAMPLE)).values
-    dy = tables.read_matrix(str(SAMPLE_DY)).values
+    data = read.read_matrix(str(SAMPLE)).values
+    dy = read.read_matrix(str(SAMPLE_DY)).values
     mine = tmp_path / "mine.csv"
     np.savetxt(mine, core.backward(dy, core.forward(data)).dx, delimiter=",")  # for the file's dy
     wrong_dy = run_process("grad", SAMPLE, "--against", mine)
@@ -124,8 +125,8 @@ def test_no_fast_forces_the_element_wise_check(bncli, monkeypatch):
 
 
 def test_a_failure_reports_how_many_and_the_worst_per_column(tmp_path):
-    data = tables.read_matrix(str(SAMPLE)).values
-    dy = tables.read_matrix(str(SAMPLE_DY)).values
+    data = read.read_matrix(str(SAMPLE)).values
+    dy = read.read_matrix(str(SAMPLE_DY)).values
     dx = core.backward(dy, core.forward(data)).dx
     dx[4, 2] *= 1.001
     dx[7, 2] *= 1.001

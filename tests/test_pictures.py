@@ -12,7 +12,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-from bncli import core, errors, figures, pictures, tables
+from bncli import core, errors, figures, pictures
+from bncli.io import read
 
 WIDTHS = (80, 140)
 COLOR_SYSTEMS = ("truecolor", "256", "standard", None)  # None: no colour at all
@@ -44,7 +45,7 @@ def grid_lines(lines: list[str], first_label: str = "0") -> list[str]:
 
 
 def blood_jacobian(column: int = 3) -> np.ndarray:
-    x = tables.read_matrix(str(tables.sample_path())).values
+    x = read.read_matrix(str(read.sample_path())).values
     return core.jacobian(core.forward(x), column)
 
 

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 
-from bncli import core, tables
+from bncli import core
+from bncli.io import read
 
-SAMPLE = tables.sample_path()
+SAMPLE = read.sample_path()
 
 
 def write(path, x, header="a,b,c"):
@@ -34,7 +35,7 @@ def test_chained_running_statistics_follow_the_momentum_rule(bncli, tmp_path):
     assert saved["columns"] == ["a", "b", "c"] and saved["batches"] == 2 and saved["momentum"] == 0.2
     mean, var = np.zeros(3), np.ones(3)
     for path in (b0, b1):
-        x = tables.read_matrix(str(path)).values
+        x = read.read_matrix(str(path)).values
         mean = 0.8 * mean + 0.2 * x.mean(axis=0)
         var = 0.8 * var + 0.2 * x.var(axis=0, ddof=1)
     np.testing.assert_allclose(saved["mean"], mean, rtol=1e-13)
@@ -46,7 +47,7 @@ def test_eval_mode_forward_and_grad(bncli, tmp_path):
     running = tmp_path / "run.json"
     bncli("forward", b0, "--save-running", running)
     saved = json.loads(running.read_text())
-    x = tables.read_matrix(str(test)).values
+    x = read.read_matrix(str(test)).values
     w, b = np.array([0.5, -2.0, 3.0]), np.array([1.0, 0.0, -1.0])
     expected_y = w * (x - saved["mean"]) / np.sqrt(np.array(saved["var"]) + 1e-5) + b
     y = bncli("forward", test, "--eval", "--running", running, "-w", "0.5,-2,3", "-b", "1,0,-1").matrix()
@@ -83,7 +84,7 @@ def test_save_running_is_written_atomically_and_only_on_success(bncli, tmp_path)
 
 def test_eval_with_the_sample(bncli, tmp_path):
     running = tmp_path / "run.json"
-    data = tables.read_matrix(str(SAMPLE))
+    data = read.read_matrix(str(SAMPLE))
     stats = {"columns": data.columns, "mean": data.values.mean(0).tolist(), "var": data.values.var(0).tolist()}
     running.write_text(json.dumps(stats))
     doc = bncli("forward", SAMPLE, "--eval", "--running", running, "-f", "json").json

@@ -12,7 +12,8 @@ import datasets
 import numpy as np
 import pytest
 
-from bncli import core, tables
+from bncli import core
+from bncli.io import read
 
 torch = pytest.importorskip("torch")
 
@@ -101,8 +102,8 @@ def test_two_training_batches_then_eval_match_batchnorm1d(bncli, tmp_path):
 
 
 def test_sample_matches_torch():
-    x = tables.read_matrix(str(tables.sample_path())).values
-    g = tables.read_matrix(str(tables.sample_path(tables.SAMPLE_DY_NAME))).values
+    x = read.read_matrix(str(read.sample_path())).values
+    g = read.read_matrix(str(read.sample_path(read.SAMPLE_DY_NAME))).values
     y, dx, _, _ = torch_batchnorm(x, g, np.ones(4), np.zeros(4))
     bn = core.forward(x)
     grads = core.backward(g, bn)

@@ -342,7 +342,7 @@ def _read_npy(path: Path) -> np.ndarray:
 def _read_csv(path: Path) -> np.ndarray:
     """A csv the program wrote. NaN and infinity are results like any other (elements beyond budget);
     anything else that is not a number is named by bncli's careful reader, with its line and column."""
-    from ..tables import read_matrix
+    from ..io.read import read_matrix
 
     try:
         return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)

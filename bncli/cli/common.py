@@ -9,7 +9,7 @@ import typer
 
 from .. import options
 
-Format = Enum("Format", {name: name for name in options.MATRIX_FORMATS}, type=str)
+Format = Enum("Format", {name: name for name in options.FORWARD_FORMATS + options.GRAD_FORMATS}, type=str)
 DType = Enum("DType", {name: name for name in options.DTYPES}, type=str)
 
 INPUT = "Input"
@@ -157,6 +157,6 @@ def validate_output(outputs: options.OutputOptions, formats: tuple[str, ...], **
 
 def check_save_running(inputs: options.InputOptions) -> None:
     if inputs.save_running:
-        from ..tables import check_output_path
+        from ..io.files import check_output_path
 
         check_output_path(inputs.save_running, "--save-running")

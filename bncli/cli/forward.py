@@ -92,7 +92,7 @@ def _forward(request: options.ForwardRequest, outputs: options.OutputOptions) ->
     from ..present.forward import forward_document
 
     extras = {"stats": "--stats"} if request.stats else {}
-    fmt = validate_output(outputs, options.MATRIX_FORMATS, extras=extras, default="y")
+    fmt = validate_output(outputs, options.FORWARD_FORMATS, extras=extras, default="y")
     check_save_running(request.inputs)
     result = commands.forward(request)
     return output.emit(forward_document(result, request.inputs.save_running), outputs, fmt)

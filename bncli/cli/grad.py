@@ -197,7 +197,7 @@ def _grad(request: options.GradRequest, outputs: options.OutputOptions) -> int:
     if request.check.sweep:
         extras["check"] = "--sweep"
     drawable = request.jacobian or request.check.enabled
-    fmt = validate_output(outputs, options.MATRIX_FORMATS, extras=extras, default="dx", pictures=drawable)
+    fmt = validate_output(outputs, options.GRAD_FORMATS, extras=extras, default="dx", pictures=drawable)
     check_save_running(request.inputs)
     with ProgressBar("gradient check") as progress:
         result = commands.grad(request, progress)

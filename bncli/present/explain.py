@@ -42,7 +42,7 @@ def explain_document(result: ExplainResult) -> Document:
 def explanation_json(e: Explanation) -> dict:
     """The contract's json object: scalars as floats, vectors (k) and R and J (k×k) as float64 arrays.
 
-    :func:`bncli.tables.write_json` writes the arrays as lists of k numbers and k lists
+    :func:`bncli.io.write.write_json` writes the arrays as lists of k numbers and k lists
     of k numbers, at full round-trip precision, the large ones in bulk: at k = 4096,
     6 s against 20 s or more for the same object built of Python lists.
     """

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import tables
 from ..commands import ForwardResult, Model, require_finite
+from ..io.write import format_json
 from ..output import Document, Part
 
 STAT_NAMES = ("mean", "var", "std", "weight", "bias")
@@ -24,7 +24,7 @@ def model_document(model: Model, parts: list[Part], save_running: str | None) ->
     """``parts`` around what every forward and grad output carries, with the --save-running file if asked for."""
     files = []
     if save_running and model.updated is not None:
-        files.append(("--save-running", save_running, tables.format_json(_running_record(model))))
+        files.append(("--save-running", save_running, format_json(_running_record(model))))
     return Document(
         parts,
         model.columns,

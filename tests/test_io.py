@@ -1,4 +1,4 @@
-"""Reading and writing matrices."""
+"""Reading and writing matrices (bncli.io)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bncli import errors, tables
+from bncli import errors
 from bncli.errors import InputError
+from bncli.io import careful, fast, files, read, write
 
 
 def parse(text: str | bytes, **kwargs):
     data = text.encode() if isinstance(text, str) else text
-    return tables.parse_text(data, "t.csv", **kwargs)
+    return read.parse_text(data, "t.csv", **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -42,7 +43,7 @@ def test_delimiters_are_sniffed(text, delimiter):
 def test_tsv_extension_means_tab(tmp_path):
     path = tmp_path / "x.tsv"
     path.write_text("a,1\tb\n1\t2\n")  # the header holds a comma: sniffing would pick it
-    assert tables.read_matrix(str(path)).columns == ["a,1", "b"]
+    assert read.read_matrix(str(path)).columns == ["a,1", "b"]
 
 
 def test_comments_blank_lines_bom_and_crlf():
@@ -69,15 +70,15 @@ def test_quoted_header_fields():
 def test_npy(tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, np.arange(6.0).reshape(3, 2))
-    m = tables.read_matrix(str(path))
+    m = read.read_matrix(str(path))
     np.testing.assert_array_equal(m.values, [[0, 1], [2, 3], [4, 5]])
     assert m.columns == ["0", "1"] and not m.has_header
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="x.npy"):
-        tables.read_matrix(str(path))
+        read.read_matrix(str(path))
     np.save(path, np.zeros((2, 2, 2)))
     with pytest.raises(InputError, match="1-D or 2-D"):
-        tables.read_matrix(str(path))
+        read.read_matrix(str(path))
 
 
 def test_unreadable_file(monkeypatch, tmp_path):
@@ -89,12 +90,12 @@ def test_unreadable_file(monkeypatch, tmp_path):
 
     monkeypatch.setattr("builtins.open", denied)
     with pytest.raises(InputError, match="secret.csv: permission denied"):
-        tables.read_matrix(str(path))
+        read.read_matrix(str(path))
 
 
 def test_format_delimited_round_trips_and_quotes_headers():
     values = np.array([[0.1, 1e-300, 5e12], [-2.5, 123456789.123456789, 1 / 3]])
-    text = tables.format_delimited(values, ["a,b", "c", 'd"e'], ",")
+    text = write.format_delimited(values, ["a,b", "c", 'd"e'], ",")
     rows = list(csv.reader(stdio.StringIO(text)))
     assert rows[0] == ["a,b", "c", 'd"e']
     np.testing.assert_array_equal(np.array(rows[1:], dtype=float), values)
@@ -103,12 +104,12 @@ def test_format_delimited_round_trips_and_quotes_headers():
 def test_large_inputs_take_the_fast_path_with_the_same_floats(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     values = rng.standard_normal((40_000, 8)) * np.logspace(-6, 12, 8) + np.linspace(0, 1e9, 8)
-    text = tables.format_delimited(values, [f"c{i}" for i in range(8)], ",")
-    assert len(text) > tables._FAST_READ_BYTES
+    text = write.format_delimited(values, [f"c{i}" for i in range(8)], ",")
+    assert len(text) > read._FAST_READ_BYTES
     data = ("# comment\n" + text).encode()
-    fast = tables.parse_text(data, "big.csv")
-    monkeypatch.setattr(tables, "_FAST_READ_BYTES", len(data) + 1)
-    careful = tables.parse_text(data, "big.csv")
+    fast = read.parse_text(data, "big.csv")
+    monkeypatch.setattr(read, "_FAST_READ_BYTES", len(data) + 1)
+    careful = read.parse_text(data, "big.csv")
     np.testing.assert_array_equal(fast.values, values)
     np.testing.assert_array_equal(careful.values, values)
     assert fast.columns == careful.columns and fast.has_header
@@ -119,31 +120,67 @@ def test_large_bad_inputs_get_the_careful_readers_message(monkeypatch):
     lines = ["a,b"] + ["1.5,2.5"] * 200_000
     lines[150_000] = "1.5,oops"
     with pytest.raises(InputError, match="big.csv: line 150001, column 2 \\('b'\\): 'oops' is not a number"):
-        tables.parse_text("\n".join(lines).encode(), "big.csv")
+        read.parse_text("\n".join(lines).encode(), "big.csv")
     lines[150_000] = "1.5,2.5"
     lines.insert(1000, "")  # a blank line: polars would read a row of nulls
-    m = tables.parse_text("\n".join(lines).encode(), "big.csv")
+    m = read.parse_text("\n".join(lines).encode(), "big.csv")
     assert m.values.shape == (200_000, 2)
 
 
-def test_large_files_are_read_in_pieces(tmp_path, monkeypatch):
-    monkeypatch.setattr(tables, "_PIECE_BYTES", 1 << 16)
+@pytest.mark.parametrize("columns, in_pieces", [(list("abcde"), False), (["a", "b", "c", "d", "é"], True)])
+def test_large_files_are_read_in_one_call_or_in_pieces(tmp_path, monkeypatch, columns, in_pieces):
+    """Plain ASCII goes to polars by the file's path, in one call; other UTF-8 text in pieces."""
+    pytest.importorskip("polars")
+    monkeypatch.setattr(fast, "PIECE_BYTES", 1 << 16)
+    parsed = []
+    polars_numbers = fast._polars_numbers
+
+    def recorded(data, *args, **kwargs):
+        parsed.append(type(data))
+        return polars_numbers(data, *args, **kwargs)
+
+    monkeypatch.setattr(fast, "_polars_numbers", recorded)
     rng = np.random.default_rng(2)
     values = rng.standard_normal((60_000, 5))
     path = tmp_path / "pieces.csv"
-    path.write_text("# made by a test\n" + tables.format_delimited(values, list("abcde"), ",").replace("\n", "\r\n"))
-    m = tables.read_matrix(str(path))
+    path.write_text("# made by a test\n" + write.format_delimited(values, columns, ",").replace("\n", "\r\n"))
+    m = read.read_matrix(str(path))
     np.testing.assert_array_equal(m.values, values)
-    assert m.columns == list("abcde")
+    assert m.columns == columns
     lines = path.read_text().splitlines()
     lines.insert(40_000, "# a comment in a later piece")
     path.write_text("\n".join(lines) + "\n")
-    np.testing.assert_array_equal(tables.read_matrix(str(path)).values, values)
+    np.testing.assert_array_equal(read.read_matrix(str(path)).values, values)
+    if in_pieces:
+        assert set(parsed) == {bytes} and len(parsed) > 2
+    else:
+        assert parsed == [str, str]
+
+
+def test_the_standard_librarys_io_is_not_bncli_io():
+    """Absolute imports of io in bncli get the standard library's, even run from inside bncli's
+    folder (where bncli/io could be found as "io"): Python has loaded it before it searches paths."""
+    import io as stdlib_io
+    import subprocess
+    import sys
+
+    from bncli import render
+
+    assert render.StringIO is stdlib_io.StringIO and write.stdlib_io is stdlib_io
+    folder = Path(read.__file__).parent.parent
+    where = subprocess.run(
+        [sys.executable, "-c", "import io; print(io.BytesIO.__module__, io.__file__)"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert where[0] == "_io" and not where[1].startswith(str(folder))
 
 
 def test_large_outputs_round_trip(tmp_path):
     values = np.random.default_rng(1).standard_normal((50_000, 6)) ** 3 * 1e-5
-    text = tables.format_delimited(values, None, "\t")
+    text = write.format_delimited(values, None, "\t")
     back = np.array([line.split("\t") for line in text.splitlines()], dtype=float)
     np.testing.assert_array_equal(back, values)
 
@@ -151,19 +188,19 @@ def test_large_outputs_round_trip(tmp_path):
 def test_large_matrices_in_json_are_the_same_floats():
     values = np.random.default_rng(3).standard_normal((60_000, 5)) ** 5 * 1e-7
     obj = {"columns": ["a", "b"], "eps": 1e-5, "y": values, "nested": {"dx": values[:10]}}
-    back = json.loads(tables.format_json(obj))
+    back = json.loads(write.format_json(obj))
     np.testing.assert_array_equal(np.array(back["y"]), values)
     np.testing.assert_array_equal(np.array(back["nested"]["dx"]), values[:10])
     assert back["columns"] == ["a", "b"] and back["eps"] == 1e-5
     bad = values.copy()
     bad[5, 2] = np.inf
     with pytest.raises(InputError):
-        tables.format_json({"y": bad})
+        write.format_json({"y": bad})
 
 
 def test_format_json_refuses_nan():
     with pytest.raises(InputError):
-        tables.format_json({"y": np.array([np.nan])})
+        write.format_json({"y": np.array([np.nan])})
 
 
 def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path, monkeypatch):
@@ -173,13 +210,13 @@ def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path, monkeypatch):
     def boom(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(tables.os, "replace", boom)
-    files = [
+    monkeypatch.setattr(files.os, "replace", boom)
+    outputs = [
         ("--output", str(target), lambda s: s.write(b"new")),
         ("--save-running", str(other), lambda s: s.write(b"{}")),
     ]
     with pytest.raises(errors.OutputError, match="--output .*disk full"):
-        tables.write_files_atomically(files)
+        files.write_files_atomically(outputs)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
 
@@ -190,16 +227,16 @@ def test_a_failed_write_touches_no_file(tmp_path):
     def fails(stream):
         raise OSError(28, "No space left on device")
 
-    files = [("--save-running", str(other), lambda s: s.write(b"{}")), ("--output", str(target), fails)]
+    outputs = [("--save-running", str(other), lambda s: s.write(b"{}")), ("--output", str(target), fails)]
     with pytest.raises(errors.OutputError, match="--output .*No space left"):
-        tables.write_files_atomically(files)
+        files.write_files_atomically(outputs)
     assert other.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 
 
 # ------------------------------------------------------------------ properties
 
 names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=8).filter(
-    lambda s: s.strip() == s and not s.startswith("#") and tables._number(s) is None
+    lambda s: s.strip() == s and not s.startswith("#") and careful._number(s) is None
 )
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
@@ -236,7 +273,7 @@ def test_written_tables_read_back_exactly(table):
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_garbage_is_an_input_error_or_a_matrix(data):
     try:
-        m = tables.parse_text(data, "g.csv")
+        m = read.parse_text(data, "g.csv")
     except InputError as error:
         message = str(error)
         assert message.startswith("g.csv") and "\n" not in message
@@ -286,15 +323,15 @@ def hostile_tables(draw) -> tuple[bytes, str | None]:
 def _outcome(data: bytes, delimiter: str | None, reader: str):
     """What a reader makes of ``data``: the matrix, or the error message."""
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
-        patch.setattr(tables, "_FAST_READ_BYTES", len(data) + 1 if reader == "careful" else 0)
-        patch.setattr(tables, "_PIECE_BYTES", 16)  # many pieces, each ending at a line end
+        patch.setattr(read, "_FAST_READ_BYTES", len(data) + 1 if reader == "careful" else 0)
+        patch.setattr(fast, "PIECE_BYTES", 16)  # many pieces, each ending at a line end
         patch.chdir(folder)
         try:
             if reader == "file":  # a file: memory-mapped, or read in pieces
                 Path("t.csv").write_bytes(data)
-                m = tables.read_matrix("t.csv", delimiter=delimiter)
+                m = read.read_matrix("t.csv", delimiter=delimiter)
             else:
-                m = tables.parse_text(data, "t.csv", delimiter=delimiter)
+                m = read.parse_text(data, "t.csv", delimiter=delimiter)
         except InputError as error:
             return str(error)
     return m.values.tolist(), m.columns, m.has_header
@@ -312,27 +349,27 @@ def test_the_fast_and_the_careful_reader_agree(table):
 
 def test_wide_inputs_and_outputs_do_not_go_through_polars(monkeypatch):
     """polars holds ~10 kB per column: a 2 × 10⁶ file took 10 GB. Wide tables take the careful paths."""
-    monkeypatch.setattr(tables, "_FAST_READ_BYTES", 0)
-    monkeypatch.setattr(tables, "_FAST_WRITE_ELEMENTS", 0)
+    monkeypatch.setattr(read, "_FAST_READ_BYTES", 0)
+    monkeypatch.setattr(write, "_FAST_WRITE_ELEMENTS", 0)
 
     def refuse(*args, **kwargs):
         raise AssertionError("polars was asked to handle a wide table")
 
-    monkeypatch.setattr(tables, "_polars_numbers", refuse)
-    monkeypatch.setattr(tables, "_write_polars", refuse)
+    monkeypatch.setattr(fast, "_polars_numbers", refuse)
+    monkeypatch.setattr(write, "_write_polars", refuse)
     values = np.random.default_rng(3).standard_normal((2, 5_000))
-    text = tables.format_delimited(values, None, ",")
-    np.testing.assert_array_equal(tables.parse_text(text.encode(), "wide.csv").values, values)
+    text = write.format_delimited(values, None, ",")
+    np.testing.assert_array_equal(read.parse_text(text.encode(), "wide.csv").values, values)
 
 
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
 def test_devices_are_refused_as_files_and_as_stdin(device, monkeypatch):
     with pytest.raises(InputError, match=f"{device}: a character device, not a regular file or a pipe"):
-        tables.read_matrix(device)
+        read.read_matrix(device)
     with open(device, "rb") as stream:
         monkeypatch.setattr("sys.stdin", stdio.TextIOWrapper(stream))
         with pytest.raises(InputError, match="<stdin>: a character device"):
-            tables.read_stdin()
+            read.read_stdin()
 
 
 def test_stdin_from_a_pipe_is_read(monkeypatch):
@@ -343,7 +380,7 @@ def test_stdin_from_a_pipe_is_read(monkeypatch):
     os.close(write_end)
     with open(read_end, "rb") as stream:
         monkeypatch.setattr("sys.stdin", stdio.TextIOWrapper(stream))
-        assert tables.read_stdin() == b"a\n1\n2\n"
+        assert read.read_stdin() == b"a\n1\n2\n"
 
 
 def test_quoted_fields_may_span_lines_and_errors_name_the_line_their_cell_starts_on():

@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,54 @@ from typer.testing import CliRunner
 
 from bncli import inputs
 from bncli.cli import app
+
+TESTS = Path(__file__).resolve().parent
+# What every real-process test reaches, through run_process, on_terminal or a shell pipeline.
+PROCESS_MODULES = ("subprocess", "pty")
+
+
+def _spawns_processes(code: types.CodeType, namespace: dict, seen: set) -> bool:
+    """Whether ``code`` names a process module, or calls a function of the test suite that does.
+
+    Follows names through the test modules' globals (helpers such as run_process, shell or
+    audit) and into nested functions and lambdas; bncli's own code is not followed, so an
+    in-process test whose library call happens to start a program stays in the fast tier.
+    """
+    if code in seen:
+        return False
+    seen.add(code)
+    for name in code.co_names:
+        value = namespace.get(name)
+        if name in PROCESS_MODULES or (isinstance(value, types.ModuleType) and value.__name__ in PROCESS_MODULES):
+            return True
+        if isinstance(value, types.FunctionType) and _in_tests(value):
+            if _spawns_processes(value.__code__, value.__globals__, seen):
+                return True
+    nested = (const for const in code.co_consts if isinstance(const, types.CodeType))
+    return any(_spawns_processes(inner, namespace, seen) for inner in nested)
+
+
+def _in_tests(function: types.FunctionType) -> bool:
+    return Path(function.__code__.co_filename).resolve().is_relative_to(TESTS)
+
+
+def _test_function(item: pytest.Function) -> types.FunctionType:
+    """The test's own function (Hypothesis wraps the one it was given)."""
+    hypothesis = getattr(item.function, "hypothesis", None)
+    return hypothesis.inner_test if hypothesis is not None else item.function
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that starts a real process, itself or through a fixture of the suite."""
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        functions = [_test_function(item)]
+        for definitions in item._fixtureinfo.name2fixturedefs.values():
+            functions += [d.func for d in definitions if isinstance(d.func, types.FunctionType) and _in_tests(d.func)]
+        seen: set = set()
+        if any(_spawns_processes(f.__code__, f.__globals__, seen) for f in functions):
+            item.add_marker(pytest.mark.slow)
 
 
 class Run:

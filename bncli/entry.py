@@ -30,9 +30,10 @@ def _ignore_further_signals() -> None:
 
 
 def _unwinding() -> bool:
-    """Whether an interrupt is already being handled: polars raises KeyboardInterrupt itself for a
-    Ctrl-C that reaches it, and Python's own handler then runs once more, inside the cleanup."""
-    return isinstance(sys.exc_info()[1], KeyboardInterrupt | Terminated)
+    """Whether an interrupt is already being handled (polars raises KeyboardInterrupt itself for a
+    Ctrl-C that reaches it, and Python's own handler then runs once more, inside the cleanup), or
+    the run is already ending with its exit status decided."""
+    return isinstance(sys.exc_info()[1], KeyboardInterrupt | Terminated | SystemExit)
 
 
 def _interrupt(signum, frame) -> None:
@@ -94,15 +95,26 @@ def main() -> None:
     _sane_terminal_size()
     if sys.stdout is not None:  # help on a stdout that cannot encode its box characters: '?' for them
         sys.stdout.reconfigure(errors="replace")
+    signal.signal(signal.SIGINT, _interrupt)  # first: a caught SIGTERM then shows (in /proc) that Ctrl-C is ours too
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
-    signal.signal(signal.SIGINT, _interrupt)
     try:
         if sys.argv[1:] in (["--version"], ["-V"]):  # answered before Typer builds the commands
             _print_version()
         from .cli import main as run_command_line
+
+        run_command_line()
     except KeyboardInterrupt:
         sys.exit(130)
     except Terminated as received:
         sys.exit(128 + received.signum)
-    run_command_line()
+    finally:
+        # The exit status is decided, and two things in CPython would still turn it into a death by
+        # SIGINT (return code -2). Its shutdown puts back the default action of every signal it
+        # handles (not of an ignored one), and a Ctrl-C in those last ~30 ms killed a finished run.
+        # And a KeyboardInterrupt that ends code exec() runs from a string (dataclasses and
+        # namedtuple make methods so while modules are imported) marks the interrupt unhandled for
+        # good, though bncli caught it; under `python -m` the interpreter then kills itself with
+        # SIGINT after exiting 130. The next exec() of a string clears that mark.
+        _ignore_further_signals()
+        exec("")

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -112,6 +113,54 @@ def run_process(
         timeout=timeout,
         env=None if env is None else {**os.environ, **env},
     )
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux /proc")
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of process ``pid`` (Linux /proc): R running, S sleeping, Z ended, not yet reaped…"""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """The processor time process ``pid`` has used so far, in all its threads (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def signals(pid: int, kind: str) -> set[int]:
+    """The signals process ``pid`` has a handler for (``kind`` "SigCgt") or ignores ("SigIgn")."""
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith(kind + ":"))
+    mask = int(line.split()[1], 16)
+    return {signum for signum in range(1, 65) if mask >> (signum - 1) & 1}
+
+
+def waits_on_a_pipe(pid: int) -> bool:
+    """Whether process ``pid`` sleeps in the kernel on a pipe (reading stdin, or writing to a full stdout)."""
+    return process_state(pid) == "S" and "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+
+
+def wait_until(process: subprocess.Popen, condition, what: str, timeout: float = 60) -> None:
+    """Poll ``condition()`` until it holds; fail if ``process`` ends first or ``timeout`` seconds pass.
+
+    The process is not reaped here, so its /proc entry stays readable after it ends.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process_state(process.pid) == "Z" and not condition():
+            pytest.fail(f"the process ended before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{timeout} s passed before {what}")
+        time.sleep(0.0005)
+
+
+@pytest.fixture(scope="session")
+def large_csv(tmp_path_factory) -> Path:
+    """400 000 × 5 random numbers (~10 MB): long enough to write that a signal lands inside the writer."""
+    path = tmp_path_factory.mktemp("large") / "large.csv"
+    np.savetxt(path, np.random.default_rng(1).standard_normal((400_000, 5)), delimiter=",")
+    return path
 
 
 @pytest.fixture

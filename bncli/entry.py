@@ -60,8 +60,19 @@ def main() -> None:
         if sys.argv[1:] in (["--version"], ["-V"]):  # answered before Typer builds the commands
             _print_version()
         from .cli import main as run_command_line
+
+        run_command_line()
     except KeyboardInterrupt:
         sys.exit(130)
     except signals.Terminated as received:
         sys.exit(128 + received.signum)
-    run_command_line()
+    finally:
+        # The exit status is decided, and two things in CPython would still turn it into a death by
+        # SIGINT (return code -2). Its shutdown puts back the default action of every signal it
+        # handles (not of an ignored one), and a Ctrl-C in those last ~30 ms killed a finished run.
+        # And a KeyboardInterrupt that ends code exec() runs from a string (dataclasses and
+        # namedtuple make methods so while modules are imported) marks the interrupt unhandled for
+        # good, though bncli caught it; under `python -m` the interpreter then kills itself with
+        # SIGINT after exiting 130. The next exec() of a string clears that mark.
+        signals.ignore_further_signals()
+        exec("")

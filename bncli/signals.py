@@ -22,12 +22,12 @@ received: int | None = None  # the SIGTERM or SIGHUP that ends this run, once on
 
 def install() -> None:
     """Handle SIGTERM and SIGHUP with :class:`Terminated` and SIGINT with KeyboardInterrupt, once each."""
+    signal.signal(signal.SIGINT, _interrupt)  # first: a caught SIGTERM then shows (in /proc) that Ctrl-C is ours too
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
-    signal.signal(signal.SIGINT, _interrupt)
 
 
-def _ignore_further_signals() -> None:
+def ignore_further_signals() -> None:
     """One interrupt ends bncli; the next ones must not stop its cleanup (polars answers a Ctrl-C
     that reaches it with a second one)."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -35,13 +35,14 @@ def _ignore_further_signals() -> None:
 
 
 def _unwinding() -> bool:
-    """Whether an interrupt is already being handled: polars raises KeyboardInterrupt itself for a
-    Ctrl-C that reaches it, and Python's own handler then runs once more, inside the cleanup."""
-    return isinstance(sys.exc_info()[1], KeyboardInterrupt | Terminated)
+    """Whether an interrupt is already being handled (polars raises KeyboardInterrupt itself for a
+    Ctrl-C that reaches it, and Python's own handler then runs once more, inside the cleanup), or
+    the run is already ending with its exit status decided."""
+    return isinstance(sys.exc_info()[1], KeyboardInterrupt | Terminated | SystemExit)
 
 
 def _interrupt(signum, frame) -> None:
-    _ignore_further_signals()
+    ignore_further_signals()
     if not _unwinding():
         raise KeyboardInterrupt
 
@@ -49,6 +50,6 @@ def _interrupt(signum, frame) -> None:
 def _terminate(signum, frame) -> None:
     global received
     received = signum
-    _ignore_further_signals()
+    ignore_further_signals()
     if not _unwinding():
         raise Terminated(signum)

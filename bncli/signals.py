@@ -7,6 +7,8 @@ ignored so that they cannot cut that cleanup short.
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class Terminated(BaseException):
@@ -18,6 +20,7 @@ class Terminated(BaseException):
 
 
 received: int | None = None  # the SIGTERM or SIGHUP that ends this run, once one arrived
+_held: list[int] | None = None  # inside held(): the signals that arrived, acted on as it ends
 
 
 def install() -> None:
@@ -41,15 +44,44 @@ def _unwinding() -> bool:
     return isinstance(sys.exc_info()[1], KeyboardInterrupt | Terminated | SystemExit)
 
 
+@contextmanager
+def held() -> Iterator[None]:
+    """A step that a signal must not cut in two (a file created, its name not yet known to the code
+    that removes it): a signal that arrives inside is acted on as the step ends.
+
+    Python runs signal handlers in the main thread whichever thread the signal reached, so this
+    holds them from polars' threads too, where blocking the signal in one thread would not.
+    """
+    global _held
+    outer, _held = _held, []
+    try:
+        yield
+    finally:
+        arrived, _held = _held, outer
+        if arrived and outer is not None:
+            outer.extend(arrived)
+        elif arrived:
+            _act_on(arrived[0])
+
+
+def _act_on(signum: int) -> None:
+    if not _unwinding():
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+
 def _interrupt(signum, frame) -> None:
     ignore_further_signals()
-    if not _unwinding():
-        raise KeyboardInterrupt
+    if _held is not None:
+        _held.append(signum)
+    else:
+        _act_on(signum)
 
 
 def _terminate(signum, frame) -> None:
     global received
     received = signum
     ignore_further_signals()
-    if not _unwinding():
-        raise Terminated(signum)
+    if _held is not None:
+        _held.append(signum)
+    else:
+        _act_on(signum)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import signals
 from ..errors import InputError, OutputError, printable
 
 
@@ -105,15 +106,15 @@ def _staged(option: str, path: str, target: Path, write: Callable[[BinaryIO], No
     """A temporary file beside ``target`` holding what ``write`` writes; its name."""
     import tempfile  # not needed at start-up
 
+    temporary = None
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as error:
-        raise _cannot_write(option, path, error) from None
-    try:
+        with signals.held():  # from the file's creation to its name in ``temporary``
+            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         with os.fdopen(handle, "wb") as stream:
             write(stream)
     except BaseException as error:
-        _remove(temporary)
+        if temporary is not None:
+            _remove(temporary)
         if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
             raise _cannot_write(option, path, error) from None
         raise

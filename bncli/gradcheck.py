@@ -26,7 +26,7 @@ rounding of the loss over the step, plus the truncation error measured from a
 second step 2h (:func:`bncli.numdiff.richardson`, which also removes it from
 the value compared), plus the rounding bound of
 the analytic value at the precision it was computed in
-(:func:`bncli.numdiff.rounding_scales`, the audit's budget). It FAILs where
+(:class:`bncli.numdiff.RoundingScales`, the audit's budget). It FAILs where
 ``|analytic − numerical| > NOISE_MULTIPLE · noise``. This noise does not grow
 with the batch the way the gradients' natural scales do, so a gradient off by
 k/(k−1) fails at every k that float64 can resolve. ``rtol``, when a user sets
@@ -281,7 +281,7 @@ class _Noise:
         self.precision = precision.unit
         self.natural = NaturalScales(bn, problem.dy, problem.weight)
         mean = np.zeros_like(bn.mean) if precision.exact_mean else bn.mean
-        self.rounding = numdiff.rounding_scales(bn.s, mean, bn.std, problem.weight, problem.bias, problem.dy)
+        self.rounding = numdiff.RoundingScales(bn.s, mean, bn.std, problem.weight, problem.bias, problem.dy)
         # The magnitude each y_t is rounded relative to, in units of |w|: |s_t| (+ 1, see
         # numdiff.loss_rounding) in training mode, the same at the centered point by shift
         # invariance; in eval mode x − running mean rounds relative to both x and that mean.
@@ -296,7 +296,11 @@ class _Noise:
     def analytic(self, name: str) -> np.ndarray:
         """The rounding bound of an analytic dx, dw or db computed at ``precision``: the audit's
         budget, so that what the audit calls PASS the check does too."""
-        return BUDGET_MULTIPLES[name] * self.precision * self.rounding[name]
+        return BUDGET_MULTIPLES[name] * self.precision * getattr(self.rounding, name)
+
+    def analytic_dx_column_sums(self) -> np.ndarray:
+        """Σ_i of :meth:`analytic` dx bounds: a probe's (|v_i| = 1), without forming them."""
+        return BUDGET_MULTIPLES["dx"] * self.precision * self.rounding.dx_column_sums()
 
     def analytic_jacobians(self, columns: Sequence[int]) -> np.ndarray:
         """J = u·R has no sums but each s carries the error of the mean: o times its natural scale."""
@@ -357,11 +361,8 @@ def _numerical_dx_and_jacobians(
     applied_all = np.empty((k, n))
     jac = np.empty((len(columns), k, k))
 
+    @_quietly
     def chunk(start: int, stop: int) -> int:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # per thread
-            return chunk_in_thread(start, stop)
-
-    def chunk_in_thread(start: int, stop: int) -> int:
         rows = np.arange(start, stop)
         perturbed = (np.arange(stop - start), rows)
         if method == "complex":
@@ -684,7 +685,7 @@ class _Check:
             if self.progress:
                 self.progress(done, probes)
         if checked.dx is not None:
-            noise = found.array("noise") + self.noise.analytic("dx").sum(axis=0)
+            noise = found.array("noise") + self.noise.analytic_dx_column_sums()
             scale = np.broadcast_to(self.noise.natural.dx_column_sums(), (probes, n))
             judged = _Judged(found.array("checked"), found.array("numerical"), scale, noise)
             ours = found.array("analytic") if self.analytic is not None else None
@@ -746,6 +747,17 @@ class _ProbeValues:
             self.jac_checked.append(checked.jacobian[c] @ applied[:, c] / nominal[c])
             self.jac_numerical.append(jac_derivative[:, position])
             self.jac_noise.append(np.broadcast_to(jac_noise, jac_derivative.shape)[:, position])
+
+
+def _quietly(function: Callable) -> Callable:
+    """``function`` under the check's errstate (see :func:`check_gradients`), which numpy keeps per
+    thread: for the full check's worker threads."""
+
+    def quietly(*args):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return function(*args)
+
+    return quietly
 
 
 def _directional(problem: Problem, x0: np.ndarray, direction: np.ndarray, method: str, columns: list[int]):

@@ -11,7 +11,7 @@ self-consistency all differentiate through these pieces:
   derivative is judged against;
 - :class:`NaturalScales`, the sum of the magnitudes of the terms that make up each gradient
   element, on which errors are reported;
-- :func:`rounding_scales`, what the rounding error of a backward-stable implementation is
+- :class:`RoundingScales`, what the rounding error of a backward-stable implementation is
   proportional to, element by element;
 - :func:`relative_error` and :func:`largest_relative_error`.
 
@@ -202,7 +202,7 @@ class NaturalScales:
         return scale
 
 
-def rounding_scales(s, mean, std, weight, bias, g) -> dict[str, np.ndarray]:
+class RoundingScales:
     """The scale each element's rounding error is proportional to in a backward-stable implementation.
 
     With o = 1 + |m|/σ per column (rounding the mean shifts every s by ~u·|m|/σ),
@@ -216,20 +216,54 @@ def rounding_scales(s, mean, std, weight, bias, g) -> dict[str, np.ndarray]:
 
     dx's terms are those of its closed form (|w|/(kσ))·(k|g_i| + Σ|g| + |s_i|·Σ|g s|),
     each widened by o for the error of s. The scales are never 0 (a 0 weight or an
-    all-zero dy gives a floor of the smallest normal number).
+    all-zero dy gives a floor of the smallest normal number). Each (k, n) scale is made
+    when first asked for; the per-column ones from sums alone.
     """
-    k = s.shape[0]
-    growth = np.sqrt(k)
-    with np.errstate(over="ignore"):
-        offset = 1 + np.abs(mean) / std
-        w, absg = np.abs(weight), np.abs(g)
-        sum_g = absg.sum(axis=0)
-        sum_gs = (absg * np.abs(s)).sum(axis=0)
-        scales = {
-            "y": growth * w * (np.abs(s) + offset) + np.abs(bias),
-            # g/σ before w: a subnormal σ (eps 0) with as tiny a g must not overflow on the way.
-            "dx": w * ((absg + growth * offset * (1 + np.abs(s)) * (sum_g + sum_gs) / k) / std),
-            "dw": growth * (absg * (np.abs(s) + offset)).sum(axis=0),
-            "db": growth * sum_g,
-        }
-    return {name: np.maximum(scale, _TINY) for name, scale in scales.items()}
+
+    def __init__(self, s, mean, std, weight, bias, g):
+        self.s, self.std, self.bias = s, std, bias
+        self.k = s.shape[0]
+        self.growth = np.sqrt(self.k)
+        with np.errstate(over="ignore"):
+            self.offset = 1 + np.abs(mean) / std
+        self.w, self.abs_g = np.abs(weight), np.abs(g)
+        self.sum_g = self.abs_g.sum(axis=0)
+        self.sum_gs = core.column_dot(self.abs_g, np.abs(s))
+
+    @cached_property
+    def y(self) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return _floored(self.growth * self.w * (np.abs(self.s) + self.offset) + np.abs(self.bias))
+
+    def _dx_shared(self) -> np.ndarray:
+        """(n,): the factor of (1 + |s_i|) in dx's scale, before the division by σ."""
+        return self.growth * self.offset * (self.sum_g + self.sum_gs) / self.k
+
+    @cached_property
+    def dx(self) -> np.ndarray:
+        # g/σ before w: a subnormal σ (eps 0) with as tiny a g must not overflow on the way.
+        with np.errstate(over="ignore"):
+            return _floored(self.w * ((self.abs_g + self._dx_shared() * (1 + np.abs(self.s))) / self.std))
+
+    def dx_column_sums(self) -> np.ndarray:
+        """(n,): Σ_i of dx's scales, without forming them."""
+        sum_s = np.abs(self.s).sum(axis=0)
+        with np.errstate(over="ignore"):
+            return _floored(self.w * ((self.sum_g + self._dx_shared() * (self.k + sum_s)) / self.std))
+
+    @cached_property
+    def dw(self) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return _floored(self.growth * (self.sum_gs + self.offset * self.sum_g))
+
+    @cached_property
+    def db(self) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return _floored(self.growth * self.sum_g)
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {"y": self.y, "dx": self.dx, "dw": self.dw, "db": self.db}
+
+
+def _floored(scale: np.ndarray) -> np.ndarray:
+    return np.maximum(scale, _TINY)

@@ -230,3 +230,14 @@ def test_verdicts_hold_for_random_data_at_random_scales(k, n, seed, log_scale, o
     scale = numdiff.NaturalScales(bn, dy, w).dx
     if np.max(np.abs(grads.dx) / scale) > 1e-2:  # dx not ~0 at its own scale (e.g. k = 2)
         assert not check(problem, gc.CheckedGradients(dx=grads.dx * (1 + 1e-4)), method).passed
+
+
+def test_rounding_scale_shortcuts_match_the_element_scales():
+    rng = np.random.default_rng(3)
+    x, dy = rng.standard_normal((9, 3)) + [0.0, 1e3, -5.0], rng.standard_normal((9, 3))
+    w, b = np.array([0.5, -2.0, 1.5]), np.array([1.0, 0.0, -3.0])
+    bn = core.forward(x, w, b)
+    scales = numdiff.RoundingScales(bn.s, bn.mean, bn.std, w, b, dy)
+    np.testing.assert_allclose(scales.dx_column_sums(), scales.dx.sum(axis=0), rtol=1e-13)
+    absg, o = np.abs(dy), 1 + np.abs(bn.mean) / bn.std
+    np.testing.assert_allclose(scales.dw, 3 * (absg * (np.abs(bn.s) + o)).sum(axis=0), rtol=1e-13)  # ρ = √9

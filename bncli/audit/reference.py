@@ -8,7 +8,7 @@ a correct, backward-stable implementation attains at that precision on that inpu
     budget_i = C_q · u(dtype) · scale_i
 
 with u the unit roundoff and scale_i the element's natural scale (see
-:func:`bncli.numdiff.rounding_scales`). Errors are reported on that scale: ``error_i =
+:class:`bncli.numdiff.RoundingScales`). Errors are reported on that scale: ``error_i =
 |obtained_i − exact_i| / scale_i``, so an element passes when error_i ≤ C_q·u.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import core
-from ..numdiff import rounding_scales, unit_roundoff
+from ..numdiff import RoundingScales, unit_roundoff
 from .cases import CaseInputs
 
 # C_q, the multiple of u·scale a correct implementation stays within. Measured maxima of
@@ -46,7 +46,7 @@ def reference(inputs: CaseInputs) -> Reference:
     bn = core.forward(x, w, b, inputs.eps)
     grads = core.backward(g, bn)
     values = {"y": bn.y, "dx": grads.dx, "dw": grads.dw, "db": grads.db}
-    return Reference(values, rounding_scales(bn.s, bn.mean, bn.std, w, b, g))
+    return Reference(values, RoundingScales(bn.s, bn.mean, bn.std, w, b, g).as_dict())
 
 
 def budget(name: str, dtype: str) -> float:

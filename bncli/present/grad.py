@@ -206,8 +206,8 @@ def check_table(renderer: Renderer, report: CheckReport, columns: Sequence[str],
         "at the worst element: err = |checked − numerical|, scale = its natural scale, noise = what the "
         f"numerical and the checked value may be off by without a mistake; PASS where {bound}"
     )
-    # Below 100 columns pairs of values share a column, one above the other, so nothing is cut at 80.
-    stacked = renderer.console.width < 100
+    # Narrower than this, pairs of values share a column, one above the other, so no number is cut.
+    stacked = renderer.console.width < (115 if against else 100)
     headers = (
         ("quantity", "abs err\nerr/scale", "err/noise", "worst at", "checked\nnumerical")
         if stacked

@@ -27,6 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from .options import DEFAULT_EPS, DEFAULT_MOMENTUM  # noqa: F401 (the defaults, written once)
+from .powers import exponent_of, in_normal_range, peak_exponent, product_in_range, ratio_in_range, times_power_of_two
 
 
 class ZeroVarianceError(ValueError):
@@ -100,11 +101,11 @@ class BatchNorm:
         # Beyond the float range (|w| or |b| ~1e308, x far from a running mean) y is inf, which
         # callers detect and name; numpy's warnings would only repeat it.
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            factor, exponent = _product_in_range(self._inverse, weight, self._exponent)
+            factor, exponent = product_in_range(self._inverse, weight, self._exponent)
             for rows in _row_blocks(self._x):
                 block = _normalize(self._x, self._shift, self._residual, factor, rows, y[..., rows, :])
                 if exponent is not None:
-                    _times_power_of_two(block, exponent, out=block)
+                    times_power_of_two(block, exponent, out=block)
                 block += bias
         return y
 
@@ -117,7 +118,7 @@ class BatchNorm:
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             _normalize(self._x, self._shift, self._residual, self._inverse, rows, out)
             if self._exponent is not None:
-                _times_power_of_two(out, self._exponent, out=out)
+                times_power_of_two(out, self._exponent, out=out)
             return out
 
     def sums(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +139,7 @@ class BatchNorm:
                 s = _normalize(self._x, self._shift, self._residual, self._inverse, rows, scratch)
                 products += column_dot(block, s, dtype=products.dtype)
             if self._exponent is not None:
-                _times_power_of_two(products, self._exponent[..., 0, :], out=products)
+                times_power_of_two(products, self._exponent[..., 0, :], out=products)
             return total.astype(g.dtype), products.astype(np.result_type(g, self.dtype))
 
 
@@ -239,75 +240,6 @@ def _require_positive(std: np.ndarray) -> None:
         raise ZeroVarianceError(np.flatnonzero(zero.reshape(-1, zero.shape[-1]).any(axis=0)).tolist())
 
 
-def _exponent_of(a) -> np.ndarray:
-    """e with |a| = f·2^e, ½ ≤ f < 1, element by element (0 for 0, inf and NaN)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.frexp(np.abs(a))[1]
-
-
-def _times_power_of_two(a, exponent, out: np.ndarray | None = None) -> np.ndarray:
-    """a·2^exponent: exact, or rounded once where the result leaves the normal range; complex too."""
-    if not np.iscomplexobj(a):
-        return np.ldexp(a, exponent, out=out)
-    if out is None:
-        out = np.empty(np.broadcast_shapes(np.shape(a), np.shape(exponent)), dtype=np.result_type(a))
-    np.ldexp(np.real(a), exponent, out=out.real)
-    np.ldexp(np.imag(a), exponent, out=out.imag)
-    return out
-
-
-def _peak_exponent(x: np.ndarray) -> np.ndarray:
-    """Per column (axis -2 reduced, kept), u with 2^u a power of two near max|x|: x/2^u is below 2.
-
-    2^(e−1) rather than 2^e for max|x| = f·2^e (½ ≤ f < 1): 2^e itself overflows for
-    data above 2^1023 ≈ 9e307 (2^127 in float32). A column of zeros gets u = 0.
-    """
-    peak = np.max(np.abs(_real(x)), axis=-2, keepdims=True)
-    return np.where(peak > 0, _exponent_of(peak) - 1, 0)
-
-
-def power_of_two_unit(x: np.ndarray) -> np.ndarray:
-    """Per column (axis -2 reduced, kept), a power of two near max|x|: x/unit is exact and below 2."""
-    return np.ldexp(np.ones(1, _real(x).dtype), _peak_exponent(x))
-
-
-def _in_range(value: np.ndarray, *factors) -> bool:
-    """True when ``value``, a product or ratio of ``factors``, is a finite normal float (or an exact 0)."""
-    magnitude = np.abs(value)
-    exact_zero = False
-    for factor in factors:
-        exact_zero = exact_zero | (np.asarray(factor) == 0)
-    return bool((np.isfinite(magnitude) & ((magnitude >= np.finfo(magnitude.dtype).tiny) | exact_zero)).all())
-
-
-def _split(a) -> tuple[np.ndarray, np.ndarray]:
-    """(f, e) with a = f·2^e and ½ ≤ |f| < 1 (f = a, e = 0 for a = 0)."""
-    exponent = _exponent_of(a)
-    return _times_power_of_two(a, -exponent), exponent
-
-
-def _product_in_range(a, b, exponent: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """a·b·2^exponent as a factor and a power of two: the factor is a·b where that is a normal float.
-
-    Otherwise (w = 1e308 times 1/σ = 300, say, though w·s is finite) a and b are split into
-    factors near 1 and powers of two, and the powers are added to ``exponent``.
-    """
-    product = a * b
-    if _in_range(product, a, b):
-        return product, exponent
-    (fa, ea), (fb, eb) = _split(a), _split(b)
-    return fa * fb, ea + eb + (0 if exponent is None else exponent)
-
-
-def _ratio_in_range(a, b) -> tuple[np.ndarray, np.ndarray | None]:
-    """a/b as a factor and a power of two (None when a/b is itself a normal float); b ≠ 0."""
-    ratio = a / b
-    if _in_range(ratio, a):
-        return ratio, None
-    (fa, ea), (fb, eb) = _split(a), _split(b)
-    return fa / fb, ea - eb
-
-
 def _columns_needing_units(x: np.ndarray, shift, var, var_plus_eps) -> np.ndarray | None:
     """Which columns (..., 1, n) must be normalized in a unit of their own; None when none.
 
@@ -385,25 +317,25 @@ def _forward_in_units(x: np.ndarray, weight, bias, eps: float, need: np.ndarray)
     power of two is kept apart (``exponent``) only where folding it into 2^t/σ would
     leave the normal range (float32 data of ~1e-45, whose s is subnormal).
     """
-    unit = np.where(need, _peak_exponent(x), 0)
+    unit = np.where(need, peak_exponent(x), 0)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        x = _times_power_of_two(x, -unit)
+        x = times_power_of_two(x, -unit)
         # A complex step far beyond the data (Im x ~1e300) still overflows: var is then NaN,
         # refused below as a zero variance.
         shift, residual, var = _moments(x)
-        data_std = np.abs(_times_power_of_two(np.sqrt(var), unit))
-        std_unit = np.where(need, _exponent_of(np.maximum(data_std, np.sqrt(eps))), 0)
+        data_std = np.abs(times_power_of_two(np.sqrt(var), unit))
+        std_unit = np.where(need, exponent_of(np.maximum(data_std, np.sqrt(eps))), 0)
         ratio = unit - std_unit
         dtype = _real(var).dtype
-        root = np.sqrt(_times_power_of_two(var, 2 * ratio) + np.ldexp(np.float64(eps), -2 * std_unit).astype(dtype))
+        root = np.sqrt(times_power_of_two(var, 2 * ratio) + np.ldexp(np.float64(eps), -2 * std_unit).astype(dtype))
         _require_positive(_real(root))
         inverse = 1 / root
-        folded = _times_power_of_two(inverse, ratio)
+        folded = times_power_of_two(inverse, ratio)
         fits = np.isfinite(np.abs(folded)) & (np.abs(folded) >= np.finfo(dtype).tiny)
         inverse, ratio = np.where(fits, folded, inverse), np.where(fits, 0, ratio)
-        mean = _times_power_of_two(shift + residual, unit)
-        var = _times_power_of_two(var, 2 * unit)  # inf (or 0) only beyond the float range itself
-        std = _times_power_of_two(root, std_unit)
+        mean = times_power_of_two(shift + residual, unit)
+        var = times_power_of_two(var, 2 * unit)  # inf (or 0) only beyond the float range itself
+        std = times_power_of_two(root, std_unit)
     exponent = ratio if ratio.any() else None
     return BatchNorm(
         mean[..., 0, :], var[..., 0, :], std[..., 0, :], True, x, shift, residual, inverse, weight, bias, exponent
@@ -472,17 +404,17 @@ def _backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
     if overflowed.any() and np.isfinite(dy).all():
         # Σg or Σg·s beyond the float range (g ~1e308), though dx need not be: dx, dw and db are
         # linear in g, so those columns are computed for g in units of 2^u near max|g| (exact).
-        unit = np.where(overflowed[..., None, :], _peak_exponent(dy), 0)
-        scaled = _backward(_times_power_of_two(dy, -unit), bn)
+        unit = np.where(overflowed[..., None, :], peak_exponent(dy), 0)
+        scaled = _backward(times_power_of_two(dy, -unit), bn)
         unit_of_sums = unit[..., 0, :]
         return Gradients(
-            dx=_times_power_of_two(scaled.dx, unit, out=scaled.dx),
-            dw=_times_power_of_two(scaled.dw, unit_of_sums),
-            db=_times_power_of_two(scaled.db, unit_of_sums),
+            dx=times_power_of_two(scaled.dx, unit, out=scaled.dx),
+            dw=times_power_of_two(scaled.dw, unit_of_sums),
+            db=times_power_of_two(scaled.db, unit_of_sums),
         )
     # w/σ beyond the normal range (σ subnormal with ε = 0, w = 1e-300 beside σ = 1e300), though
     # dx need not be: a is then a factor near 1, and its power of two is applied to dx at the end.
-    a, exponent = _ratio_in_range(np.asarray(bn.weight), bn.std)
+    a, exponent = ratio_in_range(np.asarray(bn.weight), bn.std)
     c, e = _per_column(-a * dw / k), _per_column(-a * db / k)
     a = _per_column(a)
     dx = np.empty_like(dy, dtype=np.result_type(dy, a, bn.dtype))
@@ -494,7 +426,7 @@ def _backward(dy: np.ndarray, bn: BatchNorm) -> Gradients:
             s += e
             block += s
         if exponent is not None:
-            _times_power_of_two(block, _per_column(exponent), out=block)
+            times_power_of_two(block, _per_column(exponent), out=block)
     return Gradients(dx=dx, dw=dw, db=db)
 
 
@@ -529,11 +461,11 @@ def jacobian(bn: BatchNorm, column: int) -> np.ndarray:
         if not bn.training:  # u·I would give −0.0 off the diagonal where w < 0
             return np.diag(np.full(bn.rows, u, dtype=bn.dtype))
         w = np.broadcast_to(bn.weight, bn.std.shape)[column]
-        if _in_range(u, w):
+        if in_normal_range(u, w):
             return u * r
         # u = w/(kσ) beyond the normal range where J need not be: (w/σ)/k as a factor and a power of two
-        factor, exponent = _ratio_in_range(w, bn.std[column])
-        return _times_power_of_two((factor / bn.rows) * r, 0 if exponent is None else exponent)
+        factor, exponent = ratio_in_range(w, bn.std[column])
+        return times_power_of_two((factor / bn.rows) * r, 0 if exponent is None else exponent)
 
 
 def update_running(

@@ -39,6 +39,7 @@ from functools import cached_property
 import numpy as np
 
 from . import core
+from .powers import power_of_two_unit
 
 # Elements per batched forward pass: each batch holds a few arrays of this many float64
 # (16 MB each), so a full check stays near 100 MB whatever k and n are.
@@ -161,8 +162,8 @@ class NaturalScales:
         with np.errstate(over="ignore"):
             self.u = np.abs(weight) / ((k if self.training else 1) * bn.std)
         # Subnormal σ (ε = 0): u overflows though the scales of dx need not (g is as tiny);
-        # those are then formed in units of a power of two near σ.
-        self.unit = 1.0 if np.isfinite(self.u).all() else core.power_of_two_unit(bn.std[None, :])[0]
+        # those columns' scales are then formed in units of a power of two near σ.
+        self.unit = np.where(np.isfinite(self.u), 1.0, power_of_two_unit(bn.std[None, :])[0])
         self.u_units = np.abs(weight) / ((k if self.training else 1) * (bn.std / self.unit))
 
     @cached_property

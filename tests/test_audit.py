@@ -348,6 +348,7 @@ def test_core_keeps_digits_when_the_variance_underflows():
 # ---------------------------------------------------------------------- torch
 
 
+@pytest.mark.extras
 def test_torch_passes_the_default_battery():
     pytest.importorskip("torch")
     report = bncli.audit("torch")

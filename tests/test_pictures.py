@@ -285,6 +285,7 @@ def test_audit_grid_cuts_long_case_names_to_fit():
 # --------------------------------------------------------------------------- files, cost
 
 
+@pytest.mark.extras
 def test_png_and_pdf_are_valid_files():
     pytest.importorskip("matplotlib")
     steps, errors, _ = v_shaped_sweep()

@@ -16,6 +16,7 @@ from bncli import core
 from bncli.io import read
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.extras
 
 
 def torch_batchnorm(x, g, w, b, eps=1e-5):

@@ -88,28 +88,28 @@ def richardson(at_h: np.ndarray, at_2h: np.ndarray) -> tuple[np.ndarray, np.ndar
 FORWARD_ROUNDINGS = 4
 
 
-def output_rounding(s: np.ndarray, weight: np.ndarray, unit: float) -> np.ndarray:
+def output_rounding(abs_s: np.ndarray, weight: np.ndarray, unit: float) -> np.ndarray:
     """The rounding of each y_t = w·s_t of the forward pass, absolute: FORWARD_ROUNDINGS·u·|w|·(|s_t| + 1).
 
     Each y_t is rounded relative to itself, and every s_t of a column shares the rounded mean
     and σ, which shift it by ≈ u relative to σ: the ``+ 1``.
     """
-    magnitude = np.abs(s)
-    magnitude += 1
+    magnitude = abs_s + 1
     magnitude *= FORWARD_ROUNDINGS * unit * np.abs(weight)
     return magnitude
 
 
-def loss_rounding(s: np.ndarray, dy: np.ndarray, weight: np.ndarray, unit: float) -> np.ndarray:
+def loss_rounding(abs_g: np.ndarray, abs_s: np.ndarray | None, weight: np.ndarray, unit: float) -> np.ndarray:
     """(n,): the rounding of the loss e = Σ_t g_t·y_t (bias left out) in each column, absolute:
-    Σ_t |g_t| times :func:`output_rounding`, and half a subnormal spacing per term where the
-    products fall below the normal range. Divided by the perturbation applied, it is the
-    rounding noise of one side of a central difference of e."""
-    magnitude = np.abs(s)
-    magnitude += 1
-    relative = FORWARD_ROUNDINGS * unit * np.abs(weight) * core.column_dot(np.abs(dy), magnitude)
+    Σ_t |g_t| times :func:`output_rounding` (``abs_s`` None: y = ±1, as for db), and half a
+    subnormal spacing per term where the products fall below the normal range. Divided by the
+    perturbation applied, it is the rounding noise of one side of a central difference of e."""
+    magnitude = abs_g.sum(axis=0)
+    if abs_s is not None:
+        magnitude += core.column_dot(abs_g, abs_s)
+    relative = FORWARD_ROUNDINGS * unit * np.abs(weight) * magnitude
     # Products g_t·y_t below the normal range (dy ~1e-310) are rounded to a fixed grid instead.
-    return relative + dy.shape[-2] * np.finfo(np.float64).smallest_subnormal
+    return relative + abs_g.shape[-2] * np.finfo(np.float64).smallest_subnormal
 
 
 def row_batches(rows: int, columns: int, workers: int = 1) -> Iterator[tuple[int, int]]:
@@ -221,20 +221,21 @@ class RoundingScales:
     when first asked for; the per-column ones from sums alone.
     """
 
-    def __init__(self, s, mean, std, weight, bias, g):
-        self.s, self.std, self.bias = s, std, bias
-        self.k = s.shape[0]
+    def __init__(self, abs_s, mean, std, weight, bias, abs_g):
+        """``abs_s`` and ``abs_g``: |s| and |g|, (k, n) each, as the caller has them."""
+        self.abs_s, self.std, self.bias = abs_s, std, bias
+        self.k = abs_s.shape[0]
         self.growth = np.sqrt(self.k)
         with np.errstate(over="ignore"):
             self.offset = 1 + np.abs(mean) / std
-        self.w, self.abs_g = np.abs(weight), np.abs(g)
-        self.sum_g = self.abs_g.sum(axis=0)
-        self.sum_gs = core.column_dot(self.abs_g, np.abs(s))
+        self.w, self.abs_g = np.abs(weight), abs_g
+        self.sum_g = abs_g.sum(axis=0)
+        self.sum_gs = core.column_dot(abs_g, abs_s)
 
     @cached_property
     def y(self) -> np.ndarray:
         with np.errstate(over="ignore"):
-            return _floored(self.growth * self.w * (np.abs(self.s) + self.offset) + np.abs(self.bias))
+            return _floored(self.growth * self.w * (self.abs_s + self.offset) + np.abs(self.bias))
 
     def _dx_shared(self) -> np.ndarray:
         """(n,): the factor of (1 + |s_i|) in dx's scale, before the division by σ."""
@@ -244,11 +245,11 @@ class RoundingScales:
     def dx(self) -> np.ndarray:
         # g/σ before w: a subnormal σ (eps 0) with as tiny a g must not overflow on the way.
         with np.errstate(over="ignore"):
-            return _floored(self.w * ((self.abs_g + self._dx_shared() * (1 + np.abs(self.s))) / self.std))
+            return _floored(self.w * ((self.abs_g + self._dx_shared() * (1 + self.abs_s)) / self.std))
 
     def dx_column_sums(self) -> np.ndarray:
         """(n,): Σ_i of dx's scales, without forming them."""
-        sum_s = np.abs(self.s).sum(axis=0)
+        sum_s = self.abs_s.sum(axis=0)
         with np.errstate(over="ignore"):
             return _floored(self.w * ((self.sum_g + self._dx_shared() * (self.k + sum_s)) / self.std))
 

@@ -46,7 +46,7 @@ def reference(inputs: CaseInputs) -> Reference:
     bn = core.forward(x, w, b, inputs.eps)
     grads = core.backward(g, bn)
     values = {"y": bn.y, "dx": grads.dx, "dw": grads.dw, "db": grads.db}
-    return Reference(values, RoundingScales(bn.s, bn.mean, bn.std, w, b, g).as_dict())
+    return Reference(values, RoundingScales(np.abs(bn.s), bn.mean, bn.std, w, b, np.abs(g)).as_dict())
 
 
 def budget(name: str, dtype: str) -> float:

@@ -205,8 +205,8 @@ class _Check:
         noise, natural = self.noise, self.noise.natural
         ones = np.ones_like(self.problem.weight)
         rounding = {
-            "dw": numdiff.loss_rounding(natural.abs_s, self.problem.dy, ones, FLOAT64),
-            "db": numdiff.loss_rounding(np.zeros_like(natural.abs_s), self.problem.dy, ones, FLOAT64),
+            "dw": numdiff.loss_rounding(natural.abs_g, natural.abs_s, ones, FLOAT64),
+            "db": numdiff.loss_rounding(natural.abs_g, None, ones, FLOAT64),
         }
         for name, numerical, scale in (("dw", dw, natural.dw), ("db", db, natural.db)):
             values = getattr(self.checked, name)

@@ -79,7 +79,8 @@ class Noise:
         self.precision = precision.unit
         self.natural = NaturalScales(bn, problem.dy, problem.weight)
         mean = np.zeros_like(bn.mean) if precision.exact_mean else bn.mean
-        self.rounding = numdiff.RoundingScales(bn.s, mean, bn.std, problem.weight, problem.bias, problem.dy)
+        natural = self.natural
+        self.rounding = numdiff.RoundingScales(natural.abs_s, mean, bn.std, problem.weight, problem.bias, natural.abs_g)
         # The magnitude each y_t is rounded relative to, in units of |w|: |s_t| (+ 1, see
         # numdiff.loss_rounding) in training mode, the same at the centered point by shift
         # invariance; in eval mode x − running mean rounds relative to both x and that mean.
@@ -87,7 +88,7 @@ class Noise:
         if problem.affine:
             magnitude = (np.abs(problem.x) + np.abs(bn.mean)) / bn.std
         self.magnitude = magnitude
-        self.loss = numdiff.loss_rounding(magnitude, problem.dy, problem.weight, FLOAT64)
+        self.loss = numdiff.loss_rounding(self.natural.abs_g, magnitude, problem.weight, FLOAT64)
         self.offset = 1 + np.abs(mean) / bn.std
         self.std = bn.std
 

@@ -258,7 +258,7 @@ class CommandTarget(Target):
                     f"(--cmd 'python3 {self.argv[0]}')"
                 )
             raise InputError(
-                f"--cmd: program {self.argv[0]!r} not found (run without a shell; set a variable with 'env VAR=value PROGRAM')"
+                f"--cmd: program {self.argv[0]!r} not found (runs without a shell: use 'env VAR=value PROGRAM')"
             )
         self.name = command
         self.root = tempfile.mkdtemp(prefix="bncli-audit-")

@@ -120,7 +120,8 @@ class Document:
     meta: dict = field(default_factory=dict)  # keys of the full json besides the parts'
     has_header: bool = True
     exit_code: int = 0
-    verdict: str | None = None  # on stderr when the output does not carry the ``check`` part
+    verdict: str | None = None  # on stderr unless a table on stdout shows the part ``verdict_part``
+    verdict_part: str = "check"
     files: list[tuple[str, str, str]] = field(default_factory=list)  # (option, path, text) written besides -o
     # (name, values, columns) → an input error for a non-finite array, worded for this result;
     # None: the one for any non-finite number
@@ -201,7 +202,7 @@ def emit(document: Document, outputs: options.OutputOptions, fmt: str) -> int:
     """Show ``document`` as ``fmt`` on stdout or in --output, write its other files; the exit code."""
     shown = _selected({part.name: part for part in document.parts}, outputs.only, fmt)
     write = _writer(document, shown, outputs, fmt)
-    shows_verdict = fmt == "table" and not outputs.output and any(part.name == "check" for part in shown)
+    shows_verdict = fmt == "table" and not outputs.output and any(part.name == document.verdict_part for part in shown)
     if document.verdict is not None and not shows_verdict:  # whoever ran it hears the verdict
         note(document.verdict)
     files = [(option, path, _text_writer(text)) for option, path, text in document.files]

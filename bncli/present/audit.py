@@ -163,6 +163,13 @@ def consistency_line(result) -> str:
     )
 
 
+def report_view(report) -> str:
+    """The report's table view as plain text, as a file gets it."""
+    from ..output import as_text
+
+    return as_text(audit_document(report))
+
+
 def report_text(report) -> str:
     """The report as plain text (for AssertionError messages and logs)."""
     lines = [f"bncli audit of {report.target} (layout {report.layout}): {report.verdict}"]

@@ -105,7 +105,7 @@ def test_grad_jacobian_of_one_column(blood):
         (lambda: bncli.forward([["a", "b"], ["c", "d"]]), "x: not an array of real numbers"),
         (lambda: bncli.forward([[1.0, np.nan], [2.0, 3.0]]), "x: row 0, column '1': NaN and infinity are not"),
         (lambda: bncli.forward(np.zeros((0, 3))), "x: no data"),
-        (lambda: bncli.forward([[1.0, 2.0], [3.0, 5.0]], eps=-1), "--eps -1: must be a finite number ≥ 0"),
+        (lambda: bncli.forward([[1.0, 2.0], [3.0, 5.0]], eps=-1), "--eps -1.0: must be a finite number ≥ 0"),
         (lambda: bncli.forward([[1.0, 2.0], [3.0, 5.0]], weight=[1, 2, 3]), "--weight: 3 values, but the data"),
         (lambda: bncli.forward([[1.0, 2.0], [3.0, 5.0]], columns=["a"]), "columns: 1 name(s) for 2 columns"),
         (lambda: bncli.forward([[1.0, 2.0], [3.0, 5.0]], dtype="int8"), "dtype 'int8': use float64 or float32"),

@@ -199,8 +199,9 @@ class ForwardResult:
     stats: bool  # the statistics table was asked for
 
 
-def forward(request: ForwardRequest) -> ForwardResult:
-    return ForwardResult(build_model(request.inputs), request.stats)
+def forward(request: ForwardRequest, data: Matrix | None = None) -> ForwardResult:
+    """``data``: the matrix, given in place of the file the request names (the Python API)."""
+    return ForwardResult(build_model(request.inputs, data), request.stats)
 
 
 # --------------------------------------------------------------------------- grad
@@ -231,11 +232,20 @@ class GradResult:
         return 1 if self.check is not None and not self.check.passed else 0
 
 
-def grad(request: GradRequest, progress: gc.ProgressCallback | None = None) -> GradResult:
+def grad(
+    request: GradRequest,
+    progress: gc.ProgressCallback | None = None,
+    *,
+    data: Matrix | None = None,
+    dy: UpstreamGradient | None = None,
+    against: gc.CheckedGradients | None = None,
+) -> GradResult:
+    """``data``, ``dy`` and ``against`` (validated already): given in place of the files the request
+    names (the Python API)."""
     check = _validated(request.check)
     if request.dy == "-" and check.against == "-":
         raise InputError("--dy - and --against - would both read stdin: give one of them as a file")
-    model = build_model(request.inputs)
+    model = build_model(request.inputs, data)
     k, n = model.data.shape
     selected = inputs.resolve_columns(request.columns, model.columns)  # an unknown column is an error anyway
     if request.columns and not request.jacobian:
@@ -243,7 +253,7 @@ def grad(request: GradRequest, progress: gc.ProgressCallback | None = None) -> G
     jacobian_columns = selected if request.jacobian else []
     if k * k * len(jacobian_columns) > MAX_MATRIX_ELEMENTS:
         raise InputError(jacobian_too_large(k, len(jacobian_columns)))
-    dy = inputs.load_dy(request.dy, request.seed, model.data)
+    dy = inputs.load_dy(request.dy, request.seed, model.data) if dy is None else dy
     gradients = core.backward(model.cast(dy.values, "dy"), model.bn)
     jacobians = {c: core.jacobian(model.bn, c) for c in jacobian_columns}
     result = GradResult(model, dy, gradients, jacobians)
@@ -253,7 +263,7 @@ def grad(request: GradRequest, progress: gc.ProgressCallback | None = None) -> G
     checked |= {f"the Jacobian of column {model.columns[c]!r}": j for c, j in jacobians.items()}
     for name, values in checked.items():
         require_finite(name, values, model.columns)
-    report = _run_check(model, result, check, request.seed, progress)
+    report = _run_check(model, result, check, request.seed, progress, against)
     return GradResult(model, dy, gradients, jacobians, CheckResult(report, check.against))
 
 
@@ -299,7 +309,12 @@ def _probes(check: CheckOptions, k: int, n: int, jacobian_columns: int) -> int |
 
 
 def _run_check(
-    model: Model, result: GradResult, check: CheckOptions, seed: int, progress: gc.ProgressCallback | None
+    model: Model,
+    result: GradResult,
+    check: CheckOptions,
+    seed: int,
+    progress: gc.ProgressCallback | None,
+    against: gc.CheckedGradients | None,
 ) -> gc.CheckReport:
     from . import gradcheck as gc
     from . import numdiff
@@ -309,7 +324,7 @@ def _run_check(
     ours = gc.CheckedGradients(dx=gradients.dx, dw=gradients.dw, db=gradients.db, jacobian=jacobians)
     precision = gc.Precision(numdiff.unit_roundoff(model.dtype))
     if check.against:
-        theirs = inputs.load_against(check.against, model.data)
+        theirs = inputs.load_against(check.against, model.data) if against is None else against
         checked, analytic = gc.CheckedGradients(theirs.dx, theirs.dw, theirs.db, jacobians), ours
         unit = max(precision.unit, gc.evident_unit_roundoff(theirs.dx, theirs.dw, theirs.db))
         if unit > precision.unit:

@@ -1,8 +1,8 @@
 """The pictures of :mod:`bncli.pictures` drawn with matplotlib, for ``-o NAME.png`` and ``-o NAME.pdf``.
 
-matplotlib is an optional extra (``pip install 'bncli[plot]'``), imported only
-inside :func:`save_figure`. The figure is made directly, without pyplot: no
-global state, no GUI backend. The colours are the terminal pictures' own
+matplotlib is an optional extra (``pip install matplotlib``, or ``pip install '.[plot]'`` in
+bncli's clone), imported only inside :func:`save_figure`. The figure is made directly,
+without pyplot: no global state, no GUI backend. The colours are the terminal pictures' own
 (:data:`bncli.pictures` palettes), so a file and a terminal read the same.
 """
 
@@ -44,7 +44,10 @@ def save_figure(items: Sequence[pictures.Picture], stream: BinaryIO, format: str
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise InputError(f"writing a {format.upper()} picture needs matplotlib: pip install 'bncli[plot]'") from None
+        raise InputError(
+            f"writing a {format.upper()} picture needs matplotlib: pip install matplotlib "
+            "(or pip install '.[plot]' in bncli's clone)"
+        ) from None
     if not items:
         raise ValueError("no picture to draw")
     heights = [_height(item) for item in items]

@@ -120,7 +120,8 @@ class Document:
     meta: dict = field(default_factory=dict)  # keys of the full json besides the parts'
     has_header: bool = True
     exit_code: int = 0
-    verdict: str | None = None  # on stderr when the output does not carry the ``check`` part
+    verdict: str | None = None  # on stderr unless a table on stdout shows the part ``verdict_part``
+    verdict_part: str = "check"
     files: list[tuple[str, str, str]] = field(default_factory=list)  # (option, path, text) written besides -o
     # (name, values, columns) → an input error for a non-finite array, worded for this result;
     # None: the one for any non-finite number
@@ -199,9 +200,9 @@ def _validate_pictures(outputs: options.OutputOptions, fmt: str, pictures: bool)
 
 def emit(document: Document, outputs: options.OutputOptions, fmt: str) -> int:
     """Show ``document`` as ``fmt`` on stdout or in --output, write its other files; the exit code."""
-    shown = _selected({part.name: part for part in document.parts}, outputs.only, fmt)
+    shown = _selected(_by_name(document), outputs.only, fmt)
     write = _writer(document, shown, outputs, fmt)
-    shows_verdict = fmt == "table" and not outputs.output and any(part.name == "check" for part in shown)
+    shows_verdict = fmt == "table" and not outputs.output and any(part.name == document.verdict_part for part in shown)
     if document.verdict is not None and not shows_verdict:  # whoever ran it hears the verdict
         note(document.verdict)
     files = [(option, path, _text_writer(text)) for option, path, text in document.files]
@@ -216,9 +217,7 @@ def _writer(document: Document, shown: list[Part], outputs: options.OutputOption
     if fmt in ONE_MATRIX_FORMATS:
         return _matrix_writer(shown[0], fmt, document)
     if fmt == "json":
-        obj = ({"columns": document.columns} if outputs.only else document.meta) | {
-            key: value for part in shown for key, value in part.json().items()
-        }
+        obj = _json_object(document, shown, outputs.only)
         _require_finite_json(obj, document)
         return _text_writer(format_json(obj))
     if fmt == "markdown":
@@ -229,6 +228,37 @@ def _writer(document: Document, shown: list[Part], outputs: options.OutputOption
         _require_finite_json(part.json(), document)
     text = _render(document, shown, outputs, fmt)
     return _text_writer(text, None if outputs.output else _stdout_encoding())
+
+
+def _json_object(document: Document, shown: list[Part], only: str | None) -> dict:
+    return ({"columns": document.columns} if only else document.meta) | {
+        key: value for part in shown for key, value in part.json().items()
+    }
+
+
+def as_text(document: Document, only: str | None = None) -> str:
+    """The table view (of part ``only``, or of all) as plain text, as a file gets it: no colour, and
+    no spaces that pad a line to the table's width."""
+    from .render import view
+
+    outputs = options.OutputOptions(only=only)
+    shown = _selected(_by_name(document), only, "table")
+    text = view(_view_makers(document, shown, outputs), outputs.precision, outputs.full, to_file=True,
+                stdout_terminal=False, encoding="utf-8")  # fmt: skip
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
+
+
+def as_json(document: Document, only: str | None = None) -> dict:
+    """What ``-f json`` (with ``--only``) prints, as Python objects: dicts, lists, floats, strings."""
+    import json
+
+    obj = _json_object(document, _selected(_by_name(document), only, "json"), only)
+    _require_finite_json(obj, document)
+    return json.loads(format_json(obj))
+
+
+def _by_name(document: Document) -> dict[str, Part]:
+    return {part.name: part for part in document.parts}
 
 
 def _selected(parts: dict[str, Part], only: str | None, fmt: str) -> list[Part]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 
 def assert_batchnorm(func, **options) -> None:
-    """Audit ``func(x, weight, bias, eps, dy)``; AssertionError with the report as text unless PASS.
+    """Audit ``func(x, weight, bias, eps, dy)``; AssertionError with the report's table view unless PASS.
 
     ``options`` are those of :class:`bncli.audit.run.AuditOptions` (cases, extreme,
     dtypes, layout, timeout, consistency).
     """
+    __tracebackhide__ = True  # pytest shows the caller's line and the report, not this helper
     from . import audit
-    from .present.audit import report_text
 
     report = audit(func, **options)
     if not report.passed:
-        raise AssertionError(report_text(report))
+        raise AssertionError("\n" + report.text)

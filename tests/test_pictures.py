@@ -305,7 +305,8 @@ def test_png_and_pdf_are_valid_files():
 def test_missing_matplotlib_is_an_input_error_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(errors.InputError, match=r"PNG picture needs matplotlib: pip install 'bncli\[plot\]'"):
+    clone = r"pip install matplotlib \(or pip install '\.\[plot\]' in bncli's clone\)"
+    with pytest.raises(errors.InputError, match=rf"PNG picture needs matplotlib: {clone}"):
         figures.save_figure([failing_error_map()], io.BytesIO(), "png")
 
 

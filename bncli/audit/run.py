@@ -20,9 +20,13 @@ from .judge import BEYOND, CaseResult, QuantityResult, TargetError, check_output
 from .reference import Reference, reference
 
 
-@dataclass
+@dataclass(repr=False)
 class AuditReport:
-    """The audit of one target: per case and quantity results, diagnosis, self-consistency."""
+    """The audit of one target: per case and quantity results, diagnosis, self-consistency.
+
+    ``text`` is the table view as ``bncli audit`` prints it into a file (no colour), ``json``
+    the object ``-f json`` prints, as a dict.
+    """
 
     target: str
     layout: str
@@ -36,6 +40,22 @@ class AuditReport:
     @property
     def passed(self) -> bool:
         return self.verdict == "PASS"
+
+    @property
+    def text(self) -> str:
+        from ..present.audit import report_view
+
+        return report_view(self)
+
+    @property
+    def json(self) -> dict:
+        from ..present.audit import report_json
+
+        return report_json(self)
+
+    def __repr__(self) -> str:
+        runs = len(self.cases)
+        return f"<AuditReport of {self.target!r}: {self.verdict}, {runs} case run{'s' if runs != 1 else ''}>"
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,9 @@ class CommandTarget(Target):
                     f"--cmd: {self.argv[0]!r} is not executable: chmod +x it, or name its interpreter "
                     f"(--cmd 'python3 {self.argv[0]}')"
                 )
-            raise InputError(f"--cmd: program {self.argv[0]!r} not found")
+            raise InputError(
+                f"--cmd: program {self.argv[0]!r} not found (runs without a shell: use 'env VAR=value PROGRAM')"
+            )
         self.name = command
         self.root = tempfile.mkdtemp(prefix="bncli-audit-")
 

@@ -25,6 +25,8 @@ EXAMPLES = """Examples:
   bncli audit torch --layout nchw
 
   bncli audit --cmd './batchnorm' --dtype float64 -o report.json
+
+  bncli audit --cmd 'env OMP_NUM_THREADS=1 ./batchnorm'
 """
 
 
@@ -44,7 +46,9 @@ def audit(
         option(
             "--cmd",
             help="Audit a program instead (any language): run once per case with a folder holding "
-            "x.npy, dy.npy, params.json (and x.csv, dy.csv); it writes y, dx, dw, db there as .npy or .csv.",
+            "x.npy, dy.npy, params.json (and x.csv, dy.csv); it writes y, dx, dw, db there as .npy or .csv. "
+            "The command is split into words and run without a shell: set a variable with "
+            "'env VAR=value PROGRAM'.",
             panel=AUDIT,
             metavar="'PROGRAM [ARGS]'",
         ),

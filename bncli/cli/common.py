@@ -86,7 +86,7 @@ FormatOption = Annotated[
         show_default=False,
     ),
 ]
-PICTURE_FILES = ".svg .html: the table view with its pictures; .png .pdf: the pictures (needs bncli\\[plot])"
+PICTURE_FILES = ".svg .html: the table view with its pictures; .png .pdf: the pictures (needs matplotlib)"
 
 
 def output_option(formats: str) -> object:

@@ -29,13 +29,15 @@ _WIDE_AUDIT = 110
 
 
 def audit_document(report):
-    """The report as the output dispatcher shows it: one part, ``report``; exit 1 unless it passed."""
+    """The report as the output dispatcher shows it: one part, ``report``, which ends with the verdict line
+    (on stderr when no table shows it); exit 1 unless it passed."""
     from ..output import Document, Part
 
     part = Part(
         "report", lambda: report_json(report), [partial(_tables_for, report)], pictures=[partial(_grid, report)]
     )
-    return Document([part], [], exit_code=0 if report.passed else 1)
+    exit_code = 0 if report.passed else 1
+    return Document([part], [], exit_code=exit_code, verdict=verdict_line(report), verdict_part="report")
 
 
 def cases_document(cases):
@@ -161,6 +163,13 @@ def consistency_line(result) -> str:
     )
 
 
+def report_view(report) -> str:
+    """The report's table view as plain text, as a file gets it."""
+    from ..output import as_text
+
+    return as_text(audit_document(report))
+
+
 def report_text(report) -> str:
     """The report as plain text (for AssertionError messages and logs)."""
     lines = [f"bncli audit of {report.target} (layout {report.layout}): {report.verdict}"]
@@ -249,9 +258,14 @@ def _finding_lines(report):
 
 
 def _summary(report):
-    """The overall verdict, with how many case runs gave each verdict."""
+    """The verdict line, its verdict coloured."""
     from rich.text import Text
 
+    return Text.assemble(_verdict_text(report.verdict), verdict_line(report).removeprefix(report.verdict))
+
+
+def verdict_line(report) -> str:
+    """The overall verdict, with how many case runs gave each verdict."""
     counts = {}
     for r in report.cases:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
@@ -261,7 +275,7 @@ def _summary(report):
     default = [r for r in report.cases if not r.extreme]
     if not report.passed and len(default) < len(report.cases) and all(r.verdict == "PASS" for r in default):
         where = "; every default case passes: the failures are in the opt-in extreme set"
-    return Text.assemble(_verdict_text(report.verdict), f": {runs} ({summary}){where}")
+    return f"{report.verdict}: {runs} ({summary}){where}"
 
 
 def _ratio(ratio: float) -> str:

@@ -294,7 +294,8 @@ def row_check(files, repeats):
         start = time.perf_counter()
         theirs_verdict = "PASS" if torch.autograd.gradcheck(fn, inputs, raise_exception=False) else "FAIL"
         theirs = time.perf_counter() - start
-        goal = judged(f"full check {label}, times faster than torch", theirs / ours, "≥ 200")
+        # Issue 17: ≥ 100× (the second step for the truncation estimate doubled the full check's cost).
+        goal = judged(f"full check {label}, times faster than torch", theirs / ours, "≥ 100")
         print(
             f"  {k}×{n}, {label}: bncli {ours * 1e3:.1f} ms ({verdict})   torch.autograd.gradcheck "
             f"{theirs * 1e3:.0f} ms ({theirs_verdict})   bncli {theirs / ours:.0f}× faster   {goal}"

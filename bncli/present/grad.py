@@ -202,6 +202,7 @@ def check_table(renderer: Renderer, report: CheckReport, columns: Sequence[str],
         title += f"; checking {against}"
     table = titled_table(title)
     bound = f"err/noise ≤ {report.noise_multiple:g}" if report.rtol is None else f"err/scale ≤ {report.rtol:g}"
+    table.caption_justify = "left"
     table.caption = (
         "at the worst element: err = |checked − numerical|, scale = its natural scale, noise = what the "
         f"numerical and the checked value may be off by without a mistake; PASS where {bound}"

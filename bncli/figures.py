@@ -1,9 +1,10 @@
 """The pictures of :mod:`bncli.pictures` drawn with matplotlib, for ``-o NAME.png`` and ``-o NAME.pdf``.
 
 matplotlib is an optional extra (``pip install 'bncli[plot]'``), imported only
-inside :func:`save_figure`. The figure is made directly, without pyplot: no
-global state, no GUI backend. The colours are the terminal pictures' own
-(:data:`bncli.pictures` palettes), so a file and a terminal read the same.
+by :func:`require_matplotlib` (which the output's validation asks first) and
+:func:`draw`. The figure is made directly, without pyplot: no global state, no
+GUI backend. The colours are the terminal pictures' own (:data:`bncli.pictures`
+palettes), so a file and a terminal read the same.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import pictures
-from .errors import InputError
+from .errors import InputError, printable
 from .options import FIGURE_FORMATS as FORMATS
 
 _WIDTH_INCHES = 7.5
@@ -41,10 +42,29 @@ def save_figure(items: Sequence[pictures.Picture], stream: BinaryIO, format: str
     """
     if format not in FORMATS:
         raise ValueError(f"unknown picture format {format!r}; expected one of {', '.join(FORMATS)}")
+    require_matplotlib(format)
+    draw(items).savefig(stream, format=format, dpi=_DPI)
+
+
+def require_matplotlib(format: str) -> None:
+    """Raise the InputError that names the extra to install, unless matplotlib can be imported.
+
+    Asked before any work is done (by the output's validation), and again where the figure is made.
+    """
     try:
-        from matplotlib.figure import Figure
+        import matplotlib.figure  # noqa: F401 (the import is the test)
     except ImportError:
         raise InputError(f"writing a {format.upper()} picture needs matplotlib: pip install 'bncli[plot]'") from None
+
+
+def draw(items: Sequence[pictures.Picture]):
+    """The matplotlib Figure of ``items``, one under the other.
+
+    Every text that comes from data or targets (titles, names on the axes) is drawn literally:
+    mathtext would typeset ``$x^2$`` as math and fail on ``$$``.
+    """
+    from matplotlib.figure import Figure
+
     if not items:
         raise ValueError("no picture to draw")
     heights = [_height(item) for item in items]
@@ -52,7 +72,7 @@ def save_figure(items: Sequence[pictures.Picture], stream: BinaryIO, format: str
     axes = figure.subplots(len(items), 1, height_ratios=heights, squeeze=False)[:, 0]
     for ax, item in zip(axes, items, strict=True):
         _DRAW[type(item)](figure, ax, item)
-    figure.savefig(stream, format=format, dpi=_DPI)
+    return figure
 
 
 def _height(item) -> float:
@@ -94,7 +114,7 @@ def _ticks(ax, axis: str, count: int, labels: Sequence[str] | None) -> None:
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     if labels is not None and count <= _MAX_NAMED_TICKS:
-        target.set_ticks(range(count), labels=[str(label) for label in labels])
+        target.set_ticks(range(count), labels=[printable(str(label)) for label in labels], parse_math=False)
     else:
         target.set_major_locator(MaxNLocator(integer=True))
 
@@ -108,7 +128,7 @@ def _draw_heatmap(figure, ax, item: pictures.Heatmap) -> None:
     _ticks(ax, "y", rows, item.row_labels)
     _ticks(ax, "x", cols, item.col_labels)
     ax.xaxis.tick_top()
-    ax.set_title(item.title, loc="left")
+    ax.set_title(printable(item.title), loc="left", parse_math=False)
 
 
 def _draw_error_map(figure, ax, item: pictures.ErrorMap) -> None:
@@ -125,7 +145,7 @@ def _draw_error_map(figure, ax, item: pictures.ErrorMap) -> None:
     _ticks(ax, "x", n, item.col_labels)
     ax.xaxis.tick_top()
     ax.legend(loc="upper left", bbox_to_anchor=(0, -0.02), ncols=2, fontsize=8, frameon=False)
-    ax.set_title(item.title, loc="left")
+    ax.set_title(printable(item.title), loc="left", parse_math=False)
 
 
 def _draw_sweep(figure, ax, item: pictures.SweepPlot) -> None:
@@ -146,7 +166,7 @@ def _draw_sweep(figure, ax, item: pictures.SweepPlot) -> None:
     ax.set_ylabel("max relative error")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(item.title, loc="left")
+    ax.set_title(printable(item.title), loc="left", parse_math=False)
 
 
 def _draw_audit(figure, ax, item: pictures.AuditGrid) -> None:
@@ -160,7 +180,7 @@ def _draw_audit(figure, ax, item: pictures.AuditGrid) -> None:
     ax.xaxis.tick_top()
     used = [f"{letter} {name}" for letter, name in pictures.VERDICT_NAMES.items() if letter in item.letters]
     ax.set_xlabel("   ".join(used))
-    ax.set_title(item.title, loc="left")
+    ax.set_title(printable(item.title), loc="left", parse_math=False)
 
 
 _DRAW: dict[type, Callable] = {

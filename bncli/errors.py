@@ -20,12 +20,29 @@ class OutputError(Exception):
     """Writing a result failed (disk full, read-only, closed stdout): one line, exit code 74."""
 
 
+# Control, format, surrogate and private-use characters; line and paragraph separators (U+2028, U+2029),
+# which end a line wherever Unicode line breaking is followed.
+_ESCAPED_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Zl", "Zp"))
+
+
 def printable(text: str) -> str:
-    """``text`` with control and format characters escaped (``\\x1b``, ``\\n``): safe on a terminal, one line."""
-    return "".join(
-        ch if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co") else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )
+    """``text`` with control, format and separator characters and noncharacters escaped (``\\x1b``,
+    ``\\n``, ``\\u2028``, ``\\ufffe``): safe on a terminal, in XML (svg, html) and in Markdown, one line."""
+    return "".join(_escaped(ch) if _unprintable(ch) else ch for ch in text)
+
+
+def _unprintable(ch: str) -> bool:
+    return unicodedata.category(ch) in _ESCAPED_CATEGORIES or _noncharacter(ord(ch))
+
+
+def _noncharacter(code: int) -> bool:
+    """U+FDD0…U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF, U+1FFFE…): never text, and
+    U+FFFE and U+FFFF are not allowed in XML at all."""
+    return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
+
+
+def _escaped(ch: str) -> str:
+    return ch.encode("unicode_escape").decode("ascii")
 
 
 def note(message: str) -> None:

@@ -1,9 +1,10 @@
 """The pictures of :mod:`bncli.pictures` drawn with matplotlib, for ``-o NAME.png`` and ``-o NAME.pdf``.
 
 matplotlib is an optional extra (``pip install matplotlib``, or ``pip install '.[plot]'`` in
-bncli's clone), imported only inside :func:`save_figure`. The figure is made directly,
-without pyplot: no global state, no GUI backend. The colours are the terminal pictures' own
-(:data:`bncli.pictures` palettes), so a file and a terminal read the same.
+bncli's clone), imported only by :func:`require_matplotlib` (which the output's validation asks
+first) and :func:`draw`. The figure is made directly, without pyplot: no global state, no GUI
+backend. The colours are the terminal pictures' own (:data:`bncli.pictures` palettes), so a
+file and a terminal read the same.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import pictures
-from .errors import InputError
+from . import canvas, pictures
+from .errors import InputError, printable
 from .options import FIGURE_FORMATS as FORMATS
 
 _WIDTH_INCHES = 7.5
@@ -41,13 +42,32 @@ def save_figure(items: Sequence[pictures.Picture], stream: BinaryIO, format: str
     """
     if format not in FORMATS:
         raise ValueError(f"unknown picture format {format!r}; expected one of {', '.join(FORMATS)}")
+    require_matplotlib(format)
+    draw(items).savefig(stream, format=format, dpi=_DPI)
+
+
+def require_matplotlib(format: str) -> None:
+    """Raise the InputError that names the extra to install, unless matplotlib can be imported.
+
+    Asked before any work is done (by the output's validation), and again where the figure is made.
+    """
     try:
-        from matplotlib.figure import Figure
+        import matplotlib.figure  # noqa: F401 (the import is the test)
     except ImportError:
         raise InputError(
             f"writing a {format.upper()} picture needs matplotlib: pip install matplotlib "
             "(or pip install '.[plot]' in bncli's clone)"
         ) from None
+
+
+def draw(items: Sequence[pictures.Picture]):
+    """The matplotlib Figure of ``items``, one under the other.
+
+    Every text that comes from data or targets (titles, names on the axes) is drawn literally:
+    mathtext would typeset ``$x^2$`` as math and fail on ``$$``.
+    """
+    from matplotlib.figure import Figure
+
     if not items:
         raise ValueError("no picture to draw")
     heights = [_height(item) for item in items]
@@ -55,7 +75,7 @@ def save_figure(items: Sequence[pictures.Picture], stream: BinaryIO, format: str
     axes = figure.subplots(len(items), 1, height_ratios=heights, squeeze=False)[:, 0]
     for ax, item in zip(axes, items, strict=True):
         _DRAW[type(item)](figure, ax, item)
-    figure.savefig(stream, format=format, dpi=_DPI)
+    return figure
 
 
 def _height(item) -> float:
@@ -79,13 +99,13 @@ def _ratio_image(figure, ax, log_ratio: np.ndarray, quantity: str, limit: str):
     """log10 error/bound as an image on the pictures' scale, with a colour bar marking the bound."""
     from matplotlib.colors import Normalize
 
-    low, high = pictures.LOG_RATIO_RANGE
-    cmap = _colormap("bncli_ratio", pictures.RATIO_COLORS, pictures.RATIO_AT).with_extremes(
-        bad=np.array(pictures.NO_VALUE) / 255
+    low, high = canvas.LOG_RATIO_RANGE
+    cmap = _colormap("bncli_ratio", canvas.RATIO_COLORS, canvas.RATIO_AT).with_extremes(
+        bad=np.array(canvas.NO_VALUE) / 255
     )
     image = ax.imshow(log_ratio, cmap=cmap, norm=Normalize(low, high), interpolation="nearest", aspect="auto")
     bar = figure.colorbar(image, ax=ax, label=quantity, shrink=0.9)
-    labels = [f"1 = {limit}" if e == 0 else pictures.power_label(e) for e in range(low, high + 1)]
+    labels = [f"1 = {limit}" if e == 0 else canvas.power_label(e) for e in range(low, high + 1)]
     bar.set_ticks(range(low, high + 1), labels=labels)
     bar.ax.axhline(0, color="black", linewidth=2)
     return image
@@ -97,25 +117,25 @@ def _ticks(ax, axis: str, count: int, labels: Sequence[str] | None) -> None:
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     if labels is not None and count <= _MAX_NAMED_TICKS:
-        target.set_ticks(range(count), labels=[str(label) for label in labels])
+        target.set_ticks(range(count), labels=[printable(str(label)) for label in labels], parse_math=False)
     else:
         target.set_major_locator(MaxNLocator(integer=True))
 
 
 def _draw_heatmap(figure, ax, item: pictures.Heatmap) -> None:
     peak = float(np.abs(item.matrix).max()) or 1.0
-    cmap = _colormap("bncli_diverging", pictures.DIVERGING_COLORS, pictures.DIVERGING_AT)
+    cmap = _colormap("bncli_diverging", canvas.DIVERGING_COLORS, canvas.DIVERGING_AT)
     image = ax.imshow(item.matrix, cmap=cmap, vmin=-peak, vmax=peak, interpolation="nearest")
     figure.colorbar(image, ax=ax, shrink=0.9, label="value (white = 0)")
     rows, cols = item.matrix.shape
     _ticks(ax, "y", rows, item.row_labels)
     _ticks(ax, "x", cols, item.col_labels)
     ax.xaxis.tick_top()
-    ax.set_title(item.title, loc="left")
+    ax.set_title(printable(item.title), loc="left", parse_math=False)
 
 
 def _draw_error_map(figure, ax, item: pictures.ErrorMap) -> None:
-    _ratio_image(figure, ax, pictures.log_ratio(item.ratio), "error / bound", "bound")
+    _ratio_image(figure, ax, canvas.log_ratio(item.ratio), "error / bound", "bound")
     rows, cols = np.nonzero(item.failed)
     k, n = item.ratio.shape
     size = max(4.0, min(60.0, 3000.0 / max(k, n)))  # a mark about the size of a cell
@@ -128,7 +148,7 @@ def _draw_error_map(figure, ax, item: pictures.ErrorMap) -> None:
     _ticks(ax, "x", n, item.col_labels)
     ax.xaxis.tick_top()
     ax.legend(loc="upper left", bbox_to_anchor=(0, -0.02), ncols=2, fontsize=8, frameon=False)
-    ax.set_title(item.title, loc="left")
+    ax.set_title(printable(item.title), loc="left", parse_math=False)
 
 
 def _draw_sweep(figure, ax, item: pictures.SweepPlot) -> None:
@@ -149,21 +169,21 @@ def _draw_sweep(figure, ax, item: pictures.SweepPlot) -> None:
     ax.set_ylabel("max relative error")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(item.title, loc="left")
+    ax.set_title(printable(item.title), loc="left", parse_math=False)
 
 
 def _draw_audit(figure, ax, item: pictures.AuditGrid) -> None:
-    image = _ratio_image(figure, ax, pictures.log_ratio(item.ratios), "error / budget", "budget")
+    image = _ratio_image(figure, ax, canvas.log_ratio(item.ratios), "error / budget", "budget")
     for (row, col), letter in np.ndenumerate(item.letters):
-        value = image.norm(np.nan_to_num(pictures.log_ratio(item.ratios[row, col]), nan=0.0))
+        value = image.norm(np.nan_to_num(canvas.log_ratio(item.ratios[row, col]), nan=0.0))
         light = sum(image.cmap(value)[:3] * np.array([0.2126, 0.7152, 0.0722])) > 0.55
         ax.text(col, row, letter, ha="center", va="center", fontweight="bold", color="black" if light else "white")
     _ticks(ax, "y", len(item.case_labels), item.case_labels)
     _ticks(ax, "x", len(item.quantity_names), item.quantity_names)
     ax.xaxis.tick_top()
-    used = [f"{letter} {name}" for letter, name in pictures.VERDICT_NAMES.items() if letter in item.letters]
+    used = [f"{letter} {name}" for letter, name in canvas.VERDICT_NAMES.items() if letter in item.letters]
     ax.set_xlabel("   ".join(used))
-    ax.set_title(item.title, loc="left")
+    ax.set_title(printable(item.title), loc="left", parse_math=False)
 
 
 _DRAW: dict[type, Callable] = {

@@ -193,6 +193,10 @@ def _validate_pictures(outputs: options.OutputOptions, fmt: str, pictures: bool)
         raise InputError(
             f"--plot draws pictures, which {fmt} cannot carry: use -f table, or -o NAME.svg, .html or .png"
         )
+    if fmt in FIGURE_FORMATS:  # refused now, as a missing folder is, not after all the work
+        from .figures import require_matplotlib
+
+        require_matplotlib(fmt)
 
 
 # ----------------------------------------------------------------------- writing
@@ -293,7 +297,7 @@ def _matrix_writer(part: Part, fmt: str, document: Document):
 
 
 def _figure_writer(shown: list[Part], outputs: options.OutputOptions, fmt: str):
-    """The pictures drawn by matplotlib, made now (so that a missing matplotlib fails before any write)."""
+    """The pictures drawn by matplotlib, made now (before any write)."""
     from io import BytesIO
 
     from .figures import save_figure

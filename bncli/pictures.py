@@ -25,259 +25,40 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from rich.color import Color
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.measure import Measurement
-from rich.style import Style
+from rich.console import Console
 from rich.text import Text
 
+from .canvas import (
+    BOUND_STYLE,
+    CURVE_STYLE,
+    DEFAULT_MARK,
+    DEFAULT_STYLE,
+    FAIL_MARK,
+    MAX_ROWS,
+    POINT_MARK,
+    SHADES,
+    VERDICT_NAMES,
+    WORST_MARK,
+    Picture,
+    Styles,
+    caption_line,
+    cell_blocks,
+    cell_grid,
+    color_mode,
+    diverging_colors,
+    fit_text,
+    index_ruler,
+    mark_cells,
+    name_header,
+    power_label,
+    ratio_colors,
+    ratio_legend,
+    ratio_shades,
+    ruler_labels,
+    signed_block_peaks,
+    title_line,
+)
 from .render import literal
-
-# A picture is never taller than this many lines of cells; larger matrices are shown in blocks.
-MAX_ROWS = 40
-# Error over bound (or budget) spans this range of powers of ten on the colour scale; beyond, it is clipped.
-LOG_RATIO_RANGE = (-6, 3)
-SHADES = "·░▒▓█"
-FAIL_MARK = "×"
-WORST_MARK = "◆"
-DEFAULT_MARK = "◆"
-POINT_MARK = "•"
-VERDICT_NAMES = {"P": "pass", "I": "inaccurate", "W": "wrong", "M": "missing", "E": "error"}
-
-# ColorBrewer RdBu, from blue (most negative) through near-white (0) to red (most positive).
-DIVERGING_COLORS = np.array(
-    [
-        (5, 48, 97),
-        (33, 102, 172),
-        (67, 147, 195),
-        (146, 197, 222),
-        (209, 229, 240),
-        (247, 247, 247),
-        (253, 219, 199),
-        (244, 165, 130),
-        (214, 96, 77),
-        (178, 24, 43),
-        (103, 0, 31),
-    ],
-    dtype=float,
-)
-DIVERGING_AT = np.linspace(-1, 1, len(DIVERGING_COLORS))
-# Error over bound on a log scale (ColorBrewer RdYlBu): blue far below the bound, pale yellow
-# at it, then a jump to orange and red beyond it, so that the bound is a visible edge.
-RATIO_COLORS = np.array(
-    [(49, 54, 149), (69, 117, 180), (171, 217, 233), (254, 224, 144), (253, 174, 97), (215, 48, 39), (120, 0, 30)],
-    dtype=float,
-)
-RATIO_AT = np.array([-6, -3, -1, 0, 1e-9, 1.5, 3])
-NO_VALUE = (110, 110, 110)  # a cell without a measured error (audit: missing, error)
-# With 16 colours pale tints all become white: colour says only negative/within, zero, positive/beyond.
-_SIXTEEN = np.array([(33, 102, 172), (160, 160, 160), (178, 24, 43)], dtype=np.uint8)
-# Marks on coloured cells, as RGB so that no terminal theme turns "black" into a grey.
-_BLACK, _WHITE = Color.from_rgb(0, 0, 0), Color.from_rgb(255, 255, 255)
-_BOUND_STYLE = "red"
-_CURVE_STYLE = "bold cyan"
-_DEFAULT_STYLE = "bold yellow"
-
-
-# ----------------------------------------------------------------------------- colours
-
-
-def _color_mode(console: Console) -> str:
-    """'rgb' (256 colours or more), '16' or 'none': how cells are drawn on this console."""
-    if console.no_color or console.color_system is None:
-        return "none"
-    return "16" if console.color_system == "standard" else "rgb"
-
-
-def _interpolate(palette: np.ndarray, at: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """RGB colours (..., 3) of ``t`` on a palette whose colours sit at the increasing positions ``at``."""
-    t = np.clip(np.asarray(t, dtype=float), at[0], at[-1])
-    return np.stack([np.interp(t, at, palette[:, c]) for c in range(3)], axis=-1).round().astype(np.uint8)
-
-
-def log_ratio(ratio: np.ndarray) -> np.ndarray:
-    """log10 of error over bound, 0 and below mapped to the bottom of the scale, NaN kept."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.clip(np.log10(ratio), *LOG_RATIO_RANGE)
-
-
-def _ratio_colors(ratio: np.ndarray, mode: str) -> np.ndarray:
-    """RGB per error ratio; with 16 colours, where shades carry the size, only within (blue) or beyond (red)."""
-    if mode == "16":
-        colors = _SIXTEEN[np.where(ratio > 1, 2, 0)]
-    else:
-        colors = _interpolate(RATIO_COLORS, RATIO_AT, np.nan_to_num(log_ratio(ratio), nan=0.0))
-    colors[np.isnan(ratio)] = NO_VALUE
-    return colors
-
-
-def _diverging_colors(t: np.ndarray, mode: str) -> np.ndarray:
-    """RGB per value t in [−1, 1]; with 16 colours, where shades carry the size, only the sign."""
-    if mode == "16":
-        return _SIXTEEN[np.sign(t).astype(int) + 1]
-    return _interpolate(DIVERGING_COLORS, DIVERGING_AT, t)
-
-
-def _ratio_shades(ratio: np.ndarray) -> np.ndarray:
-    """A shading character per error ratio: · < 1e-6 ≤ ░ < 1e-4 ≤ ▒ < 1e-2 ≤ ▓ < 1 (the bound) < █."""
-    level = np.searchsorted(np.array([1e-6, 1e-4, 1e-2]), ratio, side="right")
-    level[ratio > 1] = 4
-    shades = np.array(list(SHADES))[level]
-    shades[np.isnan(ratio)] = " "
-    return shades
-
-
-class _Styles:
-    """One Rich style per cell colour (cached), drawn as background or foreground by mode."""
-
-    def __init__(self, mode: str):
-        self.mode = mode
-        self._cache: dict[tuple[int, int, int], Style] = {}
-
-    def __call__(self, rgb) -> Style:
-        key = (int(rgb[0]), int(rgb[1]), int(rgb[2]))
-        style = self._cache.get(key)
-        if style is None:
-            color = Color.from_rgb(*key)
-            if self.mode == "rgb":
-                # Marks are black on light cells and white on dark ones (relative luminance).
-                light = 0.2126 * key[0] + 0.7152 * key[1] + 0.0722 * key[2] > 140
-                style = Style(bgcolor=color, color=_BLACK if light else _WHITE, bold=True)
-            elif self.mode == "16":
-                style = Style(color=color)
-            else:
-                style = Style()
-            self._cache[key] = style
-        return style
-
-
-# ----------------------------------------------------------------------------- layout
-
-
-def _blocks(a: np.ndarray, rows: int, cols: int, fill) -> np.ndarray:
-    """``a`` cut into blocks of ``rows`` × ``cols`` (the last ones padded with ``fill``): (R, C, rows·cols)."""
-    k, n = a.shape
-    big_rows, big_cols = -(-k // rows), -(-n // cols)
-    padded = np.full((big_rows * rows, big_cols * cols), fill, dtype=a.dtype)
-    padded[:k, :n] = a
-    return padded.reshape(big_rows, rows, big_cols, cols).swapaxes(1, 2).reshape(big_rows, big_cols, rows * cols)
-
-
-def _signed_block_peaks(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Each block's element of largest magnitude, with its sign."""
-    blocks = _blocks(a, rows, cols, 0.0)
-    return np.take_along_axis(blocks, np.abs(blocks).argmax(axis=-1)[..., None], axis=-1)[..., 0]
-
-
-def _labels(given: Sequence[str] | None, starts: range) -> list[str]:
-    """The label of each shown row or column: the given one (or the index) of its first element."""
-    return [str(i) if given is None else str(given[i]) for i in starts]
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
-
-
-def _index_ruler(labels: Sequence[str], cell: int, indent: int) -> Text:
-    """Column labels above cells ``cell`` wide: every 1st, 5th, 10th, … so that none touch."""
-    widest = max(len(label) for label in labels)
-    stride = next(s for s in (1, 5, 10, 50, 100, 500, 1000) if s * cell >= widest + 1 or s >= len(labels))
-    line = [" "] * (indent + len(labels) * cell + widest)
-    for position in range(0, len(labels), stride):
-        start = indent + position * cell
-        line[start : start + len(labels[position])] = labels[position]
-    ruler = literal("".join(line).rstrip(), style="dim")  # labels may be data: shown literally
-    ruler.no_wrap, ruler.overflow = True, "crop"
-    return ruler
-
-
-def _name_header(names: Sequence[str], cell: int, indent: int) -> Text:
-    """Column names centred over cells ``cell`` wide (cut with … when longer)."""
-    header = Text(" " * indent, style="dim", no_wrap=True, overflow="crop")
-    for name in names:
-        header.append_text(literal(_fit(name, cell - 1).center(cell), style="bold"))
-    return header
-
-
-def _grid(
-    cells: np.ndarray, colors: np.ndarray, styles: _Styles, row_labels: Sequence[str], names: bool = False
-) -> list[Text]:
-    """One line per row: its label (indices right-aligned, ``names`` left-aligned), then the coloured cells."""
-    label_width = max(len(label) for label in row_labels)
-    lines = []
-    for label, texts, rgbs in zip(row_labels, cells, colors, strict=True):
-        line = literal((label.ljust if names else label.rjust)(label_width) + " ", style="dim")
-        for text, rgb in zip(texts, rgbs, strict=True):
-            line.append(text, styles(rgb))
-        line.no_wrap, line.overflow = True, "crop"
-        lines.append(line)
-    return lines
-
-
-def _mark_cells(shades: np.ndarray, marks: np.ndarray, width: int) -> np.ndarray:
-    """Cells ``width`` wide: the shade repeated, with a mark (where not blank) in the middle."""
-    middle = width // 2
-    left = np.char.multiply(shades, middle)
-    right = np.char.multiply(shades, width - middle - 1)
-    centre = np.where(marks == " ", shades, marks)
-    return np.char.add(np.char.add(left, centre), right)
-
-
-def _caption(text: str) -> Text:
-    return Text(text, style="dim italic")
-
-
-class Picture:
-    """A renderable whose lines are laid out for the width it is given."""
-
-    def _lines(self, console: Console, width: int) -> list[Text]:
-        raise NotImplementedError
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from self._lines(console, options.max_width)
-
-    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        widest = max(line.cell_len for line in self._lines(console, options.max_width))
-        return Measurement(min(widest, options.max_width), min(widest, options.max_width))
-
-
-def _title(title: str) -> Text:
-    return literal(title, style="bold")
-
-
-# ------------------------------------------------------------------------------ legends
-
-
-def _ratio_legend(mode: str, styles: _Styles, quantity: str, limit: str) -> list[Text]:
-    """The log colour scale of error over bound, 1e-6 … 1e3, with the bound (1) marked ┃."""
-    low, high = LOG_RATIO_RANGE
-    exponents = np.arange(low, high + 0.25, 0.5)  # a cell (2 characters) per half decade
-    ratios = 10.0**exponents
-    cells = _mark_cells(_ratio_shades(ratios), np.full(len(ratios), " "), 2) if mode != "rgb" else ["  "] * len(ratios)
-    indent = len(quantity) + 1
-    bar = Text(quantity + " ", style="dim", no_wrap=True, overflow="crop")
-    for exponent, text, rgb in zip(exponents, cells, _ratio_colors(ratios, mode), strict=True):
-        bar.append(text, styles(rgb))
-        if exponent == 0:  # the cell of 1 still passes; the bound is its right edge
-            bar.append("┃", _BOUND_STYLE)
-    ticks = [" "] * (indent + 2 * len(ratios) + 1)
-    for exponent in range(low, high + 1, 3):
-        at = indent + 4 * (exponent - low)  # two cells of two characters per decade
-        if exponent >= 0:  # right of the ┃; "1" under it
-            at += 2 if exponent == 0 else 1
-        label = power_label(exponent)
-        ticks[at : at + len(label)] = label
-    line = Text("".join(ticks), style="dim", no_wrap=True, overflow="crop")
-    line.append(f"  ┃ the {limit}", _BOUND_STYLE)
-    lines = [bar, line]
-    if mode != "rgb":
-        lines.append(Text(f"shades: · < 1e-6 ≤ ░ < 1e-4 ≤ ▒ < 1e-2 ≤ ▓ ≤ 1 < █  ({quantity})"))
-    return lines
-
-
-def power_label(exponent: int) -> str:
-    return "1" if exponent == 0 else f"1e{exponent}"
-
 
 # -------------------------------------------------------------------------------- heatmap
 
@@ -319,7 +100,7 @@ class Heatmap(Picture):
         will do (without colour a cell needs two: sign and shade); else blocks.
         """
         rows, cols = self.matrix.shape
-        room = width - max(len(label) for label in _labels(self.row_labels, range(rows))) - 1
+        room = width - max(len(label) for label in ruler_labels(self.row_labels, range(rows))) - 1
         if rows <= MAX_ROWS:
             for cell in (2, 1) if colour else (2,):
                 if cols * cell <= room:
@@ -327,21 +108,21 @@ class Heatmap(Picture):
         return max(-(-rows // MAX_ROWS), -(-cols // max(1, room // 2))), 2
 
     def _lines(self, console: Console, width: int) -> list[Text]:
-        mode = _color_mode(console)
-        styles = _Styles(mode)
+        mode = color_mode(console)
+        styles = Styles(mode)
         rows, cols = self.matrix.shape
         b, cell = self.layout(width, mode != "none")
-        values = self.matrix if b == 1 else _signed_block_peaks(self.matrix, b, b)
+        values = self.matrix if b == 1 else signed_block_peaks(self.matrix, b, b)
         peak = float(np.abs(self.matrix).max())
         t = values / peak if peak > 0 else np.zeros_like(values)
-        row_labels = _labels(self.row_labels, range(0, rows, b))
+        row_labels = ruler_labels(self.row_labels, range(0, rows, b))
         indent = max(len(label) for label in row_labels) + 1
-        lines = [_title(self.title), _index_ruler(_labels(self.col_labels, range(0, cols, b)), cell, indent)]
-        lines += _grid(_signed_cells(t, mode, cell), _diverging_colors(t, mode), styles, row_labels)
+        lines = [title_line(self.title), index_ruler(ruler_labels(self.col_labels, range(0, cols, b)), cell, indent)]
+        lines += cell_grid(_signed_cells(t, mode, cell), diverging_colors(t, mode), styles, row_labels)
         lines += _diverging_legend(mode, styles, peak)
         if b > 1:
             lines.append(
-                _caption(
+                caption_line(
                     f"{rows} × {cols} shown in blocks of {b} × {b}: each cell is the element of largest "
                     "magnitude in its block, with its sign"
                 )
@@ -360,14 +141,14 @@ def _signed_cells(t: np.ndarray, mode: str, cell: int) -> np.ndarray:
     return np.char.add(np.where(level == 0, " ", np.where(t > 0, "+", "−")), shades)
 
 
-def _diverging_legend(mode: str, styles: _Styles, peak: float) -> list[Text]:
+def _diverging_legend(mode: str, styles: Styles, peak: float) -> list[Text]:
     """The colour scale from −peak through 0 to +peak (and without colour, what the shades mean)."""
     if mode == "rgb":
         levels = np.linspace(-1, 1, 21)
     else:  # each shade once, each side of 0
         levels = np.array([-1, -0.6, -0.4, -0.1, 0, 0.1, 0.4, 0.6, 1])
     bar = Text("scale ", style="dim", no_wrap=True, overflow="crop")
-    for text, rgb in zip(_signed_cells(levels, mode, 2), _diverging_colors(levels, mode), strict=True):
+    for text, rgb in zip(_signed_cells(levels, mode, 2), diverging_colors(levels, mode), strict=True):
         bar.append(text, styles(rgb))
     low, high = f"{-peak:.3g}", f"{peak:.3g}"
     ticks = " " * 6 + low + "0".center(max(3, 2 * len(levels) - len(low) - len(high))) + high  # never glued
@@ -428,7 +209,7 @@ class ErrorMap(Picture):
     def layout(self, width: int) -> tuple[int, int, int]:
         """(rows per block, columns per block, cell width) at this width."""
         k, n = self.ratio.shape
-        label_width = max(len(label) for label in _labels(self.row_labels, range(k)))
+        label_width = max(len(label) for label in ruler_labels(self.row_labels, range(k)))
         row_block = -(-k // MAX_ROWS)
         if self.col_labels is not None:
             named = max(2, max(len(str(name)) for name in self.col_labels)) + 2
@@ -438,28 +219,28 @@ class ErrorMap(Picture):
         return row_block, -(-n // fit), 2
 
     def _lines(self, console: Console, width: int) -> list[Text]:
-        mode = _color_mode(console)
-        styles = _Styles(mode)
+        mode = color_mode(console)
+        styles = Styles(mode)
         k, n = self.ratio.shape
         rb, cb, cell = self.layout(width)
-        ratio = _blocks(self.ratio, rb, cb, 0.0).max(axis=-1)
-        failed = _blocks(self.failed, rb, cb, False).any(axis=-1)
+        ratio = cell_blocks(self.ratio, rb, cb, 0.0).max(axis=-1)
+        failed = cell_blocks(self.failed, rb, cb, False).any(axis=-1)
         marks = np.where(failed, FAIL_MARK, " ")
         marks[self.worst[0] // rb, self.worst[1] // cb] = WORST_MARK
-        shades = _ratio_shades(ratio) if mode != "rgb" else np.full(ratio.shape, " ")
-        row_labels = _labels(self.row_labels, range(0, k, rb))
+        shades = ratio_shades(ratio) if mode != "rgb" else np.full(ratio.shape, " ")
+        row_labels = ruler_labels(self.row_labels, range(0, k, rb))
         indent = max(len(label) for label in row_labels) + 1
         if cb == 1 and self.col_labels is not None and cell > 2:
-            header = _name_header([str(name) for name in self.col_labels], cell, indent)
+            header = name_header([str(name) for name in self.col_labels], cell, indent)
         else:
-            header = _index_ruler(_labels(self.col_labels, range(0, n, cb)), cell, indent)
-        lines = [_title(self.title), header]
-        lines += _grid(_mark_cells(shades, marks, cell), _ratio_colors(ratio, mode), styles, row_labels)
-        lines += _ratio_legend(mode, styles, "error / bound", "bound")
+            header = index_ruler(ruler_labels(self.col_labels, range(0, n, cb)), cell, indent)
+        lines = [title_line(self.title), header]
+        lines += cell_grid(mark_cells(shades, marks, cell), ratio_colors(ratio, mode), styles, row_labels)
+        lines += ratio_legend(mode, styles, "error / bound", "bound")
         lines.append(self._marks_line())
         if rb > 1 or cb > 1:
             lines.append(
-                _caption(
+                caption_line(
                     f"{k} × {n} shown in blocks of {rb} row{'s' * (rb > 1)} × {cb} column{'s' * (cb > 1)}: "
                     "each cell is the largest error in its block, marked if any element in it fails"
                 )
@@ -546,18 +327,18 @@ class SweepPlot(Picture):
         dots[dot_row(np.interp(xs, log_steps, log_errors)), dot_column(xs)] = True
         codes = (dots.reshape(rows, 4, columns, 2) * _BRAILLE_BITS[None, :, None, :]).sum(axis=(1, 3))
         chars = np.where(codes > 0, np.vectorize(chr)(0x2800 + codes), " ").astype(object)
-        styles = np.full(chars.shape, _CURVE_STYLE, dtype=object)
+        styles = np.full(chars.shape, CURVE_STYLE, dtype=object)
         bound_line = int(dot_row(math.log10(self.bound))) // 4
         clear = codes[bound_line] == 0
-        chars[bound_line, clear], styles[bound_line, clear] = "─", _BOUND_STYLE
+        chars[bound_line, clear], styles[bound_line, clear] = "─", BOUND_STYLE
         point_lines, point_columns = dot_row(log_errors) // 4, dot_column(log_steps) // 2
         chars[point_lines, point_columns] = POINT_MARK
         default = self.is_default()
         chars[point_lines[default], point_columns[default]] = DEFAULT_MARK
-        styles[point_lines[default], point_columns[default]] = _DEFAULT_STYLE
+        styles[point_lines[default], point_columns[default]] = DEFAULT_STYLE
 
         ticks = {(y_high - e) * per_y: power_label(e) for e in range(y_low, y_high + 1)}
-        lines = [_title(self.title)]
+        lines = [title_line(self.title)]
         for r in range(rows):
             line = Text(ticks.get(r, "").rjust(label_width) + (" ┤" if r in ticks else " │"), style="dim")
             for char, style in zip(chars[r], styles[r], strict=True):
@@ -588,14 +369,14 @@ class SweepPlot(Picture):
                 labels[start : start + len(text)] = text
         axis[indent + default] = "▲"
         axis_line = Text("".join(axis), style="dim", no_wrap=True, overflow="crop")
-        axis_line.stylize(_DEFAULT_STYLE, indent + default, indent + default + 1)
+        axis_line.stylize(DEFAULT_STYLE, indent + default, indent + default + 1)
         caption = Text("".join(labels).rstrip(), style="dim", no_wrap=True, overflow="crop")
         return [axis_line, caption]
 
     def _legend(self) -> list[Text]:
         curve = Text(f"{POINT_MARK} max relative error measured at each step / σ   ")
-        curve.append(f"── bound {self.bound:.3g}", _BOUND_STYLE)
-        default = Text(f"{DEFAULT_MARK}▲ default step {self.default_step:.3g}", _DEFAULT_STYLE)
+        curve.append(f"── bound {self.bound:.3g}", BOUND_STYLE)
+        default = Text(f"{DEFAULT_MARK}▲ default step {self.default_step:.3g}", DEFAULT_STYLE)
         at_default = self.errors[self.is_default()]
         if at_default.size:
             default.append(f": error {at_default[0]:.3g}")
@@ -636,21 +417,21 @@ class AuditGrid(Picture):
         self.title = title
 
     def _lines(self, console: Console, width: int) -> list[Text]:
-        mode = _color_mode(console)
-        styles = _Styles(mode)
+        mode = color_mode(console)
+        styles = Styles(mode)
         cell = max(3, max(len(name) for name in self.quantity_names)) + 2
         label_width = max(
             4, min(max(len(label) for label in self.case_labels), width - 1 - cell * self.ratios.shape[1])
         )
-        row_labels = [_fit(label, label_width) for label in self.case_labels]
+        row_labels = [fit_text(label, label_width) for label in self.case_labels]
         letters = np.where(self.letters == "", " ", self.letters)
         if mode == "rgb":
-            cells = _mark_cells(np.full(letters.shape, " "), letters, cell)
+            cells = mark_cells(np.full(letters.shape, " "), letters, cell)
         else:  # the letter between two shades, cells apart so that the letters stand out
-            cells = np.char.center(_mark_cells(_ratio_shades(self.ratios), letters, 3), cell)
-        lines = [_title(self.title), _name_header(self.quantity_names, cell, max(map(len, row_labels)) + 1)]
-        lines += _grid(cells, _ratio_colors(self.ratios, mode), styles, row_labels, names=True)
-        lines += _ratio_legend(mode, styles, "error / budget", "budget")
+            cells = np.char.center(mark_cells(ratio_shades(self.ratios), letters, 3), cell)
+        lines = [title_line(self.title), name_header(self.quantity_names, cell, max(map(len, row_labels)) + 1)]
+        lines += cell_grid(cells, ratio_colors(self.ratios, mode), styles, row_labels, names=True)
+        lines += ratio_legend(mode, styles, "error / budget", "budget")
         used = sorted(set(self.letters.ravel()) & VERDICT_NAMES.keys(), key=list(VERDICT_NAMES).index)
         key = "   ".join(f"{letter} {VERDICT_NAMES[letter]}" for letter in used)
         if np.isnan(self.ratios).any():

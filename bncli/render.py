@@ -19,9 +19,19 @@ from rich.text import Text
 
 from .errors import printable
 
-# A table that goes to a file or a pipe is this wide, whatever the terminal.
+# A table that goes to a file is this wide, whatever the terminal; one into a pipe is COLUMNS wide
+# where it is set, else PIPE_WIDTH.
 FILE_WIDTH = 120
+PIPE_WIDTH = 80
 MIN_WIDTH = 40
+# No wider than this, whatever COLUMNS says: Rich's cost grows with the width (COLUMNS=10000000 took
+# 2.7 GB and 47 s), and no screen is wider.
+MAX_WIDTH = 1000
+# A matrix's column is as wide as its numbers, or as its name up to this many characters (beyond, it folds).
+NAME_WIDTH = 24
+# A column that may wrap (text) is given this many characters at least before a table is laid out
+# another way: below it, folding would cut words (and the numbers in them, as in "Hb row 12").
+TEXT_COLUMN_FLOOR = 12
 # The width of recorded terminal pictures (svg, html) when stdout is no terminal to copy.
 RECORDED_WIDTH = 100
 ELLIPSIS_ROW = "⋮"
@@ -90,7 +100,10 @@ class Renderer:
         for make in makers:
             made = make(self)
             for renderable in made if isinstance(made, list) else [made]:
-                self.console.print(renderable, soft_wrap=isinstance(renderable, Text) and not fold_lines)
+                if isinstance(renderable, Text):
+                    self.console.print(renderable, soft_wrap=not fold_lines)
+                else:
+                    self.console.print(_Trimmed(fitted(renderable, self.console)))
                 if not isinstance(renderable, Table) or renderable.caption:  # else the table's last line is blank
                     self.console.print()
 
@@ -121,8 +134,11 @@ class Renderer:
         for j in _with_gap(shown_cols, cut_cols):
             if j is None:
                 table.add_column(ELLIPSIS_COLUMN, justify="center")
-            else:
-                table.add_column(literal(columns[j]), justify="right", overflow="fold")
+            else:  # numbers never wrap; a name longer than them and than NAME_WIDTH folds above them
+                widest = max((len(number(values[i, j], self.precision)) for i in shown_rows), default=1)
+                header = Text(printable(columns[j]), overflow="fold", no_wrap=False)
+                width = max(widest, min(header.cell_len, NAME_WIDTH))
+                table.add_column(header, justify="right", no_wrap=True, max_width=width)
         for i in _with_gap(shown_rows, cut_rows):
             if i is None:
                 table.add_row(ELLIPSIS_ROW, *([ELLIPSIS_ROW] * (len(shown_cols) + cut_cols)))
@@ -148,6 +164,78 @@ def titled_table(title: str) -> Table:
     )
 
 
+def fitted(renderable, console: Console):
+    """``renderable``, or for a table too narrow to show its numbers whole at this width, the same
+    table as records: one "header  value" line per cell, a record per row.
+
+    Numbers sit in columns that do not wrap (``no_wrap``); Rich would squeeze even those, cutting
+    numbers, when the table cannot fit otherwise. Text columns may wrap, down to
+    :data:`TEXT_COLUMN_FLOOR` characters.
+    """
+    if not isinstance(renderable, Table) or _narrowest(renderable, console) <= console.width:
+        return renderable
+    return _records(renderable, console.width)
+
+
+def _narrowest(table: Table, console: Console) -> int:
+    """The least width at which ``table`` shows every cell of its no-wrap columns whole."""
+    options = console.options.update_width(MAX_WIDTH * 4)
+    needed = table._extra_width  # borders (Rich's own measure, which otherwise assumes any column may shrink)
+    for column in table.columns:
+        measured = table._measure_column(console, options, column)  # padding included
+        needed += measured.maximum if column.no_wrap else min(measured.maximum, TEXT_COLUMN_FLOOR + 2)
+    return needed
+
+
+def _records(table: Table, width: int) -> Table:
+    """``table`` turned on its side: for each row, its cells one under the other, each after its header."""
+    records = Table(
+        title=table.title,
+        title_justify="left",
+        caption=table.caption,
+        show_header=False,
+        box=box.SIMPLE,
+        pad_edge=False,
+        min_width=min(len(table.title or ""), width),  # the title on one line where the screen allows
+    )
+    records.add_column(style="dim", overflow="fold", max_width=max(8, width // 3))
+    records.add_column(overflow="fold")
+    headers = [column.header for column in table.columns]
+    rows = zip(*(column.cells for column in table.columns), strict=True)
+    for position, cells in enumerate(rows):
+        for index, (header, cell) in enumerate(zip(headers, cells, strict=True)):
+            last = index == len(headers) - 1
+            records.add_row(header, cell, end_section=last and position < table.row_count - 1)
+    return records
+
+
+class _Trimmed:
+    """A renderable's lines without their trailing blanks: a table's last column is padded to its width,
+    a Padding to the console's. Blanks that show a colour (a picture's cells) stay."""
+
+    def __init__(self, renderable):
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options):
+        from rich.segment import Segment
+
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and _blank(line[-1]):
+                last = line.pop()
+                if last.text.rstrip(" "):
+                    line.append(Segment(last.text.rstrip(" "), last.style, last.control))
+                    break
+            yield from line
+            yield Segment.line()
+
+
+def _blank(segment) -> bool:
+    """Whether the segment ends in spaces that show nothing: no background, no reverse, no underline."""
+    style = segment.style
+    invisible = style is None or not (style.bgcolor or style.reverse or style.underline)
+    return segment.control is None and invisible and segment.text.endswith(" ")
+
+
 def view(
     makers: list,
     precision: int,
@@ -160,8 +248,9 @@ def view(
 ) -> str:
     """The table view of ``makers`` (see :meth:`Renderer.print_all`) as text, or recorded as ``export`` (svg, html).
 
-    It is as wide as the terminal it goes to, :data:`FILE_WIDTH` in a file or a pipe, and
-    a recording as wide as the terminal it is made on (else :data:`RECORDED_WIDTH`).
+    It is as wide as the terminal it goes to (COLUMNS where set), :data:`FILE_WIDTH` in a file,
+    COLUMNS or :data:`PIPE_WIDTH` in a pipe, and a recording as wide as the terminal it is made
+    on (else :data:`RECORDED_WIDTH`); never wider than :data:`MAX_WIDTH`.
     """
     recorded = export is not None
     terminal = recorded or (not to_file and stdout_terminal)
@@ -169,6 +258,7 @@ def view(
         width = _table_width(True) if stdout_terminal else RECORDED_WIDTH
     else:
         width = FILE_WIDTH if to_file else _table_width(terminal)
+    width = min(width, MAX_WIDTH)
     height = _terminal_size().lines if terminal and not recorded else 25
     buffer = _EncodedBuffer(encoding)
     console = make_console(buffer, width=width, terminal=terminal, record=recorded, height=height)
@@ -182,13 +272,13 @@ def view(
 
 def _table_width(terminal: bool) -> int:
     """For stdout: COLUMNS where it is set, else the terminal's own width (asked here: Rich takes
-    80 on TERM=dumb whatever the screen), else FILE_WIDTH; never below MIN_WIDTH."""
+    80 on TERM=dumb whatever the screen), else PIPE_WIDTH; from MIN_WIDTH to MAX_WIDTH."""
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit() and int(columns) > 0:
-        return max(MIN_WIDTH, int(columns))
-    if terminal:
-        return max(MIN_WIDTH, _terminal_size().columns)
-    return FILE_WIDTH
+        width = int(columns)
+    else:
+        width = _terminal_size().columns if terminal else PIPE_WIDTH
+    return min(MAX_WIDTH, max(MIN_WIDTH, width))
 
 
 def _terminal_size():

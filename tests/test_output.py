@@ -172,3 +172,14 @@ def test_the_dispatcher_knows_no_command_and_no_input():
 
     imported = _imported_modules(Path(bncli.output.__file__))
     assert not {name for name in imported if name.split(".")[0] in ("commands", "inputs", "present", "cli")}
+
+
+def test_explain_markdown_escapes_what_markdown_and_its_math_read_in_names(tmp_path):
+    """$ starts math (GitHub, MathJax), & an entity, ~ strikethrough: a name is shown as written."""
+    name = "a$b$&amp;~~c~~"
+    data = tmp_path / "d.csv"
+    data.write_text(f"{name},z\n1,2\n3,4\n5,1\n")
+    run = run_process("explain", data, "-c", "0", "-f", "markdown")
+    assert run.returncode == 0, run
+    heading = run.stdout.decode().splitlines()[0]
+    assert heading.endswith(r"column a\$b\$\&amp;\~\~c\~\~"), heading

@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_process
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-from bncli import core, errors, figures, pictures
+from bncli import canvas, core, errors, figures, pictures
 from bncli.io import read
 
 WIDTHS = (80, 140)
@@ -159,7 +160,7 @@ def test_large_heatmap_is_shown_in_blocks_of_signed_peaks_and_says_so():
 
 def test_signed_block_peaks_against_a_loop():
     a = np.random.default_rng(4).normal(size=(7, 11))
-    peaks = pictures._signed_block_peaks(a, 3, 4)
+    peaks = canvas.signed_block_peaks(a, 3, 4)
     expected = np.empty((3, 3))
     for i in range(3):
         for j in range(3):
@@ -199,7 +200,7 @@ def test_error_map_without_colour_shades_by_decade_and_marks_the_bound():
 
 
 def test_error_map_colours_jump_at_the_bound():
-    below, at, above = pictures._ratio_colors(np.array([1e-6, 1.0, 1.0001]), "rgb")
+    below, at, above = canvas.ratio_colors(np.array([1e-6, 1.0, 1.0001]), "rgb")
     assert below[2] > below[0] and at[0] > 200 and at[1] > 200 and above[0] > 200 and above[1] < at[1] - 40
 
 
@@ -325,3 +326,152 @@ def test_labels_from_data_are_shown_literally():
     )
     text = "\n".join(lines)
     assert "\x1b" not in text and "\\x1b[31mred" in text and "[b]x[/b]" in text
+
+
+# ----------------------------------------------------- text from data, in every file (issue 21)
+
+# Headers that matplotlib would read as mathtext ($…$), or reject ($$), and that XML cannot carry.
+MATH_HEADERS = ("$$", "$x^2$", "a$b", r"\$")
+UNRENDERABLE = ("a\ufffeb", "c\u2028d", "e\u2029f", "g\uffffh", "\x00z")
+
+
+def hostile_csv(tmp_path, headers) -> str:
+    path = tmp_path / "hostile.csv"
+    rows = "1,2,3,4\n4,5,7,1\n2,1,0,3\n5,3,1,2\n"
+    path.write_text(",".join(h.replace('"', '""').join('""') for h in headers) + "\n" + rows, encoding="utf-8")
+    return str(path)
+
+
+def pdf_fonts(data: bytes) -> set[bytes]:
+    import re
+
+    return set(re.findall(rb"/BaseFont /(?:[A-Z]{6}\+)?([A-Za-z0-9_-]+)", data))  # less the subset's tag
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf"])
+@pytest.mark.parametrize("command", [["grad", "--check"], ["grad", "--only", "jacobian", "-c", "0"]])
+def test_headers_with_dollars_are_drawn_literally_in_png_and_pdf(tmp_path, fmt, command):
+    pytest.importorskip("matplotlib")
+    data = hostile_csv(tmp_path, MATH_HEADERS)
+    out = tmp_path / f"x.{fmt}"
+    run = run_process(*command, data, "--plot", "-o", out)
+    assert run.returncode in (0, 1) and b"internal error" not in run.stderr, run
+    assert out.read_bytes()[:4] in (b"\x89PNG", b"%PDF")
+
+
+def test_a_header_in_dollars_is_not_typeset_as_math(tmp_path):
+    """Mathtext draws $x^2$ in an italic math font; drawn literally it needs only the text font."""
+    pytest.importorskip("matplotlib")
+    fonts = []
+    for header in ("$x^2$", "x^2"):
+        out = tmp_path / "x.pdf"
+        run = run_process("grad", "--check", hostile_csv(tmp_path, [header, "b", "c", "d"]), "--plot", "-o", out)
+        assert run.returncode == 0, run
+        fonts.append(pdf_fonts(out.read_bytes()))
+    assert fonts[0] == fonts[1] and fonts[0], fonts
+
+
+def test_the_draw_sets_every_text_from_data_literal():
+    """Every title and tick label made from data is drawn with mathtext off, whatever it holds."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.text import Text as MplText
+
+    names = ["$a$", "$$", "b"]
+    items = [
+        pictures.Heatmap(np.eye(3), "$J$ of $$", names, names),
+        pictures.ErrorMap(np.ones((3, 3)), row_labels=names, col_labels=names, title="$$ map"),
+        pictures.AuditGrid(names, ["y", "$dx$"], np.ones((3, 2)), np.full((3, 2), "P"), title="audit of $$"),
+    ]
+    figure = figures.draw(items)
+    figure.draw_without_rendering()
+    dollars = [t for t in figure.findobj(MplText) if "$" in t.get_text() and "mathdefault" not in t.get_text()]
+    assert len(dollars) >= 3 + 3 + 3 + 3 and not [t.get_text() for t in dollars if t.get_parse_math()]
+
+
+@pytest.mark.parametrize("fmt", ["svg", "html"])
+def test_svg_and_html_are_well_formed_whatever_the_headers_hold(tmp_path, fmt):
+    import xml.etree.ElementTree as ElementTree
+
+    headers = ["<&>\"']]>", *UNRENDERABLE[:3]]
+    out = tmp_path / f"x.{fmt}"
+    run = run_process("grad", "--check", hostile_csv(tmp_path, headers), "--plot", "-o", out)
+    assert run.returncode == 0, run
+    text = out.read_text(encoding="utf-8")
+    assert not {"\ufffe", "\u2028", "\u2029"} & set(text)
+    if fmt == "svg":
+        ElementTree.fromstring(text)
+    else:
+        assert balanced_html(text)
+    assert "\\ufffe" in text and "\\u2028" in text
+
+
+def balanced_html(text: str) -> bool:
+    """Every element but the void ones (meta, br…) closed in order, and the data free of stray markup."""
+    from html.parser import HTMLParser
+
+    class Checker(HTMLParser):
+        void = {"meta", "br", "hr", "img", "link", "input"}
+
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.open, self.broken = [], False
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in self.void:
+                self.open.append(tag)
+
+        def handle_endtag(self, tag):
+            self.broken |= not self.open or self.open.pop() != tag
+
+    checker = Checker()
+    checker.feed(text)
+    checker.close()
+    return not checker.broken and not checker.open
+
+
+def test_printable_escapes_noncharacters_and_line_separators():
+    for header in UNRENDERABLE:
+        shown = errors.printable(header)
+        assert shown.isprintable() and len(shown.splitlines()) == 1, shown
+    assert errors.printable("naïve Σ ∂y/∂x 🙂") == "naïve Σ ∂y/∂x 🙂"
+
+
+def test_a_line_separator_in_a_header_does_not_split_the_table_line(tmp_path):
+    run = run_process("grad", "--check", hostile_csv(tmp_path, UNRENDERABLE[:4]), "-f", "table")
+    text = run.stdout.decode()
+    assert run.returncode == 0 and not {"\ufffe", "\u2028", "\u2029", "\uffff"} & set(text), run
+    assert "\\u2028" in text and "\\ufffe" in text
+
+
+# ------------------------------------------------------ a missing matplotlib, refused at once
+
+
+def without_matplotlib(tmp_path) -> dict:
+    """An environment in which ``import matplotlib`` fails as if it were not installed."""
+    hidden = tmp_path / "hide"
+    (hidden / "matplotlib").mkdir(parents=True)
+    (hidden / "matplotlib" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'matplotlib'\", name='matplotlib')\n"
+    )
+    return {"PYTHONPATH": str(hidden)}
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf"])
+def test_a_png_without_matplotlib_is_refused_before_the_work(tmp_path, fmt):
+    marker = tmp_path / "called"
+    target = tmp_path / "target.py"
+    target.write_text(
+        "import pathlib\n"
+        "from bncli import core\n"
+        "def batchnorm(x, w, b, eps, dy):\n"
+        f"    pathlib.Path({str(marker)!r}).touch()\n"
+        "    raise RuntimeError('must not run')\n"
+    )
+    env = without_matplotlib(tmp_path)
+    audit = run_process("audit", f"{target}:batchnorm", "--case", "unit", "-o", tmp_path / f"a.{fmt}", env=env)
+    grad = run_process("grad", "--check", "-o", tmp_path / f"g.{fmt}", env=env)
+    for run in (audit, grad):
+        lines = run.stderr.decode().strip().splitlines()
+        assert run.returncode == 2 and "needs matplotlib" in lines[-1], run
+        assert not any("PASS" in line or "FAIL" in line for line in lines), lines
+    assert not marker.exists() and not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.pdf"))

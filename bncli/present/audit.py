@@ -227,7 +227,7 @@ def _case_table(title: str, results, width: int, caption: str | None = None):
     table.caption = _caption(results, caption) if short else caption
     table.min_width = min(max(table.min_width or 0, len(table.caption or "")), width)
     for header in ("case", "dtype", "shape", *QUANTITIES, "verdict"):
-        table.add_column(header, justify="left", overflow="fold")
+        table.add_column(header, justify="left", overflow="fold", no_wrap=header != "case")  # numbers never wrap
     for result in results:
         cells = [
             _verdict_text(result.quantities[name].verdict, result.quantities[name].ratio, short) for name in QUANTITIES

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
     from ..render import Renderer
 
+# What Markdown (CommonMark and GitHub's) reads as markup in running text: emphasis, code, links, html,
+# tables, entities (&), strikethrough (~) and math ($). Each may be escaped with a backslash.
+_MARKDOWN_SPECIAL = frozenset("\\`*_{}[]<>#|!$&~")
 # Vectors and matrices longer than this are summarised in markdown (first and last halves).
 MARKDOWN_ROWS = 12
 
@@ -274,7 +277,7 @@ def _latex_number(value: float, precision: int) -> str:
 def _markdown_text(text: str) -> str:
     """Text with Markdown's special characters and control characters escaped, so a column name is shown as
     written and nothing reaches a terminal raw."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]<>#|!" else ch for ch in printable(text))
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in printable(text))
 
 
 # ------------------------------------------------------------------------ Rich

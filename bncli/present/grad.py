@@ -215,9 +215,10 @@ def check_table(renderer: Renderer, report: CheckReport, columns: Sequence[str],
         else ("quantity", "abs err", "err/scale", "err/noise", "worst at", "checked", "numerical")
     )
     for header in headers:
-        table.add_column(header, justify="right" if header != "quantity" else "left", overflow="fold")
+        text = header in ("quantity", "worst at")  # numbers never wrap: a narrow screen gets records instead
+        table.add_column(header, justify="left" if header == "quantity" else "right", overflow="fold", no_wrap=not text)
     if against:
-        table.add_column("vs bncli", justify="right", overflow="fold")
+        table.add_column("vs bncli", justify="right", no_wrap=True)
     table.add_column("result")
     for comparison in report.results.values():
         table.add_row(*_check_row(renderer, comparison, columns, stacked, against))
@@ -262,8 +263,8 @@ def sweep_table(report: CheckReport) -> Table:
     from ..render import number, titled_table
 
     table = titled_table("numerical dx error by step (× σ)")
-    table.add_column("step", justify="right")
-    table.add_column("max rel error", justify="right")
+    table.add_column("step", justify="right", no_wrap=True)
+    table.add_column("max rel error", justify="right", no_wrap=True)
     table.add_column("")
     for point in report.sweep:
         table.add_row(

@@ -188,7 +188,7 @@ def _report(target: targets.Target, selected: set[str], runs: _Runs, options: Au
     missing = _never_returned(settled, options.quantities)
     verdict = overall([r.verdict for r in chosen] + (["INCOMPLETE"] if missing else []))
     diagnosis = [finding.text for finding in findings]
-    diagnosis += inaccuracy_hints(chosen, evidence, named=bool(findings))
+    diagnosis += inaccuracy_hints(chosen, evidence, named={where for f in findings for where in f.cases})
     if missing:
         diagnosis.append(_incomplete_line(missing, options.quantities))
     return AuditReport(

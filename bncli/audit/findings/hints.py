@@ -9,9 +9,8 @@ A residue that follows s instead comes through the variance's gradient, and grow
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..judge import CaseResult
+from .signatures import residue_pattern
 
 GENERIC = "the formulas are right but the arithmetic loses precision there (e.g. sums accumulated without care)"
 BY_MAGNITUDE = (
@@ -29,17 +28,16 @@ RANGE = (
 )
 
 
-def inaccuracy_hints(cases: list[CaseResult], evidence, named: bool) -> list[str]:
-    """General lines for INACCURATE results: what the error grows with on ill-conditioned data (unless a
-    finding named something already), or range on the extremes."""
+def inaccuracy_hints(cases: list[CaseResult], evidence, named: set[str]) -> list[str]:
+    """General lines for INACCURATE results: what the error grows with on ill-conditioned data (on the cases
+    that no finding ``named``), or range on the extremes."""
     lines = []
-    if not named:
-        grouped: dict[str, list[str]] = {}
-        for e in evidence:
-            if e.result.verdict == "INACCURATE":
-                grouped.setdefault(_pattern(e), []).append(e.where)
-        lines += [f"INACCURATE on {', '.join(sorted(where))} while the unit case passes: {text}"
-                  for text, where in grouped.items()]  # fmt: skip
+    grouped: dict[str, list[str]] = {}
+    for e in evidence:
+        if e.result.verdict == "INACCURATE" and e.where not in named:
+            grouped.setdefault(_pattern(e), []).append(e.where)
+    lines += [f"INACCURATE on {', '.join(sorted(where))} while the unit case passes: {text}"
+              for text, where in grouped.items()]  # fmt: skip
     where = sorted({f"{r.name}/{r.dtype}" for r in cases if r.verdict == "INACCURATE" and r.extreme})
     if where:
         lines.append(f"INACCURATE on {', '.join(where)} while the unit case passes: {RANGE}")
@@ -47,25 +45,8 @@ def inaccuracy_hints(cases: list[CaseResult], evidence, named: bool) -> list[str
 
 
 def _pattern(e) -> str:
-    """What dx's error follows on this case: a constant per column (the data's magnitude), s (dy/σ), or
-    nothing recognisable (the generic line)."""
+    """What dx's error follows on this case, as a line: the data's magnitude, dy/σ, or the generic one."""
     if "dx" not in e.outputs or e.verdict("dx") != "INACCURATE":
         return GENERIC
-    with np.errstate(all="ignore"):
-        residue = e.outputs["dx"] - e.ref.values["dx"]
-        if not np.isfinite(residue).all():
-            return GENERIC
-        worst = int(np.argmax(np.max(np.abs(residue) / e.ref.scales["dx"], axis=0)))
-        column = residue[:, worst]
-        x = e.inputs.x[:, worst].astype(np.float64)
-        s = x - x.mean()
-        s = s / (np.sqrt((s * s).mean()) or 1.0)
-        along_s = (column * s).mean() * s
-        size = np.abs(column).max()
-    if size == 0:
-        return GENERIC
-    if np.abs(column - column.mean()).max() <= 0.1 * size:
-        return BY_MAGNITUDE
-    if np.abs(column - along_s).max() <= 0.1 * size:
-        return BY_GRADIENT
-    return GENERIC
+    pattern = residue_pattern(e.inputs, e.ref, e.outputs["dx"])
+    return {"column": BY_MAGNITUDE, "s": BY_GRADIENT}.get(pattern, GENERIC)

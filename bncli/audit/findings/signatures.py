@@ -90,11 +90,14 @@ def _variance(inputs: CaseInputs) -> np.ndarray:
 
 def evident_eps(inputs: CaseInputs, y: np.ndarray, dtype: str) -> float | None:
     """The eps the target evidently uses, σ_target² − v, where every column that resolves it agrees
-    (within 10 %) and it differs from the case's eps; None otherwise."""
+    (within 10 %) and it differs from the case's eps; None otherwise. A column resolves it when it stands
+    out of what rounding leaves of σ², which grows with 1 + |m|/σ (x − m loses those digits)."""
     var = _variance(inputs)
+    offset = np.abs(inputs.x.astype(np.float64).mean(axis=0))
     with np.errstate(all="ignore"):
         estimates = target_sigma(inputs, y) ** 2 - var
-        resolved = np.isfinite(estimates) & (np.abs(estimates) > 1e3 * UNIT_ROUNDOFF[dtype] * var)
+        rounding = 1e3 * UNIT_ROUNDOFF[dtype] * (var + offset * np.sqrt(var))
+        resolved = np.isfinite(estimates) & (np.abs(estimates) > rounding)
     if not resolved.any():
         return None
     found = estimates[resolved]
@@ -123,3 +126,24 @@ def one_pass_growth(inputs: CaseInputs, y: np.ndarray, dtype: str) -> float | No
     if growth[worst] < 1e2 or error[worst] < u * growth[worst] / 1e3:
         return None
     return float(error[worst])
+
+
+def residue_pattern(inputs: CaseInputs, ref: Reference, dx: np.ndarray) -> str | None:
+    """What dx's error follows on its worst column: "column" (the same for every row: a term through the
+    mean's gradient), "s" (proportional to s: through the variance's), or None."""
+    with np.errstate(all="ignore"):
+        residue = dx - ref.values["dx"]
+        if not np.isfinite(residue).all():
+            return None
+        worst = int(np.argmax(np.max(np.abs(residue) / ref.scales["dx"], axis=0)))
+        column = residue[:, worst]
+        centred = inputs.x[:, worst].astype(np.float64) - inputs.x[:, worst].astype(np.float64).mean()
+        s = centred / (np.sqrt((centred * centred).mean()) or 1.0)
+        size = np.abs(column).max()
+        if size == 0:
+            return None
+        if np.abs(column - column.mean()).max() <= 0.1 * size:
+            return "column"
+        if np.abs(column - (column * s).mean() * s).max() <= 0.1 * size:
+            return "s"
+    return None

@@ -207,7 +207,7 @@ def _examine(e: Evidence, collector: _Collector, eps: float | None) -> None:
     if e.computes_in != e.inputs.dtype:
         collector.add("lower_precision", e, failed, _lower_precision_text, dtype=e.computes_in)
         return
-    zero = [q for q in failed if signatures.identically_zero(e.outputs[q], e.ref, q)]
+    zero = [q for q in failed if signatures.identically_zero(e.outputs[q], e.ref, q, e.inputs.dtype)]
     if zero:
         collector.add("identically_zero", e, zero, _zero_text)
     remaining = [q for q in failed if q not in zero]
@@ -237,7 +237,7 @@ def _collapsed(e: Evidence, name: str) -> bool:
         return True
     if name != "dx":
         return False
-    flushed = distance(name, obtained, MISSING_S_TERM.values(e.inputs), e.ref, e.inputs.dtype) is not None
+    flushed = distance(name, obtained, MISSING_S_TERM.values(e.inputs), e.ref, e.inputs) is not None
     return flushed or signatures.residue_pattern(e.inputs, e.ref, obtained) == "s"
 
 
@@ -251,7 +251,7 @@ def _closest_variants(e: Evidence, quantities: list[str], collector: _Collector,
     unnamed = []
     for q in quantities:
         scored = [(d, i) for i, c in enumerate(candidates)
-                  if (d := distance(q, e.outputs[q], c[1], e.ref, e.inputs.dtype)) is not None]  # fmt: skip
+                  if (d := distance(q, e.outputs[q], c[1], e.ref, e.inputs)) is not None]  # fmt: skip
         if scored:
             named.setdefault(min(scored)[1], []).append(q)
         else:

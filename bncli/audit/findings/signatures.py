@@ -13,7 +13,7 @@ import numpy as np
 
 from ... import core
 from ..cases import CaseInputs
-from ..reference import Reference
+from ..reference import Reference, budget
 
 # Narrowest first: the precision a target computes in is the narrowest that holds all its outputs.
 LOWER_PRECISIONS = {"float64": ("bfloat16", "float16", "float32"), "float32": ("bfloat16", "float16")}
@@ -43,10 +43,10 @@ def computes_in(outputs: dict[str, np.ndarray], dtype: str) -> str | None:
     return dtype
 
 
-def identically_zero(obtained: np.ndarray, ref: Reference, name: str) -> bool:
-    """Exactly zero everywhere while the exact value is not (beyond rounding) somewhere."""
+def identically_zero(obtained: np.ndarray, ref: Reference, name: str, dtype: str) -> bool:
+    """Exactly zero everywhere while the exact value is not (beyond its budget) somewhere."""
     with np.errstate(invalid="ignore"):
-        nonzero = np.abs(ref.values[name]) > 1e-6 * ref.scales[name]
+        nonzero = np.abs(ref.values[name]) > budget(name, dtype) * ref.scales[name]
     return bool(not obtained.any() and nonzero.any())
 
 

@@ -17,8 +17,9 @@ from ... import core
 from ..cases import CaseInputs
 from ..reference import Reference, budget
 
-# A variant whose own output is this small on the natural scale everywhere has collapsed to
-# something trivial (≈ 0): it would "match" any output that collapsed too, by accident.
+# A variant whose output departs this little from a trivial one (y = b: s ≈ 0; a gradient ≈ 0),
+# beside how far the exact output departs from it, has collapsed: it would "match" any output
+# that collapsed too, by accident.
 TRIVIAL = 1e-3
 
 
@@ -145,19 +146,25 @@ VARIANTS = (
 )
 
 
-def distance(name: str, obtained: np.ndarray, values: dict[str, np.ndarray], ref: Reference, dtype: str):
+def collapsed(name: str, values: np.ndarray, inputs: CaseInputs, ref: Reference) -> bool:
+    """The variant's output is trivial here: y ≈ b, or a gradient ≈ 0, beside the exact output."""
+    trivial = inputs.bias.astype(np.float64) if name == "y" else 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        departs = np.nanmax(np.abs(values - trivial), initial=0)
+        return bool(departs <= TRIVIAL * np.nanmax(np.abs(ref.values[name] - trivial), initial=0))
+
+
+def distance(name: str, obtained: np.ndarray, values: dict[str, np.ndarray], ref: Reference, inputs: CaseInputs):
     """How far ``obtained`` is from the variant on the natural scale, or None where the variant explains
     nothing: it has no such output, the output is not finite, or the variant's value collapsed to ≈ 0.
 
     A match is a distance within the budget (the variant's to rounding), or 100× closer to the variant
     than to the exact value.
     """
-    if name not in values or not np.all(np.isfinite(obtained)):
+    if name not in values or not np.all(np.isfinite(obtained)) or collapsed(name, values[name], inputs, ref):
         return None
     scale = ref.scales[name]
     with np.errstate(invalid="ignore", over="ignore"):
-        if np.nanmax(np.abs(values[name]) / scale, initial=0) <= TRIVIAL:
-            return None
         to_variant = float(np.nanmax(np.abs(obtained - values[name]) / scale, initial=0))
         to_exact = float(np.nanmax(np.abs(obtained - ref.values[name]) / scale, initial=0))
-    return to_variant if to_variant <= budget(name, dtype) or to_variant <= 0.01 * to_exact else None
+    return to_variant if to_variant <= budget(name, inputs.dtype) or to_variant <= 0.01 * to_exact else None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bncli"
-AUDIT_MODULES = sorted(PACKAGE.glob("audit/*.py")) + [PACKAGE / "present" / "audit.py"]
+AUDIT_MODULES = sorted(PACKAGE.glob("audit/**/*.py")) + [PACKAGE / "present" / "audit.py"]
 # The audit's arithmetic: it may import numpy, the standard library, these and its own package.
 NUMERIC = ("cases", "reference", "judge", "findings", "consistency")
 NUMERIC_MAY_IMPORT = {"bncli.errors", "bncli.core", "bncli.numdiff", "bncli.options"}
@@ -76,7 +76,9 @@ def test_no_audit_module_is_in_an_import_cycle_function_level_imports_included(p
 
 @pytest.mark.parametrize("name", NUMERIC)
 def test_the_audit_arithmetic_imports_only_numpy_errors_core_numdiff_options_and_itself(name):
-    imported = {m for m in imports(PACKAGE / "audit" / f"{name}.py") if m.split(".")[0] in ("bncli", "rich")}
+    module = PACKAGE / "audit" / name  # a module, or a package of them
+    paths = sorted(module.glob("*.py")) if module.is_dir() else [module.with_suffix(".py")]
+    imported = {m for path in paths for m in imports(path) if m.split(".")[0] in ("bncli", "rich")}
     assert {m for m in imported if not m.startswith("bncli.audit.")} <= NUMERIC_MAY_IMPORT
 
 

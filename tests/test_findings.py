@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_process
 
 import bncli
 from bncli.audit.cases import CASES_BY_NAME
 from bncli.audit.findings import KINDS, find, gradient_evidence
 from bncli.audit.findings.signatures import computes_in, evident_eps
 from bncli.testing import assert_batchnorm
-from conftest import run_process
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

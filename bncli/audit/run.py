@@ -115,6 +115,10 @@ def _validate(options: AuditOptions) -> None:
         raise InputError(f"unknown dtype {bad_dtype[0] if bad_dtype else ''!r}; use float64 or float32")
     if options.layout not in LAYOUTS:
         raise InputError(f"unknown layout {options.layout!r}; use nc, nchw or nhwc")
+    _validate_judging(options)
+
+
+def _validate_judging(options: AuditOptions) -> None:
     unknown_quantity = [q for q in options.quantities if q not in QUANTITIES]
     if unknown_quantity or not options.quantities:
         named = unknown_quantity[0] if unknown_quantity else ""
@@ -133,7 +137,8 @@ def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, p
                 if progress:
                     progress(f"{case.name} {dtype}")
                 inputs = case.inputs(dtype)
-                _run_one(target, case, inputs if options.eps is None else replace(inputs, eps=options.eps), options, runs)
+                at_eps = inputs if options.eps is None else replace(inputs, eps=options.eps)
+                _run_one(target, case, at_eps, options, runs)
     if options.consistency and "float64" not in options.dtypes:
         note = "it runs only on unit/float64, which the dtypes left out (float32 differences are too coarse)"
         runs.consistency.append(ConsistencyResult(YARDSTICK, "float64", {}, CONSISTENCY_TOLERANCE, note))
@@ -178,12 +183,7 @@ def _report(target: targets.Target, selected: set[str], runs: _Runs, options: Au
     yardsticks = {r.dtype: r for r in results if r.name == YARDSTICK}
     settled = [settle(r, yardsticks.get(r.dtype)) for r in results]
     chosen = [r for r in settled if r.name in selected]
-    by_case = {(r.name, r.dtype): r for r in settled if not r.extreme}
-    evidence = [
-        Evidence(inputs, ref, outputs, result, result.computes_in or inputs.dtype)
-        for inputs, ref, outputs in runs.runs
-        if (result := by_case[(inputs.name, inputs.dtype)]).name in selected and not result.error
-    ]
+    evidence = _evidence(runs, chosen)
     findings = find(evidence) + [Finding("inputs_modified", [], [], note) for note in sorted(target.notes)]
     missing = _never_returned(settled, options.quantities)
     verdict = overall([r.verdict for r in chosen] + (["INCOMPLETE"] if missing else []))
@@ -201,6 +201,16 @@ def _report(target: targets.Target, selected: set[str], runs: _Runs, options: Au
         consistency=runs.consistency,
         yardstick=[r for r in settled if r.name not in selected],
     )
+
+
+def _evidence(runs: _Runs, chosen: list[CaseResult]) -> list[Evidence]:
+    """What the findings read: each selected default case that ran, beside its settled result."""
+    by_case = {(r.name, r.dtype): r for r in chosen if not r.extreme and not r.error}
+    return [
+        Evidence(inputs, ref, outputs, result, result.computes_in or inputs.dtype)
+        for inputs, ref, outputs in runs.runs
+        if (result := by_case.get((inputs.name, inputs.dtype))) is not None
+    ]
 
 
 def _precisions(results: list[CaseResult]) -> list[CaseResult]:

@@ -201,29 +201,43 @@ def _fixed_eps(evidence: list[Evidence]) -> float | None:
 
 
 def _examine(e: Evidence, collector: _Collector, eps: float | None) -> None:
-    failed = e.failed
-    if not failed:
+    """The findings of one case, each quantity taken by the first step that explains it."""
+    if not e.failed:
         return
     if e.computes_in != e.inputs.dtype:
-        collector.add("lower_precision", e, failed, _lower_precision_text, dtype=e.computes_in)
+        collector.add("lower_precision", e, e.failed, _lower_precision_text, dtype=e.computes_in)
         return
-    zero = [q for q in failed if signatures.identically_zero(e.outputs[q], e.ref, q, e.inputs.dtype)]
+    remaining = _zero(e, e.failed, collector)
+    remaining = _out_of_range(e, remaining, collector)
+    remaining = _closest_variants(e, remaining, collector, eps)
+    _one_pass(e, remaining, collector)
+
+
+def _zero(e: Evidence, quantities: list[str], collector: _Collector) -> list[str]:
+    zero = [q for q in quantities if signatures.identically_zero(e.outputs[q], e.ref, q, e.inputs.dtype)]
     if zero:
         collector.add("identically_zero", e, zero, _zero_text)
-    remaining = [q for q in failed if q not in zero]
-    right_on_unit = [q for q in remaining if e.verdict(q) == "INACCURATE"]
+    return [q for q in quantities if q not in zero]
+
+
+def _out_of_range(e: Evidence, quantities: list[str], collector: _Collector) -> list[str]:
+    """Quantities right on the unit case that collapsed where an intermediate leaves the dtype's range."""
+    right_on_unit = [q for q in quantities if e.verdict(q) == "INACCURATE"]
     labels = signatures.out_of_range_intermediates(e.inputs, e.computes_in) if right_on_unit else []
-    out_of_range = [q for q in right_on_unit if labels and _collapsed(e, q)]
-    if out_of_range:
-        collector.add("intermediate_out_of_range", e, out_of_range, _range_text, intermediates=labels,
+    collapsed = [q for q in right_on_unit if labels and _collapsed(e, q)]
+    if collapsed:
+        collector.add("intermediate_out_of_range", e, collapsed, _range_text, intermediates=labels,
                       dtype=e.computes_in)  # fmt: skip
-        remaining = [q for q in remaining if q not in out_of_range]
-    remaining = _closest_variants(e, remaining, collector, eps)
-    one_pass = [q for q in remaining if e.verdict(q) == "INACCURATE"]
-    if one_pass and "y" in e.outputs:
+    return [q for q in quantities if q not in collapsed]
+
+
+def _one_pass(e: Evidence, quantities: list[str], collector: _Collector) -> None:
+    """Quantities right on the unit case whose variance errs as a one-pass variance's does."""
+    right_on_unit = [q for q in quantities if e.verdict(q) == "INACCURATE"]
+    if right_on_unit and "y" in e.outputs:
         error = signatures.one_pass_growth(e.inputs, e.outputs["y"], e.computes_in)
         if error is not None:
-            collector.add("one_pass_variance", e, one_pass, _one_pass_text, variance_error=error)
+            collector.add("one_pass_variance", e, right_on_unit, _one_pass_text, variance_error=error)
 
 
 MISSING_S_TERM = next(v for v in VARIANTS if v.kind == "missing_s_term")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 
 def assert_batchnorm(func, **options) -> None:
-    """Audit ``func(x, weight, bias, eps, dy)``; AssertionError with the report as text unless PASS.
+    """Audit ``func(x, weight, bias, eps, dy)``; AssertionError with the report as text unless PASS
+    (INCOMPLETE too: a quantity returned in no case).
 
     ``options`` are those of :class:`bncli.audit.run.AuditOptions` (cases, extreme,
-    dtypes, layout, timeout, consistency).
+    dtypes, layout, timeout, consistency, quantities, eps).
     """
     from . import audit
     from .present.audit import report_text

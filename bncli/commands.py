@@ -213,6 +213,7 @@ class CheckResult:
 
     report: gc.CheckReport
     against: str | None
+    findings: tuple = ()  # bncli.audit.findings.Finding: the classic mistakes a failing --against shows
 
     @property
     def passed(self) -> bool:
@@ -263,8 +264,8 @@ def grad(
     checked |= {f"the Jacobian of column {model.columns[c]!r}": j for c, j in jacobians.items()}
     for name, values in checked.items():
         require_finite(name, values, model.columns)
-    report = _run_check(model, result, check, request.seed, progress, against)
-    return GradResult(model, dy, gradients, jacobians, CheckResult(report, check.against))
+    report, findings = _run_check(model, result, check, request.seed, progress, against)
+    return GradResult(model, dy, gradients, jacobians, CheckResult(report, check.against, findings))
 
 
 def jacobian_too_large(k: int, columns: int) -> str:
@@ -315,7 +316,9 @@ def _run_check(
     seed: int,
     progress: gc.ProgressCallback | None,
     against: gc.CheckedGradients | None,
-) -> gc.CheckReport:
+) -> tuple[gc.CheckReport, tuple]:
+    """The check's report, and on a failing --against the audit's findings on the gradients given
+    (``against``: given as arrays, from Python, instead of read from the file named by the option)."""
     from . import gradcheck as gc
     from . import numdiff
 
@@ -336,7 +339,7 @@ def _run_check(
     else:
         checked, analytic = ours, None
     try:
-        return gc.check_gradients(
+        report = gc.check_gradients(
             model.problem(result.dy.values),
             checked.as_float64(),
             analytic=None if analytic is None else analytic.as_float64(),
@@ -355,6 +358,20 @@ def _run_check(
         raise InputError(
             f"{step} is lost in rounding or overflows in column {names}: (x + h) − (x − h) is 0 or infinite there"
         ) from None
+    found = () if report.passed or not check.against or model.running else _against_findings(model, result, theirs)
+    return report, found
+
+
+def _against_findings(model: Model, result: GradResult, theirs) -> tuple:
+    """The audit's findings engine on the gradients given with --against, each noted on stderr."""
+    from .audit.findings import find, gradient_evidence
+
+    x, dy, w, b = (model.cast(v, "a value") for v in (model.data.values, result.dy.values, model.weight, model.bias))
+    given = {"dx": theirs.dx, "dw": theirs.dw, "db": theirs.db}
+    findings = tuple(find([gradient_evidence(x, dy, w, b, model.eps, given)]))
+    for finding in findings:
+        note(f"--against: {finding.text.replace(' on ' + ', '.join(finding.cases), '')}")
+    return findings
 
 
 # ------------------------------------------------------------------------ explain

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 
 def assert_batchnorm(func, **options) -> None:
-    """Audit ``func(x, weight, bias, eps, dy)``; AssertionError with the report's table view unless PASS.
+    """Audit ``func(x, weight, bias, eps, dy)``; AssertionError with the report's table view unless PASS
+    (INCOMPLETE too: a quantity returned in no case).
 
     ``options`` are those of :class:`bncli.audit.run.AuditOptions` (cases, extreme,
-    dtypes, layout, timeout, consistency).
+    dtypes, layout, timeout, consistency, quantities, eps).
     """
     __tracebackhide__ = True  # pytest shows the caller's line and the report, not this helper
     from . import audit

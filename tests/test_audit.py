@@ -168,11 +168,16 @@ def test_backward_inconsistent_with_own_forward_is_reported():
     assert right.consistency[0].consistent is True
 
 
-def test_y_only_target_is_judged_on_y_the_rest_missing():
-    report = bncli.audit(lambda x, w, b, eps, dy: (batchnorm_numpy.batchnorm(x, w, b, eps, dy)["y"],))
-    assert report.verdict == "PASS"
+def test_y_only_target_is_incomplete_unless_only_y_is_asked_for():
+    def y_only(x, w, b, eps, dy):
+        return (batchnorm_numpy.batchnorm(x, w, b, eps, dy)["y"],)
+
+    report = bncli.audit(y_only)
+    assert report.verdict == "INCOMPLETE" and not report.passed
+    assert all(r.verdict == "PASS" for r in report.cases)  # each case passes what it returns
     assert all(r.quantities["dx"].verdict == r.quantities["db"].verdict == "MISSING" for r in report.cases)
     assert report.consistency[0].consistent is None
+    assert bncli.audit(y_only, quantities=["y"]).verdict == "PASS"
 
 
 def test_nan_where_the_exact_value_is_finite_is_beyond_budget_not_error():

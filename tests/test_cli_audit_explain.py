@@ -297,7 +297,7 @@ def test_a_target_that_exits_crashes_or_hangs_is_an_error_for_that_case(hostile,
 
 
 def test_what_a_target_prints_never_reaches_stdout(hostile):
-    run = audit(f"{hostile}:prints", "--dtype", "float64", "--case", "unit", "-f", "json")
+    run = audit(f"{hostile}:prints", "--dtype", "float64", "--case", "unit", "--quantities", "y", "-f", "json")
     assert json.loads(run.stdout)["verdict"] == "PASS"
     assert b"debugging output" in run.stderr and b"raw output" in run.stderr
 

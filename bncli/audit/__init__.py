@@ -2,8 +2,9 @@
 
 The modules, each one job: :mod:`.cases` (the battery and layouts), :mod:`.reference`
 (exact values, natural scales, budgets), :mod:`.judge` (well-formed outputs, verdicts),
-:mod:`.findings` (the classic mistakes), :mod:`.consistency` (the backward against the
-target's own forward), :mod:`.run` (the driver, the only importer of :mod:`.targets`),
+:mod:`.findings` (what the outputs show: the classic mistakes, precision, range),
+:mod:`.consistency` (the backward against the target's own forward), :mod:`.run` (the driver,
+the only importer of :mod:`.targets`),
 :mod:`.targets` (how a function, program, torch or bncli is called) and :mod:`.worker`
 (the process a Python function runs in). This module is imported at start-up: it
 imports nothing.
@@ -17,8 +18,9 @@ def audit(func, **options):
     any of "y", "dx", "dw", "db" (or a tuple), or a target name: "FILE.py:FUNC",
     "package.module:FUNC", "torch", "bncli". ``options`` are those of
     :class:`bncli.audit.run.AuditOptions`: ``cases``, ``extreme``, ``dtypes``,
-    ``layout``, ``timeout``, ``cmd``, ``consistency``. The report has ``.verdict``
-    (PASS, INACCURATE, WRONG, ERROR) and ``.passed``.
+    ``layout``, ``timeout``, ``cmd``, ``consistency``, ``quantities`` (those judged; default
+    all four), ``eps`` (every case at this eps). The report has ``.verdict`` (PASS,
+    INACCURATE, INCOMPLETE, WRONG, ERROR), ``.passed`` and ``.findings``.
     """
     from .run import AuditOptions, run_audit  # lazy: this package is imported at CLI start-up
 

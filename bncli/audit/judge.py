@@ -3,6 +3,9 @@
 A quantity within budget on every element is PASS; beyond budget it is WRONG when
 the same quantity is beyond budget on the unit case of that dtype too (the formula
 is wrong), else INACCURATE (the formula is right, the arithmetic loses precision).
+A case whose outputs all come from a lower precision than asked is INACCURATE at most:
+its errors are that precision's, not a formula's. A quantity asked for that the target
+returns in no case makes the audit INCOMPLETE.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class CaseResult:
     error: str | None
     quantities: dict[str, QuantityResult]
     extreme: bool = False
+    computes_in: str | None = None  # the precision its outputs evidently come from, when lower than dtype
 
 
 def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs, layout: str) -> QuantityResult:
@@ -88,9 +92,12 @@ def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs,
 
 
 def settle(result: CaseResult, yardstick: CaseResult | None) -> CaseResult:
-    """BEYOND becomes WRONG if the same quantity fails the unit case of that dtype too, else INACCURATE."""
+    """BEYOND becomes WRONG if the same quantity fails the unit case of that dtype too, else INACCURATE;
+    INACCURATE always on a case computed in a lower precision than asked."""
 
     def wrong_on_unit(name: str) -> bool:
+        if result.computes_in is not None:
+            return False
         # Without a unit result that passes, nothing shows that the formula is right.
         return yardstick is None or yardstick.quantities[name].verdict != "PASS"
 
@@ -103,9 +110,9 @@ def settle(result: CaseResult, yardstick: CaseResult | None) -> CaseResult:
 
 
 def overall(verdicts: Iterable[str]) -> str:
-    """ERROR if any, else WRONG, else INACCURATE, else PASS (MISSING does not fail)."""
+    """ERROR if any, else WRONG, else INCOMPLETE, else INACCURATE, else PASS (MISSING does not fail a case)."""
     verdicts = set(verdicts)
-    for verdict in ("ERROR", "WRONG", "INACCURATE"):
+    for verdict in ("ERROR", "WRONG", "INCOMPLETE", "INACCURATE"):
         if verdict in verdicts:
             return verdict
     return "PASS"

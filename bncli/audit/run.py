@@ -15,8 +15,10 @@ from ..options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
 from . import targets
 from .cases import CASES, CASES_BY_NAME, QUANTITIES, YARDSTICK, Case, CaseInputs, layout_shape, list_cases
 from .consistency import CONSISTENCY_TOLERANCE, ConsistencyResult, consistency
-from .findings import diagnose, inaccuracy_hints
-from .judge import BEYOND, CaseResult, QuantityResult, TargetError, check_outputs, compare, overall, settle
+from .findings import Evidence, Finding, find
+from .findings.hints import inaccuracy_hints
+from .findings.signatures import computes_in
+from .judge import CaseResult, QuantityResult, TargetError, check_outputs, compare, overall, settle
 from .reference import Reference, reference
 
 
@@ -33,6 +35,7 @@ class AuditReport:
     verdict: str
     cases: list[CaseResult]
     diagnosis: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     consistency: list[ConsistencyResult] = field(default_factory=list)
     # The unit case when --case left it out: run only as the yardstick for INACCURATE vs WRONG.
     yardstick: list[CaseResult] = field(default_factory=list)
@@ -70,6 +73,8 @@ class AuditOptions:
     layout: str = "nc"
     timeout: float = DEFAULT_TIMEOUT
     consistency: bool = True
+    quantities: Sequence[str] = QUANTITIES  # those judged; the others are SKIPPED
+    eps: float | None = None  # None: each case's own; else every case runs at this eps
 
 
 @dataclass
@@ -77,8 +82,8 @@ class _Runs:
     """What running the cases gave, before the unit case settles WRONG against INACCURATE."""
 
     results: list[CaseResult] = field(default_factory=list)
-    # (inputs, reference, outputs, quantities beyond budget) of each failing default case: for the diagnosis
-    failures: list[tuple[CaseInputs, Reference, dict[str, np.ndarray], list[str]]] = field(default_factory=list)
+    # (inputs, reference, outputs) of each default case, beside its result: what the findings read
+    runs: list[tuple[CaseInputs, Reference, dict[str, np.ndarray]]] = field(default_factory=list)
     consistency: list[ConsistencyResult] = field(default_factory=list)
 
 
@@ -94,7 +99,9 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
     InputError
         Unknown case, dtype or layout; a target that cannot be found or imported.
     """
-    options = replace(options, cases=_names(options.cases), dtypes=_names(options.dtypes))
+    options = replace(
+        options, cases=_names(options.cases), dtypes=_names(options.dtypes), quantities=_names(options.quantities)
+    )
     cases = _selected(options)
     target = targets.resolve(options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout)
     order = ([] if any(case.name == YARDSTICK for case in cases) else [CASES_BY_NAME[YARDSTICK]]) + cases
@@ -102,7 +109,7 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
         runs = _run_all(target, order, options, progress)
     finally:
         target.close()
-    return _report(target, {case.name for case in cases}, runs, options.layout)
+    return _report(target, {case.name for case in cases}, runs, options)
 
 
 def _names(value) -> tuple[str, ...]:
@@ -128,6 +135,16 @@ def _validate(options: AuditOptions) -> None:
         raise InputError(f"unknown dtype {bad_dtype[0] if bad_dtype else ''!r}; use float64 or float32")
     if options.layout not in LAYOUTS:
         raise InputError(f"unknown layout {options.layout!r}; use nc, nchw or nhwc")
+    _validate_judging(options)
+
+
+def _validate_judging(options: AuditOptions) -> None:
+    unknown_quantity = [q for q in options.quantities if q not in QUANTITIES]
+    if unknown_quantity or not options.quantities:
+        named = unknown_quantity[0] if unknown_quantity else ""
+        raise InputError(f"unknown quantity {named!r} in --quantities; use a comma list of y, dx, dw, db")
+    if options.eps is not None and not (np.isfinite(options.eps) and options.eps >= 0):
+        raise InputError(f"--eps must be a finite number ≥ 0, not {options.eps}")
     if not options.timeout > 0:
         raise InputError(f"--timeout must be a positive number of seconds, not {options.timeout}")
 
@@ -139,7 +156,9 @@ def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, p
             for case in order:
                 if progress:
                     progress(f"{case.name} {dtype}")
-                _run_one(target, case, case.inputs(dtype), options, runs)
+                inputs = case.inputs(dtype)
+                at_eps = inputs if options.eps is None else replace(inputs, eps=options.eps)
+                _run_one(target, case, at_eps, options, runs)
     if options.consistency and "float64" not in options.dtypes:
         note = "it runs only on unit/float64, which the dtypes left out (float32 differences are too coarse)"
         runs.consistency.append(ConsistencyResult(YARDSTICK, "float64", {}, CONSISTENCY_TOLERANCE, note))
@@ -147,16 +166,17 @@ def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, p
 
 
 def _run_one(target: targets.Target, case: Case, inputs: CaseInputs, options: AuditOptions, runs: _Runs) -> None:
-    result, outputs, ref = _run_case(target, case, inputs, options.layout)
+    result, outputs, ref = _run_case(target, case, inputs, options)
     runs.results.append(result)
-    beyond = [q for q, r in result.quantities.items() if r.verdict == BEYOND]
-    if beyond and not case.extreme:  # extremes test range, not formulas: nothing to name there
-        runs.failures.append((inputs, ref, outputs, beyond))
+    if not case.extreme:  # extremes test range, not formulas: nothing to name there
+        runs.runs.append((inputs, ref, outputs))
     if options.consistency and case.name == YARDSTICK and inputs.dtype == "float64" and outputs:
-        runs.consistency.append(consistency(target.call, inputs, outputs, options.layout))
+        precision = result.computes_in or inputs.dtype
+        runs.consistency.append(consistency(target.call, inputs, outputs, options.layout, precision))
 
 
-def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, layout: str):
+def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: AuditOptions):
+    layout = options.layout
     k, n = inputs.x.shape
     shape = layout_shape(k, n, layout)
     ref = reference(inputs)
@@ -166,28 +186,78 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, layout: st
         message = f"case {case.name} ({inputs.dtype}): {error}"
         quantities = {q: QuantityResult("ERROR") for q in QUANTITIES}
         return CaseResult(case.name, inputs.dtype, shape, "ERROR", message, quantities, case.extreme), {}, ref
+    outputs = {q: v for q, v in outputs.items() if q in options.quantities}
     quantities = {
-        q: compare(q, outputs[q], ref, inputs, layout) if q in outputs else QuantityResult("MISSING")
+        q: compare(q, outputs[q], ref, inputs, layout)
+        if q in outputs
+        else QuantityResult("MISSING" if q in options.quantities else "SKIPPED")
         for q in QUANTITIES
     }
-    return CaseResult(case.name, inputs.dtype, shape, "", None, quantities, case.extreme), outputs, ref
+    precision = computes_in(outputs, inputs.dtype)
+    return CaseResult(case.name, inputs.dtype, shape, "", None, quantities, case.extreme, precision), outputs, ref
 
 
-def _report(target: targets.Target, selected: set[str], runs: _Runs, layout: str) -> AuditReport:
-    """The verdicts settled against the unit case of each dtype, the diagnosis, the target's notes."""
-    yardsticks = {r.dtype: r for r in runs.results if r.name == YARDSTICK}
-    settled = [settle(r, yardsticks.get(r.dtype)) for r in runs.results]
+def _report(target: targets.Target, selected: set[str], runs: _Runs, options: AuditOptions) -> AuditReport:
+    """The verdicts settled against the unit case of each dtype, the findings, the target's notes."""
+    results = _precisions(runs.results)
+    yardsticks = {r.dtype: r for r in results if r.name == YARDSTICK}
+    settled = [settle(r, yardsticks.get(r.dtype)) for r in results]
     chosen = [r for r in settled if r.name in selected]
-    with np.errstate(all="ignore"):  # the variants meet the target's inf and NaN too
-        diagnosis = diagnose(runs.failures)
-    diagnosis += inaccuracy_hints(chosen, named=bool(diagnosis))
-    diagnosis += sorted(target.notes)
+    evidence = _evidence(runs, chosen)
+    findings = find(evidence) + [Finding("inputs_modified", [], [], note) for note in sorted(target.notes)]
+    missing = _never_returned(settled, options.quantities)
+    verdict = overall([r.verdict for r in chosen] + (["INCOMPLETE"] if missing else []))
+    diagnosis = [finding.text for finding in findings]
+    diagnosis += inaccuracy_hints(chosen, evidence, named={where for f in findings for where in f.cases})
+    if missing:
+        diagnosis.append(_incomplete_line(missing, options.quantities))
     return AuditReport(
         target=target.name,
-        layout=layout,
-        verdict=overall(r.verdict for r in chosen),
+        layout=options.layout,
+        verdict=verdict,
         cases=chosen,
         diagnosis=diagnosis,
+        findings=findings,
         consistency=runs.consistency,
         yardstick=[r for r in settled if r.name not in selected],
     )
+
+
+def _evidence(runs: _Runs, chosen: list[CaseResult]) -> list[Evidence]:
+    """What the findings read: each selected default case that ran, beside its settled result."""
+    by_case = {(r.name, r.dtype): r for r in chosen if not r.extreme and not r.error}
+    return [
+        Evidence(inputs, ref, outputs, result, result.computes_in or inputs.dtype)
+        for inputs, ref, outputs in runs.runs
+        if (result := by_case.get((inputs.name, inputs.dtype))) is not None
+    ]
+
+
+def _precisions(results: list[CaseResult]) -> list[CaseResult]:
+    """Each case's ``computes_in``: the lower precision its outputs come from, else None. Cases whose outputs
+    are too few to tell (inf, NaN and 0 where the magnitudes leave that precision's range) take the
+    target's: the lower one, when every case of that dtype that tells shows it."""
+    shown: dict[str, set] = {}
+    for r in results:
+        if not r.error and r.computes_in is not None:
+            shown.setdefault(r.dtype, set()).add(r.computes_in)
+
+    def precision(r: CaseResult) -> str | None:
+        told = shown.get(r.dtype, set())
+        evident = r.computes_in or (next(iter(told)) if len(told) == 1 else None)
+        return evident if evident != r.dtype and not r.error else None
+
+    return [replace(r, computes_in=precision(r)) for r in results]
+
+
+def _never_returned(results: list[CaseResult], asked: Sequence[str]) -> list[str]:
+    """The quantities asked for that no case that ran returned (none, when every case was an ERROR)."""
+    ran = [r for r in results if not r.error]
+    return [q for q in asked if ran and all(r.quantities[q].verdict == "MISSING" for r in ran)]
+
+
+def _incomplete_line(missing: list[str], asked: Sequence[str]) -> str:
+    rest = [q for q in asked if q not in missing]
+    verb = "is" if len(missing) == 1 else "are"
+    line = f"{', '.join(missing)} {verb} returned in no case: INCOMPLETE (what is not computed cannot pass)"
+    return line + (f"; --quantities {','.join(rest)} audits the rest alone" if rest else "")

@@ -24,6 +24,8 @@ EXAMPLES = """Examples:
 
   bncli audit torch --layout nchw
 
+  bncli audit my_layer.py:forward --quantities y
+
   bncli audit --cmd './batchnorm' --dtype float64 -o report.json
 
   bncli audit --cmd 'env OMP_NUM_THREADS=1 ./batchnorm'
@@ -74,6 +76,26 @@ def audit(
             panel=AUDIT,
         ),
     ] = Layout.nc,
+    quantities: Annotated[
+        str | None,
+        option(
+            "--quantities",
+            help="Comma list of the quantities to judge (y, dx, dw, db); one asked for and returned in no case "
+            "makes the audit INCOMPLETE. Default: all four.",
+            panel=AUDIT,
+            metavar="LIST",
+            show_default=False,
+        ),
+    ] = None,
+    eps: Annotated[
+        float | None,
+        option(
+            "--eps",
+            help="Run every case at this eps instead of its own (audit an implementation at the eps it fixes).",
+            panel=AUDIT,
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float, option("--timeout", help="Seconds each call may take before it is an ERROR.", panel=AUDIT, min=0.001)
     ] = options.DEFAULT_TIMEOUT,
@@ -97,6 +119,7 @@ def audit(
     """
     outputs = options.OutputOptions(format=value_of(format), output=output, plot=plot)
     dtypes = options.DTYPES if dtype is None else (dtype.value,)
+    judged = {} if quantities is None else {"quantities": tuple(q.strip() for q in quantities.split(","))}
     run(
         lambda: _audit(
             list_cases,
@@ -108,6 +131,8 @@ def audit(
             dtypes=dtypes,
             layout=layout.value,
             timeout=timeout,
+            eps=eps,
+            **judged,
         )  # fmt: skip
     )
 

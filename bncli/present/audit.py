@@ -19,8 +19,10 @@ _VERDICT_STYLES = {
     "WRONG": "bold red",
     "ERROR": "bold magenta",
     "MISSING": "dim",
+    "SKIPPED": "dim",
+    "INCOMPLETE": "bold yellow",
 }
-_SHORT_VERDICTS = {"INACCURATE": "INACC", "MISSING": "MISS"}
+_SHORT_VERDICTS = {"INACCURATE": "INACC", "MISSING": "MISS", "SKIPPED": "SKIP"}
 # Below this width the audit table abbreviates verdicts and stacks ratios, so nothing is cut at 80 columns.
 _WIDE_AUDIT = 110
 
@@ -117,6 +119,7 @@ def report_json(report) -> dict:
         "passed": report.passed,
         "cases": [_case_json(r) for r in report.cases],
         "diagnosis": list(report.diagnosis),
+        "findings": [finding.json() for finding in report.findings],
         "consistency": [
             {
                 "case": c.case,

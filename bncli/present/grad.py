@@ -160,6 +160,7 @@ def check_json(result: GradResult) -> dict:
         "probes": report.probes,
         "dy": "file" if result.dy.path is not None else f"seed {result.dy.seed}",
         "results": results,
+        "findings": [finding.json() for finding in result.check.findings],
     }
     if report.sweep:
         obj["sweep"] = [

@@ -1,0 +1,276 @@
+"""The findings engine: which mistake a failing output shows, where, how badly, and how to fix it.
+
+It reads only a case's inputs and what the target returned (:class:`Evidence`), never the
+target itself, so ``grad --against`` uses it as the audit does (:func:`gradient_evidence`).
+Per case and failing quantity, in this order (the first that explains a quantity takes it):
+outputs in a lower precision than asked (``lower_precision``), a quantity left at exactly
+zero (``identically_zero``), an intermediate out of the dtype's range on a quantity that is
+right on the unit case (``intermediate_out_of_range``), then the variant closest to the
+output among a fixed eps (estimated from y) and the classic mistakes, then a variance error
+growing like u·(|m|/σ)² (``one_pass_variance``). Cases are listed worst first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..cases import QUANTITIES, CaseInputs
+from ..judge import CaseResult, compare, settle
+from ..reference import Reference, reference
+from . import signatures
+from .variants import ONE_PASS_FIX, VARIANTS, Variant, distance, with_eps
+
+KINDS = (
+    "unbiased_variance", "eps_outside_sqrt", "fixed_eps", "missing_mean_term", "missing_s_term",
+    "one_pass_variance", "dw_db_swapped", "eval_gradient_in_training", "lower_precision",
+    "intermediate_out_of_range", "identically_zero", "inputs_modified",
+)  # fmt: skip
+SHOWN_CASES = 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One mistake the outputs show: ``cases`` worst first; ``details`` the kind's own fields (eps, dtype)."""
+
+    kind: str
+    cases: list[str]
+    quantities: list[str]
+    text: str
+    details: dict = field(default_factory=dict)
+
+    def json(self) -> dict:
+        return {"kind": self.kind, "cases": self.cases, "quantities": self.quantities, "text": self.text,
+                **self.details}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One case as the findings read it: its inputs, exact reference, the target's outputs, their verdicts."""
+
+    inputs: CaseInputs
+    ref: Reference
+    outputs: dict[str, np.ndarray]
+    result: CaseResult
+    computes_in: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.inputs.name}/{self.inputs.dtype}"
+
+    def verdict(self, name: str) -> str:
+        return self.result.quantities[name].verdict
+
+    def ratio(self, name: str) -> float:
+        ratio = self.result.quantities[name].ratio
+        return np.inf if ratio is None or np.isnan(ratio) else ratio
+
+    @property
+    def failed(self) -> list[str]:
+        return [q for q in QUANTITIES if q in self.outputs and self.verdict(q) in ("WRONG", "INACCURATE")]
+
+
+def gradient_evidence(x, dy, weight, bias, eps: float, gradients: dict[str, np.ndarray]) -> Evidence:
+    """A gradient computed elsewhere (``grad --against``) as evidence: judged on its own, without a unit
+    case, so every quantity beyond budget counts as WRONG."""
+    dtype = str(np.result_type(x.dtype, np.float32)) if x.dtype != np.float64 else "float64"
+    inputs = CaseInputs("input", dtype, x, dy, weight, bias, float(eps), tuple(str(j) for j in range(x.shape[1])))
+    ref = reference(inputs)
+    outputs = {q: np.asarray(v, np.float64) for q, v in gradients.items() if v is not None}
+    quantities = {q: compare(q, v, ref, inputs, "nc") for q, v in outputs.items()}
+    result = settle(CaseResult("input", dtype, x.shape, "", None, quantities), None)
+    return Evidence(inputs, ref, outputs, result, dtype)
+
+
+class _Collector:
+    """Findings as they accumulate over cases: per kind, the quantities and each case's worst ratio."""
+
+    def __init__(self):
+        self.kinds: dict[str, dict] = {}
+
+    def add(self, kind: str, evidence: Evidence, quantities, describe, **details) -> None:
+        entry = self.kinds.setdefault(kind, {"quantities": set(), "cases": {}, "describe": describe, "details": []})
+        entry["quantities"].update(quantities)
+        worst = max(evidence.ratio(q) for q in quantities)
+        entry["cases"][evidence.where] = max(entry["cases"].get(evidence.where, 0.0), worst)
+        entry["details"].append(details)
+
+    def findings(self) -> list[Finding]:
+        found = []
+        for kind, entry in self.kinds.items():
+            cases = sorted(entry["cases"], key=lambda where: -entry["cases"][where])
+            names = [q for q in QUANTITIES if q in entry["quantities"]]
+            shown = ", ".join(cases[:SHOWN_CASES]) + (
+                f" and {len(cases) - SHOWN_CASES} more" if len(cases) > SHOWN_CASES else ""
+            )
+            text, details = entry["describe"](names, shown, entry["details"])
+            found.append((max(entry["cases"].values()), Finding(kind, cases, names, text, details)))
+        return [finding for _, finding in sorted(found, key=lambda pair: -pair[0])]
+
+
+def _listed(names: list[str]) -> tuple[str, str]:
+    return ", ".join(names), "matches" if len(names) == 1 else "match"
+
+
+def _variant_text(variant: Variant):
+    def describe(names, shown, _details):
+        listed, verb = _listed(names)
+        return f"{listed} {verb} {variant.name} on {shown}: fix: {variant.fix}", {}
+
+    return describe
+
+
+def _lower_precision_text(names, shown, details):
+    dtype = details[0]["dtype"]
+    text = (
+        f"the target computes in {dtype} whatever it is given: on {shown} every output is a {dtype} number, so it "
+        f"is judged INACCURATE at most there ({', '.join(names)} beyond that dtype's budget); compute in the input's "
+        f"dtype, or audit it in the dtypes it computes in"
+    )
+    return text, {"dtype": dtype}
+
+
+def _zero_text(names, shown, _details):
+    listed, _ = _listed(names)
+    verb = "is" if len(names) == 1 else "are"
+    return (
+        f"{listed} {verb} exactly zero on {shown} where the exact values are not: never computed or never written "
+        f"(an argument-order slip, a buffer left unfilled, a gradient cut off)",
+        {},
+    )
+
+
+def _range_text(names, shown, details):
+    labels = sorted({label for d in details for label in d["intermediates"]})
+    dtypes = sorted({d["dtype"] for d in details})
+    listed, _ = _listed(names)
+    return (
+        f"{listed} on {shown}: an intermediate such as {' or '.join(labels)} overflows or underflows in "
+        f"{' and '.join(dtypes)} while the result is representable: fix: compute 1/σ once and use it "
+        f"(dx = (w/σ)·(dy − mean(dy) − s·mean(dy·s))), or rescale",
+        {},
+    )
+
+
+def _fixed_eps_text(names, shown, details):
+    eps = float(np.median([d["eps"] for d in details]))
+    listed, verb = _listed(names)
+    return (
+        f"{listed} {verb} a batch norm with its own fixed eps ≈ {eps:.2g} on {shown}, not the eps it is passed: "
+        f"fix: use the eps argument, or audit it at its own with --eps {eps:.2g}",
+        {"eps": float(f"{eps:.3g}")},
+    )
+
+
+ONE_PASS = next(v for v in VARIANTS if v.kind == "one_pass_variance")
+
+
+def _one_pass_text(names, shown, details):
+    listed, verb = _listed(names)
+    text = (
+        f"{listed} {verb} {ONE_PASS.name} on {shown}: the variance's error grows like u·(|m|/σ)² "
+        f"(relative error up to {max(d.get('variance_error', 0) for d in details):.2g}): fix: {ONE_PASS_FIX}"
+    )
+    return text, {}
+
+
+def find(evidence: list[Evidence]) -> list[Finding]:
+    """The findings that the evidence shows, each only where its outputs show it; worst first."""
+    collector = _Collector()
+    with np.errstate(all="ignore"):  # the variants meet the target's inf and NaN too
+        eps = _fixed_eps(evidence)
+        for e in evidence:
+            _examine(e, collector, eps)
+    return collector.findings()
+
+
+def _fixed_eps(evidence: list[Evidence]) -> float | None:
+    """The eps the target evidently fixes: estimated from y on every failing case that resolves it, and the
+    same (within 10 %) on all of them; None otherwise (an eps outside the root gives a different one each)."""
+    estimates = [
+        estimate
+        for e in evidence
+        if "y" in e.failed and e.computes_in == e.inputs.dtype
+        and (estimate := signatures.evident_eps(e.inputs, e.outputs["y"], e.computes_in)) is not None
+    ]  # fmt: skip
+    if not estimates:
+        return None
+    value = float(np.median(estimates))
+    return value if np.allclose(estimates, value, rtol=0.1, atol=0) else None
+
+
+def _examine(e: Evidence, collector: _Collector, eps: float | None) -> None:
+    """The findings of one case, each quantity taken by the first step that explains it."""
+    if not e.failed:
+        return
+    if e.computes_in != e.inputs.dtype:
+        collector.add("lower_precision", e, e.failed, _lower_precision_text, dtype=e.computes_in)
+        return
+    remaining = _zero(e, e.failed, collector)
+    remaining = _out_of_range(e, remaining, collector)
+    remaining = _closest_variants(e, remaining, collector, eps)
+    _one_pass(e, remaining, collector)
+
+
+def _zero(e: Evidence, quantities: list[str], collector: _Collector) -> list[str]:
+    zero = [q for q in quantities if signatures.identically_zero(e.outputs[q], e.ref, q, e.inputs.dtype)]
+    if zero:
+        collector.add("identically_zero", e, zero, _zero_text)
+    return [q for q in quantities if q not in zero]
+
+
+def _out_of_range(e: Evidence, quantities: list[str], collector: _Collector) -> list[str]:
+    """Quantities right on the unit case that collapsed where an intermediate leaves the dtype's range."""
+    right_on_unit = [q for q in quantities if e.verdict(q) == "INACCURATE"]
+    labels = signatures.out_of_range_intermediates(e.inputs, e.computes_in) if right_on_unit else []
+    collapsed = [q for q in right_on_unit if labels and _collapsed(e, q)]
+    if collapsed:
+        collector.add("intermediate_out_of_range", e, collapsed, _range_text, intermediates=labels,
+                      dtype=e.computes_in)  # fmt: skip
+    return [q for q in quantities if q not in collapsed]
+
+
+def _one_pass(e: Evidence, quantities: list[str], collector: _Collector) -> None:
+    """Quantities right on the unit case whose variance errs as a one-pass variance's does."""
+    right_on_unit = [q for q in quantities if e.verdict(q) == "INACCURATE"]
+    if right_on_unit and "y" in e.outputs:
+        error = signatures.one_pass_growth(e.inputs, e.outputs["y"], e.computes_in)
+        if error is not None:
+            collector.add("one_pass_variance", e, right_on_unit, _one_pass_text, variance_error=error)
+
+
+MISSING_S_TERM = next(v for v in VARIANTS if v.kind == "missing_s_term")
+
+
+def _collapsed(e: Evidence, name: str) -> bool:
+    """What an out-of-range intermediate leaves: inf, NaN or 0 where the exact value is not, or the
+    variance's term of dx flushed to (nearly) zero: dx is the one without the s term, or off along s."""
+    obtained, exact = e.outputs[name], e.ref.values[name]
+    if (~np.isfinite(obtained)).any() or ((obtained == 0) & (exact != 0)).any():
+        return True
+    if name != "dx":
+        return False
+    flushed = distance(name, obtained, MISSING_S_TERM.values(e.inputs), e.ref, e.inputs) is not None
+    return flushed or signatures.residue_pattern(e.inputs, e.ref, obtained) == "s"
+
+
+def _closest_variants(e: Evidence, quantities: list[str], collector: _Collector, eps: float | None) -> list[str]:
+    """Name each quantity by the variant closest to it (a fixed eps among them); the unnamed ones."""
+    candidates = [(v.kind, v.values(e.inputs), _variant_text(v), {}) for v in VARIANTS]
+    if eps is not None:
+        fixed = Variant("fixed_eps", "", "", with_eps(eps))
+        candidates.insert(0, ("fixed_eps", fixed.values(e.inputs), _fixed_eps_text, {"eps": eps}))
+    named: dict[str, list[str]] = {}
+    unnamed = []
+    for q in quantities:
+        scored = [(d, i) for i, c in enumerate(candidates)
+                  if (d := distance(q, e.outputs[q], c[1], e.ref, e.inputs)) is not None]  # fmt: skip
+        if scored:
+            named.setdefault(min(scored)[1], []).append(q)
+        else:
+            unnamed.append(q)
+    for index, names in named.items():
+        kind, _, describe, details = candidates[index]
+        collector.add(kind, e, names, describe, **details)
+    return unnamed

@@ -1,0 +1,170 @@
+"""The classic mistakes as variants: what each computes, in float64 from a case's inputs, and its fix.
+
+Each variant computes what a known mistake computes (unbiased variance, eps outside
+the root, a missing term of dx, ...), with its own textbook backward; an output that
+is the variant's to rounding, or far closer to it than to the exact value, is named
+with its fix (:func:`distance`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ... import core
+from ..cases import CaseInputs
+from ..reference import Reference, budget
+
+# A variant whose output departs this little from a trivial one (y = b: s ≈ 0; a gradient ≈ 0),
+# beside how far the exact output departs from it, has collapsed: it would "match" any output
+# that collapsed too, by accident.
+TRIVIAL = 1e-3
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A classic mistake: its kind (the json name), what it is, its fix, what it computes."""
+
+    kind: str
+    name: str
+    fix: str
+    compute: Callable[[CaseInputs], dict[str, np.ndarray]]
+
+    def values(self, inputs: CaseInputs) -> dict[str, np.ndarray]:
+        """The variant's outputs; empty where they overflow (then it explains nothing)."""
+        try:
+            with np.errstate(all="ignore"):
+                values = self.compute(inputs)
+        except _Unrepresentable:
+            return {}
+        return values if all(np.isfinite(v).all() for v in values.values()) else {}
+
+
+class _Unrepresentable(Exception):
+    """The variance overflows float64: the variants, computed plainly, mean nothing there."""
+
+
+def _stats(inputs: CaseInputs, eps: float | None = None):
+    x, g = inputs.x.astype(np.float64), inputs.dy.astype(np.float64)
+    eps = inputs.eps if eps is None else eps
+    bn = core.forward(x, inputs.weight.astype(np.float64), inputs.bias.astype(np.float64), eps)
+    if not np.isfinite(bn.var).all():
+        raise _Unrepresentable
+    return x, g, bn
+
+
+def textbook(x, g, w, b, mean, std) -> dict[str, np.ndarray]:
+    """Forward and backward with the given per-column mean and std (the variants' common body)."""
+    k = x.shape[0]
+    s = (x - mean) / std
+    db, dw = g.sum(axis=0), (g * s).sum(axis=0)
+    dx = (w / std) * (g - db / k - s * dw / k)
+    return {"y": w * s + b, "dx": dx, "dw": dw, "db": db}
+
+
+def with_eps(eps: float) -> Callable[[CaseInputs], dict[str, np.ndarray]]:
+    """A correct batch norm at another eps than the case's (a target that fixes its own)."""
+
+    def compute(inputs):
+        x, g, bn = _stats(inputs, eps)
+        return textbook(x, g, bn.weight, bn.bias, bn.mean, bn.std)
+
+    return compute
+
+
+def _unbiased(inputs):
+    x, g, bn = _stats(inputs)
+    k = x.shape[0]
+    if k < 2:
+        return {}
+    std = np.sqrt(bn.var * k / (k - 1) + inputs.eps)
+    return textbook(x, g, bn.weight, bn.bias, bn.mean, std)
+
+
+def _eps_outside(inputs):
+    x, g, bn = _stats(inputs)
+    return textbook(x, g, bn.weight, bn.bias, bn.mean, np.sqrt(bn.var) + inputs.eps)
+
+
+def _dx_only(formula):
+    def compute(inputs):
+        x, g, bn = _stats(inputs)
+        k, s, a = x.shape[0], bn.s, bn.weight / bn.std
+        return {"dx": formula(a, g, s, k)}
+
+    return compute
+
+
+def _swapped(inputs):
+    x, g, bn = _stats(inputs)
+    grads = core.backward(g, bn)
+    return {"dw": grads.db, "db": grads.dw}
+
+
+def _one_pass(inputs):
+    """E[x²] − E[x]² in the case's dtype, as numpy code computes it."""
+    x = inputs.x
+    mean = x.mean(axis=0)
+    var = np.maximum((x * x).mean(axis=0) - mean * mean, 0)
+    std = np.sqrt(var.astype(np.float64) + inputs.eps)
+    x64, g = x.astype(np.float64), inputs.dy.astype(np.float64)
+    return textbook(x64, g, inputs.weight.astype(np.float64), inputs.bias.astype(np.float64), mean, std)
+
+
+DX_FIX = "dx = (w/σ)·(dy − mean(dy) − s·mean(dy·s))"
+ONE_PASS_FIX = "compute the variance in two passes: mean first, then mean((x − m)²)"
+VARIANTS = (
+    Variant(
+        "unbiased_variance",
+        "unbiased variance (divided by k − 1)",
+        "divide by k: training mode uses the biased variance",
+        _unbiased,
+    ),
+    Variant("eps_outside_sqrt", "eps outside the square root (σ = √v + ε)", "use σ = √(v + ε)", _eps_outside),
+    Variant(
+        "missing_mean_term",
+        "dx without the mean term (−Σdy/k missing)",
+        DX_FIX,
+        _dx_only(lambda a, g, s, k: a * (g - s * (g * s).sum(axis=0) / k)),
+    ),
+    Variant(
+        "missing_s_term",
+        "dx without the s term (−s·Σ(dy·s)/k missing)",
+        DX_FIX,
+        _dx_only(lambda a, g, s, k: a * (g - g.sum(axis=0) / k)),
+    ),
+    Variant(
+        "eval_gradient_in_training",
+        "the eval-mode gradient dx = (w/σ)·dy used in training",
+        f"in training the mean and variance depend on x: {DX_FIX}",
+        _dx_only(lambda a, g, s, k: a * g),
+    ),
+    Variant("dw_db_swapped", "dw and db swapped", "dw = Σ dy·s and db = Σ dy", _swapped),
+    Variant("one_pass_variance", "a one-pass variance E[x²] − E[x]²", ONE_PASS_FIX, _one_pass),
+)
+
+
+def collapsed(name: str, values: np.ndarray, inputs: CaseInputs, ref: Reference) -> bool:
+    """The variant's output is trivial here: y ≈ b, or a gradient ≈ 0, beside the exact output."""
+    trivial = inputs.bias.astype(np.float64) if name == "y" else 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        departs = np.nanmax(np.abs(values - trivial), initial=0)
+        return bool(departs <= TRIVIAL * np.nanmax(np.abs(ref.values[name] - trivial), initial=0))
+
+
+def distance(name: str, obtained: np.ndarray, values: dict[str, np.ndarray], ref: Reference, inputs: CaseInputs):
+    """How far ``obtained`` is from the variant on the natural scale, or None where the variant explains
+    nothing: it has no such output, the output is not finite, or the variant's value collapsed to ≈ 0.
+
+    A match is a distance within the budget (the variant's to rounding), or 100× closer to the variant
+    than to the exact value.
+    """
+    if name not in values or not np.all(np.isfinite(obtained)) or collapsed(name, values[name], inputs, ref):
+        return None
+    scale = ref.scales[name]
+    with np.errstate(invalid="ignore", over="ignore"):
+        to_variant = float(np.nanmax(np.abs(obtained - values[name]) / scale, initial=0))
+        to_exact = float(np.nanmax(np.abs(obtained - ref.values[name]) / scale, initial=0))
+    return to_variant if to_variant <= budget(name, inputs.dtype) or to_variant <= 0.01 * to_exact else None

@@ -50,6 +50,7 @@ class AuditOptions:
     layout: str = "nc"
     timeout: float = DEFAULT_TIMEOUT
     consistency: bool = True
+    style: str | None = None  # None: detected from the target's source (bncli.audit.styles.detect)
 
 
 @dataclass
@@ -76,7 +77,9 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
     """
     options = replace(options, cases=_names(options.cases), dtypes=_names(options.dtypes))
     cases = _selected(options)
-    target = targets.resolve(options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout)
+    target = targets.resolve(
+        options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout, style=options.style
+    )
     order = ([] if any(case.name == YARDSTICK for case in cases) else [CASES_BY_NAME[YARDSTICK]]) + cases
     try:
         runs = _run_all(target, order, options, progress)

@@ -14,6 +14,7 @@ from .common import OUTPUT, DType, Plot, option, output_option, validate_output,
 
 AuditFormat = Enum("AuditFormat", {name: name for name in options.AUDIT_FORMATS}, type=str)
 Layout = Enum("Layout", {name: name for name in options.LAYOUTS}, type=str)
+Style = Enum("Style", {name: name for name in options.STYLES}, type=str)
 
 AUDIT = "Audit"
 AuditOutput = Annotated[str | None, output_option(".json; anything else json")]
@@ -24,6 +25,10 @@ EXAMPLES = """Examples:
 
   bncli audit torch --layout nchw
 
+  bncli audit --style cs231n cs231n/layers.py:batchnorm_backward_alt
+
+  bncli audit --style torch my_module.py:BatchNorm
+
   bncli audit --cmd './batchnorm' --dtype float64 -o report.json
 """
 
@@ -33,7 +38,7 @@ def audit(
     target: Annotated[
         str | None,
         typer.Argument(
-            help="path/to/file.py:func or package.module:func (a Python function), torch, or bncli.",
+            help="path/to/file.py:func or package.module:func (a Python function; see --style), torch, or bncli.",
             metavar="[TARGET]",
             show_default=False,
         ),
@@ -47,6 +52,18 @@ def audit(
             "x.npy, dy.npy, params.json (and x.csv, dy.csv); it writes y, dx, dw, db there as .npy or .csv.",
             panel=AUDIT,
             metavar="'PROGRAM [ARGS]'",
+        ),
+    ] = None,
+    style: Annotated[
+        Style | None,
+        option(
+            "--style",
+            help="How TARGET is written. native: func(x, weight, bias, eps, dy); cs231n: FILE.py[:BACKWARD] "
+            "with batchnorm_forward(x, gamma, beta, bn_param); torch: FILE.py:NAME, an nn.Module built as "
+            "NAME(num_features, eps=eps) or f(x, weight, bias, eps) on tensors; jax: f(x, weight, bias, eps) "
+            "on jax arrays. Default: detected from the file when only one fits, else native.",
+            panel=AUDIT,
+            show_default=False,
         ),
     ] = None,
     case: Annotated[
@@ -99,6 +116,7 @@ def audit(
             outputs,
             target=target,
             cmd=cmd,
+            style=value_of(style),
             cases=tuple(case or ()),
             extreme=extreme,
             dtypes=dtypes,

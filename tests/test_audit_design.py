@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bncli.options import STYLES
+
 PACKAGE = Path(__file__).resolve().parent.parent / "bncli"
 AUDIT_MODULES = sorted(PACKAGE.glob("audit/*.py")) + [PACKAGE / "present" / "audit.py"]
 # The audit's arithmetic: it may import numpy, the standard library, these and its own package.
@@ -89,9 +91,14 @@ def test_only_the_run_imports_the_targets_and_no_audit_module_imports_rich_or_ou
             assert not {m for m in found if m.split(".")[0] == "rich" or m in ("bncli.output", "bncli.render")}, path
 
 
-def test_the_worker_starts_as_a_module():
+@pytest.mark.parametrize("style", STYLES)
+def test_the_worker_starts_as_a_module(style):
+    from bncli.audit.styles import worker_command
+
     source = (PACKAGE / "audit" / "targets.py").read_text()
-    assert '"-m", "bncli.audit.worker"' in source and "__main__" in (PACKAGE / "audit" / "worker.py").read_text()
+    module = worker_command("file.py:f", style, "nc")[0]
+    assert '"-m", *styles.worker_command(' in source and module.startswith("bncli.audit.")
+    assert "__main__" in (PACKAGE / "audit" / f"{module.rpartition('.')[2]}.py").read_text()
 
 
 def test_no_audit_function_is_over_complexity_15():

@@ -75,7 +75,13 @@ def detect(target: str) -> str:
         return "cs231n" if has_forward else "native"
     if isinstance(node, ast.ClassDef):
         return "torch" if "torch" in frameworks else "native"
-    if not isinstance(node, ast.FunctionDef) or node.args.vararg is not None:
+    if isinstance(node, ast.FunctionDef):
+        return _function_style(node, has_forward, frameworks)
+    return "native"
+
+
+def _function_style(node: ast.FunctionDef, has_forward: bool, frameworks: set[str]) -> str:
+    if node.args.vararg is not None:
         return "native"
     positional = len(node.args.posonlyargs) + len(node.args.args)
     if positional == 2 and has_forward:

@@ -5,8 +5,8 @@ The modules, each one job: :mod:`.cases` (the battery and layouts), :mod:`.refer
 :mod:`.findings` (the classic mistakes), :mod:`.consistency` (the backward against the
 target's own forward), :mod:`.run` (the driver, the only importer of :mod:`.targets`),
 :mod:`.targets` (how a function, program, torch or bncli is called) and :mod:`.worker`
-(the process a Python function runs in). This module is imported at start-up: it
-imports nothing.
+(the process a Python function runs in), :mod:`.styles` (cs231n, torch and jax code,
+adapted). This module is imported at start-up: it imports nothing.
 """
 
 
@@ -17,7 +17,8 @@ def audit(func, **options):
     any of "y", "dx", "dw", "db" (or a tuple), or a target name: "FILE.py:FUNC",
     "package.module:FUNC", "torch", "bncli". ``options`` are those of
     :class:`bncli.audit.run.AuditOptions`: ``cases``, ``extreme``, ``dtypes``,
-    ``layout``, ``timeout``, ``cmd``, ``consistency``. The report has ``.verdict``
+    ``layout``, ``timeout``, ``cmd``, ``consistency``, ``style`` (native, cs231n, torch, jax; None:
+    detected from a named file). The report has ``.verdict``
     (PASS, INACCURATE, WRONG, ERROR) and ``.passed``.
     """
     from .run import AuditOptions, run_audit  # lazy: this package is imported at CLI start-up

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/audit.py calibrate   # max error/(u·scale) per quantity, per implementation
     .venv/bin/python bench/audit.py speed       # the default battery on a numpy target; --cmd per case
+    .venv/bin/python bench/audit.py torch       # bncli audit torch against --style torch of a module
 
 calibrate runs correct implementations (bncli's core, PyTorch if installed, the
 textbook two-pass numpy of examples/batchnorm_numpy.py, and the C example when
@@ -12,6 +13,7 @@ must sit above these with a margin.
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -141,5 +143,40 @@ def speed(repeats: int = 5) -> None:
         )
 
 
+def _command_cost(args: list[str]) -> tuple[float, float, int]:
+    """Wall seconds and peak resident MB of ``bncli ARGS`` as a process (the largest of it and the
+    workers it reaped, as /usr/bin/time's %M), and its exit status."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bncli", *args, "-f", "json"], stdout=subprocess.DEVNULL, cwd=ROOT
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def torch_speed(repeats: int = 5) -> None:
+    """The default battery on PyTorch's own batch norm (in bncli's process) and on a torch module in the
+    torch style (in the worker process, built fresh for every call): the goal is at most 2× the time."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch not installed: pip install torch==2.13.0")
+        return
+    rows = {
+        "bncli audit torch": ["audit", "torch"],
+        "bncli audit --style torch examples/torch_module.py:BatchNorm": [
+            "audit", "--style", "torch", "examples/torch_module.py:BatchNorm",
+        ],
+    }  # fmt: skip
+    medians = {}
+    for label, args in rows.items():
+        runs = [_command_cost(args) for _ in range(repeats)]
+        wall, peak = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        medians[label] = wall
+        print(f"{label}: median {wall:.2f} s wall, {peak:.0f} MB peak over {repeats} runs; exit {runs[-1][2]}")
+    base, styled = medians.values()
+    print(f"--style torch / torch: {styled / base:.2f}× (goal ≤ 2×)")
+
+
 if __name__ == "__main__":
-    {"calibrate": calibrate, "speed": speed}[sys.argv[1] if len(sys.argv) > 1 else "speed"]()
+    {"calibrate": calibrate, "speed": speed, "torch": torch_speed}[sys.argv[1] if len(sys.argv) > 1 else "speed"]()

@@ -32,6 +32,8 @@ GRAD_FORMATS = FORWARD_FORMATS
 EXPLAIN_FORMATS = ("table", "json", "markdown")
 AUDIT_FORMATS = ("table", "json")
 LAYOUTS = ("nc", "nchw", "nhwc")
+# How an audited Python target is written: bncli's own convention, or as people write them (bncli.audit.styles).
+STYLES = ("native", "cs231n", "torch", "jax")
 DEFAULT_TIMEOUT = 60.0
 DTYPES = ("float64", "float32")
 METHODS = ("central", "complex")

@@ -59,7 +59,8 @@ def part(module: str) -> str:
     """The part of bncli a module belongs to, as the README's Design list names them."""
     names = module.split(".")[1:] or ["bncli"]
     if names[0] == "audit" and len(names) > 1:
-        return {"run": "audit.run", "targets": "audit.targets", "worker": "audit.targets"}.get(names[1], "audit")
+        adapters = {"run": "audit.run", "targets": "audit.targets", "worker": "audit.targets", "styles": "audit.targets"}
+        return adapters.get(names[1], "audit")
     return "audit.run" if names == ["audit"] else names[0]  # bncli.audit is bncli.audit(), the driver's
 
 
@@ -138,3 +139,13 @@ def test_only_the_audits_driver_imports_its_targets():
 def test_the_readme_design_is_the_code_import_graph():
     actual = {name: imported for name, imported in part_graph().items() if name not in ("__main__", "bncli")}
     assert readme_design() == actual
+
+
+@pytest.mark.parametrize("style", ["native", "cs231n", "torch", "jax"])
+def test_the_worker_of_every_style_starts_as_a_module(style):
+    from bncli.audit.styles import worker_command
+
+    source = (PACKAGE / "audit" / "targets.py").read_text()
+    module = worker_command("file.py:f", style, "nc")[0]
+    assert '"-m", *styles.worker_command(' in source and module.startswith("bncli.audit.")
+    assert "__main__" in (PACKAGE / "audit" / f"{module.rpartition('.')[2]}.py").read_text()

@@ -6,8 +6,8 @@ The modules, each one job: :mod:`.cases` (the battery and layouts), :mod:`.refer
 :mod:`.consistency` (the backward against the target's own forward), :mod:`.run` (the driver,
 the only importer of :mod:`.targets`),
 :mod:`.targets` (how a function, program, torch or bncli is called) and :mod:`.worker`
-(the process a Python function runs in). This module is imported at start-up: it
-imports nothing.
+(the process a Python function runs in), :mod:`.styles` (cs231n, torch and jax code,
+adapted). This module is imported at start-up: it imports nothing.
 """
 
 
@@ -19,8 +19,9 @@ def audit(func, **options):
     "package.module:FUNC", "torch", "bncli". ``options`` are those of
     :class:`bncli.audit.run.AuditOptions`: ``cases``, ``extreme``, ``dtypes``,
     ``layout``, ``timeout``, ``cmd``, ``consistency``, ``quantities`` (those judged; default
-    all four), ``eps`` (every case at this eps). The report has ``.verdict`` (PASS,
-    INACCURATE, INCOMPLETE, WRONG, ERROR), ``.passed`` and ``.findings``.
+    all four), ``eps`` (every case at this eps), ``style`` (native, cs231n, torch, jax; None:
+    detected from a named file). The report has ``.verdict`` (PASS, INACCURATE, INCOMPLETE,
+    WRONG, ERROR), ``.passed`` and ``.findings``.
     """
     from .run import AuditOptions, run_audit  # lazy: this package is imported at CLI start-up
 

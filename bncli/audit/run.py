@@ -75,6 +75,7 @@ class AuditOptions:
     consistency: bool = True
     quantities: Sequence[str] = QUANTITIES  # those judged; the others are SKIPPED
     eps: float | None = None  # None: each case's own; else every case runs at this eps
+    style: str | None = None  # None: detected from the target's source (bncli.audit.styles.detect)
 
 
 @dataclass
@@ -103,7 +104,9 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
         options, cases=_names(options.cases), dtypes=_names(options.dtypes), quantities=_names(options.quantities)
     )
     cases = _selected(options)
-    target = targets.resolve(options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout)
+    target = targets.resolve(
+        options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout, style=options.style
+    )
     order = ([] if any(case.name == YARDSTICK for case in cases) else [CASES_BY_NAME[YARDSTICK]]) + cases
     try:
         runs = _run_all(target, order, options, progress)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import core
 from ..errors import InputError
-from . import worker
+from . import styles, worker
 from .cases import CaseInputs, layout_shape, to_layout
 from .judge import TargetError
 
@@ -114,10 +114,10 @@ class ProcessTarget(Target):
     ERROR, and a new worker takes the next one. Its prints go to stderr.
     """
 
-    def __init__(self, spec: str, layout: str, timeout: float):
+    def __init__(self, spec: str, layout: str, timeout: float, style: str = "native"):
         super().__init__(layout, timeout)
-        self.spec = spec
-        self.name = spec
+        self.spec, self.style = spec, style
+        self.name = spec if style == "native" else f"{spec} as {style}"
         self.process: subprocess.Popen | None = None
         try:
             self._start()
@@ -128,7 +128,7 @@ class ProcessTarget(Target):
         package_root = str(Path(__file__).resolve().parents[2])  # the folder holding bncli
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bncli.audit.worker", self.spec],
+            [sys.executable, "-m", *styles.worker_command(self.spec, self.style, self.layout)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path},
@@ -152,6 +152,8 @@ class ProcessTarget(Target):
             raise TargetError(f"raised {reply[1]}")
         if reply[0] == "unusable":
             raise TargetError(reply[1])
+        if reply[0] == "input-error":
+            raise InputError(reply[1])
         _, value, changed = reply
         self.note_changed(changed, inputs)
         return value
@@ -372,8 +374,9 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def resolve(target, *, cmd: str | None, layout: str, timeout: float) -> Target:
-    """The Target for a name, a callable, or ``--cmd``."""
+def resolve(target, *, cmd: str | None, layout: str, timeout: float, style: str | None = None) -> Target:
+    """The Target for a name, a callable, or ``--cmd``; ``style`` (None: detected) as in :mod:`.styles`."""
+    style = styles.choose(target, cmd=cmd, style=style, layout=layout)
     if cmd is not None:
         if target is not None:
             raise InputError("give either a TARGET or --cmd, not both")
@@ -388,4 +391,4 @@ def resolve(target, *, cmd: str | None, layout: str, timeout: float) -> Target:
         return BncliTarget(layout, timeout)
     if target == "torch":
         return TorchTarget(layout, timeout)
-    return ProcessTarget(str(target), layout, timeout)
+    return ProcessTarget(str(target), layout, timeout, style)

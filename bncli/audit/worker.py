@@ -70,6 +70,8 @@ def _call(func, args) -> tuple:
     try:
         with np.errstate(all="ignore"):  # the target's overflow is judged by its results, not warned about
             value = func(*args)
+    except InputError as error:  # a style's adapter found the target is not what that style expects
+        return "input-error", str(error)
     except BaseException as error:  # noqa: BLE001 - anything the target raises (SystemExit too) is its ERROR
         return "raised", describe(error)
     changed = [
@@ -85,10 +87,7 @@ def load_function(spec: str):
     location, _, attribute = spec.rpartition(":")
     if not location or not attribute:
         raise InputError(f"target {spec!r}: expected FILE.py:FUNCTION, package.module:FUNCTION, torch or bncli")
-    if location.endswith(".py") or os.sep in location or "/" in location:
-        module = _import_file(spec, location)
-    else:
-        module = _import_module(spec, location)
+    module = load_module(spec, location)
     func = getattr(module, attribute, None)
     if func is None:
         raise InputError(f"target {spec!r}: {location} has no function {attribute!r}")
@@ -97,6 +96,13 @@ def load_function(spec: str):
             f"target {spec!r}: {attribute!r} in {location} is not a function (it is of type {type(func).__name__})"
         )
     return func
+
+
+def load_module(spec: str, location: str):
+    """``path/to/file.py`` or ``package.module``: the module ``spec`` names a function of."""
+    if location.endswith(".py") or os.sep in location or "/" in location:
+        return _import_file(spec, location)
+    return _import_module(spec, location)
 
 
 def _import_file(spec: str, location: str):
@@ -130,14 +136,15 @@ def _import_module(spec: str, location: str):
         raise InputError(f"target {spec!r}: cannot import {location}: {type(error).__name__}: {error}") from None
 
 
-def main() -> None:
+def main(load=load_function) -> None:
+    """Serve calls of ``load(sys.argv[1])`` (:mod:`bncli.audit.styles` loads through its adapters)."""
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)  # the target's prints go to stderr
     try:
-        func = load_function(sys.argv[1])
+        func = load(sys.argv[1])
     except InputError as error:
         send(replies, ("input-error", str(error)))
         return

@@ -14,6 +14,7 @@ from .common import OUTPUT, DType, Plot, option, output_option, validate_output,
 
 AuditFormat = Enum("AuditFormat", {name: name for name in options.AUDIT_FORMATS}, type=str)
 Layout = Enum("Layout", {name: name for name in options.LAYOUTS}, type=str)
+Style = Enum("Style", {name: name for name in options.STYLES}, type=str)
 
 AUDIT = "Audit"
 AuditOutput = Annotated[str | None, output_option(".json; anything else json")]
@@ -26,6 +27,10 @@ EXAMPLES = """Examples:
 
   bncli audit my_layer.py:forward --quantities y
 
+  bncli audit --style cs231n cs231n/layers.py:batchnorm_backward_alt
+
+  bncli audit --style torch my_module.py:BatchNorm
+
   bncli audit --cmd './batchnorm' --dtype float64 -o report.json
 
   bncli audit --cmd 'env OMP_NUM_THREADS=1 ./batchnorm'
@@ -37,7 +42,7 @@ def audit(
     target: Annotated[
         str | None,
         typer.Argument(
-            help="path/to/file.py:func or package.module:func (a Python function), torch, or bncli.",
+            help="path/to/file.py:func or package.module:func (a Python function; see --style), torch, or bncli.",
             metavar="[TARGET]",
             show_default=False,
         ),
@@ -53,6 +58,18 @@ def audit(
             "'env VAR=value PROGRAM'.",
             panel=AUDIT,
             metavar="'PROGRAM [ARGS]'",
+        ),
+    ] = None,
+    style: Annotated[
+        Style | None,
+        option(
+            "--style",
+            help="How TARGET is written. native: func(x, weight, bias, eps, dy); cs231n: FILE.py[:BACKWARD] "
+            "with batchnorm_forward(x, gamma, beta, bn_param); torch: FILE.py:NAME, an nn.Module built as "
+            "NAME(num_features, eps=eps) or f(x, weight, bias, eps) on tensors; jax: f(x, weight, bias, eps) "
+            "on jax arrays. Default: detected from the file when only one fits, else native.",
+            panel=AUDIT,
+            show_default=False,
         ),
     ] = None,
     case: Annotated[
@@ -126,6 +143,7 @@ def audit(
             outputs,
             target=target,
             cmd=cmd,
+            style=value_of(style),
             cases=tuple(case or ()),
             extreme=extreme,
             dtypes=dtypes,

@@ -299,4 +299,3 @@ def test_a_column_name_in_the_wrong_case_is_suggested(tmp_path, command):
     data.write_text("age,height\n30,1.8\n40,1.7\n50,1.6\n")
     run = run_process(*command, data, "-c", "Age")
     assert run.returncode == 2 and "did you mean 'age'?" in run.stderr.decode()
-

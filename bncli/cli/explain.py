@@ -5,8 +5,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated
 
-import typer
-
 from .. import options
 from .app import app, run
 from .common import (
@@ -22,6 +20,7 @@ from .common import (
     File,
     Full,
     Header,
+    OneValueEach,
     Precision,
     Running,
     Seed,
@@ -43,12 +42,12 @@ EXAMPLES = """Examples:
 """
 
 
-@app.command(epilog=EXAMPLES)
+@app.command(cls=OneValueEach, epilog=EXAMPLES)
 def explain(
     file: File = None,
     *,
     column: Annotated[
-        list[str] | None,
+        str | None,
         option(
             "--column",
             "-c",
@@ -88,15 +87,8 @@ def explain(
         running=running, eval=eval,
     )  # fmt: skip
     outputs = options.OutputOptions(format=value_of(format), output=output, precision=precision, full=full)
-    request = options.ExplainRequest(inputs=inputs, column=_one_column(column), dy=dy, seed=seed)
+    request = options.ExplainRequest(inputs=inputs, column=column, dy=dy, seed=seed)
     run(lambda: _explain(request, outputs))
-
-
-def _one_column(given: list[str] | None) -> str | None:
-    """explain's --column, given at most once (a second one would silently replace the first)."""
-    if given and len(given) > 1:
-        raise typer.BadParameter(f"explain walks through one column; --column was given {len(given)} times")
-    return given[0] if given else None
 
 
 def _explain(request: options.ExplainRequest, outputs: options.OutputOptions) -> int:

@@ -20,6 +20,7 @@ from .common import (
     Full,
     Header,
     Momentum,
+    OneValueEach,
     Output,
     Precision,
     Running,
@@ -54,7 +55,7 @@ Only = Annotated[
 Stats = Annotated[bool, option("--stats", help="Also show per-column mean, var, std, weight, bias.", panel=OUTPUT)]
 
 
-@app.command(epilog=EXAMPLES)
+@app.command(cls=OneValueEach, epilog=EXAMPLES)
 def forward(
     file: File = None,
     *,

@@ -21,6 +21,7 @@ from .common import (
     Full,
     Header,
     Momentum,
+    OneValueEach,
     Output,
     Plot,
     Precision,
@@ -133,7 +134,7 @@ Probes = Annotated[
 ]
 
 
-@app.command(epilog=EXAMPLES)
+@app.command(cls=OneValueEach, epilog=EXAMPLES)
 def grad(
     file: File = None,
     *,

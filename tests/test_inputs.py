@@ -55,7 +55,7 @@ for name, values in outputs.items():
 
 @pytest.mark.parametrize(
     ("style", "prefix"),
-    [("{}", b"\xef\xbb\xbf"), ('"{}"', b""), (' "{}" ', b"\xef\xbb\xbf")],
+    [("{}", b"\xef\xbb\xbf"), ('"{}"', b""), ('"{}"', b"\xef\xbb\xbf")],
     ids=["bom", "quoted", "bom-and-quoted"],
 )
 def test_cmd_csv_outputs_with_a_bom_or_quoted_numbers_are_read_as_bncli_reads_them(tmp_path, style, prefix):

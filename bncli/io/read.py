@@ -52,11 +52,17 @@ def parse_delimiter(value: str | None) -> str | None:
 
 
 def read_matrix(
-    path: str, data: bytes | None = None, *, delimiter: str | None = None, header: bool | None = None
+    path: str,
+    data: bytes | None = None,
+    *,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    finite: bool = True,
 ) -> Matrix:
     """Read a matrix from ``path`` (or from ``data`` already read, e.g. stdin, named ``path``).
 
-    ``.npy`` files are loaded with pickles refused; anything else is text.
+    ``.npy`` files are loaded with pickles refused; anything else is text. With ``finite`` false,
+    text may hold NaN and infinity (the results of another program, judged rather than refused).
     """
     if data is None and path.lower().endswith(".npy"):
         return _read_npy(path)
@@ -64,9 +70,9 @@ def read_matrix(
         delimiter = "\t"
     if data is None:
         if _size(path) < _FAST_READ_BYTES:
-            return parse_careful(read_bytes(path), path, delimiter, header)
-        matrix = fast.parse_file(path, _size(path), delimiter, header)
-        return matrix or parse_careful(read_bytes(path), path, delimiter, header)
+            return parse_careful(read_bytes(path), path, delimiter, header, finite)
+        matrix = fast.parse_file(path, _size(path), delimiter, header)  # None unless every cell is finite
+        return matrix or parse_careful(read_bytes(path), path, delimiter, header, finite)
     return parse_text(data, path, delimiter=delimiter, header=header)
 
 

@@ -297,5 +297,5 @@ def test_explain_numbers_rows_from_zero_as_grad_and_audit_do():
 def test_a_column_name_in_the_wrong_case_is_suggested(tmp_path, command):
     data = tmp_path / "data.csv"
     data.write_text("age,height\n30,1.8\n40,1.7\n50,1.6\n")
-    run = run_process(*command, data, "-c", "Age")
+    run = run_process(*command, data, "-c", "Age", "-f", "json")
     assert run.returncode == 2 and "did you mean 'age'?" in run.stderr.decode()

@@ -12,6 +12,7 @@ from .. import options
 
 Format = Enum("Format", {name: name for name in options.FORWARD_FORMATS + options.GRAD_FORMATS}, type=str)
 DType = Enum("DType", {name: name for name in options.DTYPES}, type=str)
+IndexChoice = Enum("IndexChoice", {name: name for name in options.INDEX_COLUMN_CHOICES}, type=str)
 
 INPUT = "Input"
 OUTPUT = "Output"
@@ -86,6 +87,15 @@ Header = Annotated[
         help="First row is a header. Default: yes iff a field in it is not a number.",
         panel=INPUT,
         show_default=False,
+    ),
+]
+IndexColumn = Annotated[
+    IndexChoice,
+    option(
+        "--index-column",
+        help="An unnamed first column holding 0 … k−1 (the index pandas' to_csv() writes): keep it as data "
+        "(named on stderr), or drop it from FILE and likewise from --dy and --against.",
+        panel=INPUT,
     ),
 ]
 Eps = Annotated[float, option("--eps", help="ε added to the variance (≥ 0).", panel=INPUT)]

@@ -20,6 +20,8 @@ from .common import (
     File,
     Full,
     Header,
+    IndexChoice,
+    IndexColumn,
     OneValueEach,
     Precision,
     Running,
@@ -60,6 +62,7 @@ def explain(
     seed: Seed = options.DEFAULT_SEED,
     delimiter: Delimiter = None,
     header: Header = None,
+    index_column: IndexColumn = IndexChoice.keep,
     eps: Eps = options.DEFAULT_EPS,
     weight: Weight = None,
     bias: Bias = None,
@@ -83,7 +86,8 @@ def explain(
 ) -> None:
     """The article's derivation on one column: m, v, s, dm/dx, dv/dx, u, R, J = u·R, dx, dw, db, each checked."""
     inputs = options.InputOptions(
-        file=file, delimiter=delimiter, header=header, eps=eps, weight=weight, bias=bias, dtype=dtype.value,
+        file=file, delimiter=delimiter, header=header, index_column=index_column.value,
+        eps=eps, weight=weight, bias=bias, dtype=dtype.value,
         running=running, eval=eval,
     )  # fmt: skip
     outputs = options.OutputOptions(format=value_of(format), output=output, precision=precision, full=full)

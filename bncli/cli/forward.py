@@ -19,6 +19,8 @@ from .common import (
     FormatOption,
     Full,
     Header,
+    IndexChoice,
+    IndexColumn,
     Momentum,
     OneValueEach,
     Output,
@@ -61,6 +63,7 @@ def forward(
     *,
     delimiter: Delimiter = None,
     header: Header = None,
+    index_column: IndexColumn = IndexChoice.keep,
     eps: Eps = options.DEFAULT_EPS,
     weight: Weight = None,
     bias: Bias = None,
@@ -78,7 +81,8 @@ def forward(
 ) -> None:
     """Forward pass: y = w·(x − mean)/sqrt(var + eps) + b for each column."""
     inputs = options.InputOptions(
-        file=file, delimiter=delimiter, header=header, eps=eps, weight=weight, bias=bias, dtype=dtype.value,
+        file=file, delimiter=delimiter, header=header, index_column=index_column.value,
+        eps=eps, weight=weight, bias=bias, dtype=dtype.value,
         running=running, save_running=save_running, momentum=momentum, eval=eval,
     )  # fmt: skip
     outputs = options.OutputOptions(

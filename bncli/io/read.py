@@ -14,12 +14,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, note
 from . import fast
 from .careful import WHITESPACE, parse_careful
 from .matrix import Matrix
 
 STDIN_NAME = "<stdin>"
+STDIN_PATIENCE = 2.0  # seconds of a silent stdin before bncli says it is waiting for it
 SAMPLE_NAME = "blood.csv"
 SAMPLE_DY_NAME = "blood_dy.csv"
 _DELIMITER_NAMES = {
@@ -121,9 +122,26 @@ def read_stdin(name: str = STDIN_NAME) -> bytes:
             descriptor = None
         if descriptor is not None:
             _require_readable_kind(descriptor, name)
+            _note_if_silent(descriptor)
         return _read_text_stream(sys.stdin.buffer, name)
     except OSError as error:
         raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
+
+
+def _note_if_silent(descriptor: int) -> None:
+    """Say on stderr that bncli waits, when stdin stays open without a byte for STDIN_PATIENCE seconds (a
+    notebook's or a subprocess's stdin that nobody writes to); the read that follows still waits."""
+    import select
+
+    try:
+        ready, _, _ = select.select([descriptor], [], [], STDIN_PATIENCE)
+    except (OSError, ValueError):  # a descriptor select cannot watch: just read
+        return
+    if not ready:
+        note(
+            f"waiting for data on stdin (nothing for {STDIN_PATIENCE:g} s); give FILE, "
+            "or close stdin to end the input"
+        )
 
 
 def _read_text_stream(stream, name: str) -> bytes:

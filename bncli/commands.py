@@ -144,9 +144,30 @@ def build_model(options: InputOptions, data: Matrix | None = None) -> Model:
         model = Model(data, weight, bias, options.eps, options.dtype, bn)
         if k == 1:
             note("warning: a single row: batch norm is degenerate there (s = 0, y = bias, dx = 0)")
+        else:
+            _note_eps_swamping(bn.var, options.eps, data.columns)
     if options.save_running:
         model = _with_running_update(model, running, options.momentum)
     return model
+
+
+def _note_eps_swamping(var: np.ndarray, eps: float, columns: list[str]) -> None:
+    """Name on stderr the columns where ε is not small beside the batch variance: there std = √(var + ε)
+    is mostly ε, so s is shrunk towards 0 and y ≈ bias (all of it for a constant column)."""
+    var = np.asarray(var, dtype=np.float64)
+
+    def named(mask: np.ndarray) -> str:
+        names = [repr(columns[c]) for c in np.flatnonzero(mask)]
+        return ", ".join(names[:10]) + (f", … ({len(names)} in all)" if len(names) > 10 else "")
+
+    constant, swamped = var == 0, (var > 0) & (var <= eps)
+    if constant.any() and eps > 0:
+        note(f"warning: constant column(s) {named(constant)} (var 0): s = 0 there, so y = bias")
+    if swamped.any():
+        note(
+            f"warning: column(s) {named(swamped)}: var ≤ eps ({eps:g}), so std = √(var + ε) is mostly ε and "
+            "y ≈ bias there; a smaller --eps, or rescaled data, normalises them"
+        )
 
 
 def _forward(run, blamed: str, data: Matrix) -> core.BatchNorm:
@@ -374,6 +395,9 @@ def explain(request: ExplainRequest) -> ExplainResult:
         model = build_model(options, data)
     running = None if model.running is None else (model.running.mean, model.running.var)
     name = model.columns[column]
+    if request.column is None and len(model.columns) > 1:
+        note(f"explaining column {name!r}, the first; -c NAME (or -c INDEX) explains another")
+    dy_label = "given" if dy.path is not None else f"N(0, 1) draws by bncli, seed {dy.seed} (--dy PATH explains yours)"
     try:
         with np.errstate(all="ignore"):  # what overflows is named below, never warned about
             explanation = explain_column(
@@ -386,6 +410,7 @@ def explain(request: ExplainRequest) -> ExplainResult:
                 name=name,
                 running=running,
                 dtype=model.dtype,
+                dy_label=dy_label,
             )
     except core.ZeroVarianceError:  # a step of the checks' central differences lost the variance
         raise InputError(

@@ -222,10 +222,10 @@ def test_explain_without_dy_says_where_dy_came_from_and_which_column_it_chose():
     stdout, stderr = _text(run)
     assert run.returncode == 0
     assert "given" not in stdout and "N(0, 1)" in stdout
-    assert "'Hb'" in stderr and "-c" in stderr
+    assert "'RBC'" in stderr and "-c" in stderr
     given = run_process("explain", SAMPLE, "-c", "Hb", "--dy", SAMPLE_DY, "-f", "markdown")
     stdout, stderr = _text(given)
-    assert "given" in stdout and "'Hb'" not in stderr
+    assert "given" in stdout and "N(0, 1)" not in stdout and "'Hb'" not in stderr
 
 
 # --------------------------------------------------------------------- 30: std = √(var + ε)

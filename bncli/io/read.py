@@ -139,8 +139,7 @@ def _note_if_silent(descriptor: int) -> None:
         return
     if not ready:
         note(
-            f"waiting for data on stdin (nothing for {STDIN_PATIENCE:g} s); give FILE, "
-            "or close stdin to end the input"
+            f"waiting for data on stdin (nothing for {STDIN_PATIENCE:g} s); give FILE, or close stdin to end the input"
         )
 
 

@@ -14,6 +14,7 @@ from ..io.write import format_json
 from ..output import Document, Part
 
 STAT_NAMES = ("mean", "var", "std", "weight", "bias")
+STD_LABEL = "std = √(var + ε)"
 
 
 def forward_document(result: ForwardResult, save_running: str | None = None) -> Document:
@@ -85,7 +86,8 @@ def _running_json(model: Model) -> dict:
 
 
 def _stats_rows(model: Model, stats: np.ndarray):
-    labels = list(STAT_NAMES)
+    # The json key and csv label stay "std"; a person reading the table is told that ε is in it.
+    labels = [STD_LABEL if name == "std" else name for name in STAT_NAMES]
     rows = [stats]
     if model.batch_stats is not None:
         labels += ["batch mean", "batch var"]

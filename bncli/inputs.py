@@ -115,12 +115,12 @@ def resolve_columns(selection: tuple[str, ...], names: list[str]) -> list[int]:
 
 
 def did_you_mean(given: str, known: list[str]) -> str:
-    """ "; did you mean 'age'?" for the known name closest to ``given`` (the same but for case first), or ""."""
+    """ " (did you mean 'age'?)" for the known name closest to ``given`` (the same but for case first), or ""."""
     import difflib
 
     folded = [name for name in known if name.casefold() == given.casefold()]
     close = folded or difflib.get_close_matches(given, known, n=1, cutoff=0.75)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _shown_names(names: list[str]) -> str:
@@ -199,10 +199,9 @@ def load_against(path: str, data: Matrix) -> gc.CheckedGradients:
     shapes = {"dx": (k, n), "dw": (n,), "db": (n,)}
     unknown = [key for key in obj if key not in shapes]
     if unknown:  # a misspelt "dW" would otherwise leave dw unchecked without a word
-        known = ", ".join(f'"{key}"' for key in shapes)
         raise InputError(
             f"--against {path}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], list(shapes))}; "
-            f"the known keys are {known}"
+            f"expected a JSON object with {expected}, and nothing else"
         )
     if not obj:
         raise InputError(f"--against {path}: expected a JSON object with {expected}")

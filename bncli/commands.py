@@ -142,18 +142,18 @@ def build_model(options: InputOptions, data: Matrix | None = None) -> Model:
     else:
         bn = _forward(lambda: core.forward(x, w, b, options.eps), data.source, data)
         model = Model(data, weight, bias, options.eps, options.dtype, bn)
-        if k == 1:
-            note("warning: a single row: batch norm is degenerate there (s = 0, y = bias, dx = 0)")
-        else:
-            _note_eps_swamping(bn.var, options.eps, data.columns)
+        _note_degenerate(bn.var, options.eps, data.columns, k)
     if options.save_running:
         model = _with_running_update(model, running, options.momentum)
     return model
 
 
-def _note_eps_swamping(var: np.ndarray, eps: float, columns: list[str]) -> None:
-    """Name on stderr the columns where ε is not small beside the batch variance: there std = √(var + ε)
-    is mostly ε, so s is shrunk towards 0 and y ≈ bias (all of it for a constant column)."""
+def _note_degenerate(var: np.ndarray, eps: float, columns: list[str], k: int) -> None:
+    """Name on stderr a batch of one row, or the columns where ε is not small beside the batch variance:
+    there std = √(var + ε) is mostly ε, so s is shrunk towards 0 and y ≈ bias (all of it for a constant column)."""
+    if k == 1:
+        note("warning: a single row: batch norm is degenerate there (s = 0, y = bias, dx = 0)")
+        return
     var = np.asarray(var, dtype=np.float64)
 
     def named(mask: np.ndarray) -> str:

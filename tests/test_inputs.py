@@ -299,3 +299,16 @@ def test_a_column_name_in_the_wrong_case_is_suggested(tmp_path, command):
     data.write_text("age,height\n30,1.8\n40,1.7\n50,1.6\n")
     run = run_process(*command, data, "-c", "Age", "-f", "json")
     assert run.returncode == 2 and "did you mean 'age'?" in run.stderr.decode()
+
+
+# ----------------------------------------------- 18: what overflows names every possible cause
+
+
+def test_y_beyond_float64_through_weight_and_bias_names_them_not_only_the_data(tmp_path):
+    data = tmp_path / "small.csv"
+    data.write_text("a\n1\n2\n3\n")
+    run = run_process("forward", data, "-w", "1e308", "-b", "1e308")
+    stderr = run.stderr.decode()
+    assert run.returncode == 2 and "--weight" in stderr and "--bias" in stderr and "Warning" not in stderr
+    finite = run_process("forward", data, "-w", "1e308")
+    assert finite.returncode == 0 and not finite.stderr

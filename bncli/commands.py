@@ -203,12 +203,16 @@ def require_finite(name: str, values: np.ndarray, columns: list[str]) -> None:
     if bad.any():
         located = values.ndim and values.shape[-1] == len(columns)
         where = f" of column {columns[int(np.argwhere(bad)[0][-1])]!r}" if located else ""
+        # The data, --weight and --bias all scale what comes out: any of them may be what is too large.
         if values.dtype == np.float32:  # what does not fit float32 may well fit float64
             raise InputError(
-                f"{name}{where} does not fit float32 (largest {np.finfo(np.float32).max:.3g}; the data are near "
-                "a limit of its range); use --dtype float64 or rescale the data"
+                f"{name}{where} does not fit float32 (largest {np.finfo(np.float32).max:.3g}; the data, --weight "
+                "or --bias are near a limit of its range); use --dtype float64, or rescale them"
             )
-        raise InputError(f"{name}{where} overflows float64 (the data are near a limit of its range); rescale the data")
+        raise InputError(
+            f"{name}{where} overflows float64 (largest {np.finfo(np.float64).max:.3g}; the data, --weight or "
+            "--bias are near a limit of its range); rescale them"
+        )
 
 
 # ------------------------------------------------------------------------ forward

@@ -142,31 +142,38 @@ def build_model(options: InputOptions, data: Matrix | None = None) -> Model:
     else:
         bn = _forward(lambda: core.forward(x, w, b, options.eps), data.source, data)
         model = Model(data, weight, bias, options.eps, options.dtype, bn)
-        _note_degenerate(bn.var, options.eps, data.columns, k)
     if options.save_running:
         model = _with_running_update(model, running, options.momentum)
     return model
 
 
-def _note_degenerate(var: np.ndarray, eps: float, columns: list[str], k: int) -> None:
-    """Name on stderr a batch of one row, or the columns where ε is not small beside the batch variance:
-    there std = √(var + ε) is mostly ε, so s is shrunk towards 0 and y ≈ bias (all of it for a constant column)."""
+def note_degenerate(model: Model, columns: list[int] | None = None) -> None:
+    """Name on stderr, once a command has its result, a training batch of one row, and the ``columns``
+    (default: all) where ε is not small beside the batch variance: there std = √(var + ε) is mostly ε,
+    so s is shrunk towards 0 and y ≈ bias (all of it for a constant column)."""
+    if model.mode != "train":
+        return
+    k, n = model.data.shape
     if k == 1:
         note("warning: a single row: batch norm is degenerate there (s = 0, y = bias, dx = 0)")
         return
-    var = np.asarray(var, dtype=np.float64)
+    chosen = np.zeros(n, dtype=bool)
+    chosen[list(range(n)) if columns is None else columns] = True
+    x = model.data.values
+    # A variance can underflow to 0 for a column that is not constant (1e-300 squared): look at the data.
+    constant = chosen & (x.max(axis=0) == x.min(axis=0))
+    swamped = chosen & ~constant & (np.asarray(model.bn.var, dtype=np.float64) <= model.eps)
 
     def named(mask: np.ndarray) -> str:
-        names = [repr(columns[c]) for c in np.flatnonzero(mask)]
+        names = [repr(model.columns[c]) for c in np.flatnonzero(mask)]
         return ", ".join(names[:10]) + (f", … ({len(names)} in all)" if len(names) > 10 else "")
 
-    constant, swamped = var == 0, (var > 0) & (var <= eps)
-    if constant.any() and eps > 0:
-        note(f"warning: constant column(s) {named(constant)} (var 0): s = 0 there, so y = bias")
+    if constant.any() and model.eps > 0:
+        note(f"warning: constant column(s) {named(constant)}: s = 0 there, so y = bias")
     if swamped.any():
         note(
-            f"warning: column(s) {named(swamped)}: var ≤ eps ({eps:g}), so std = √(var + ε) is mostly ε and "
-            "y ≈ bias there; a smaller --eps, or rescaled data, normalises them"
+            f"warning: column(s) {named(swamped)}: var ≤ eps ({model.eps:g}), so std = √(var + ε) is mostly ε "
+            "and y ≈ bias there; a smaller --eps, or rescaled data, normalises them"
         )
 
 
@@ -225,7 +232,9 @@ class ForwardResult:
 
 
 def forward(request: ForwardRequest) -> ForwardResult:
-    return ForwardResult(build_model(request.inputs), request.stats)
+    model = build_model(request.inputs)
+    note_degenerate(model)
+    return ForwardResult(model, request.stats)
 
 
 # --------------------------------------------------------------------------- grad
@@ -273,12 +282,14 @@ def grad(request: GradRequest, progress: gc.ProgressCallback | None = None) -> G
     jacobians = {c: core.jacobian(model.bn, c) for c in jacobian_columns}
     result = GradResult(model, dy, gradients, jacobians)
     if not check.enabled:
+        note_degenerate(model)
         return result  # what is shown is checked for overflow when it is shown
     checked = {"dx": gradients.dx, "dw": gradients.dw, "db": gradients.db}
     checked |= {f"the Jacobian of column {model.columns[c]!r}": j for c, j in jacobians.items()}
     for name, values in checked.items():
         require_finite(name, values, model.columns)
     report = _run_check(model, result, check, request.seed, progress)
+    note_degenerate(model)
     return GradResult(model, dy, gradients, jacobians, CheckResult(report, check.against))
 
 
@@ -427,6 +438,7 @@ def explain(request: ExplainRequest) -> ExplainResult:
                 f"explain: {field.name} of column {name!r} is beyond the float range of {model.dtype} "
                 "(the data's magnitude is near its limit); rescale the data"
             )
+    note_degenerate(model, [column])
     return ExplainResult(model, dy, explanation)
 
 

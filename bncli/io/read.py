@@ -122,25 +122,32 @@ def read_stdin(name: str = STDIN_NAME) -> bytes:
             descriptor = None
         if descriptor is not None:
             _require_readable_kind(descriptor, name)
-            _note_if_silent(descriptor)
+            _first_byte_or_a_note(sys.stdin.buffer)
         return _read_text_stream(sys.stdin.buffer, name)
     except OSError as error:
         raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
 
 
-def _note_if_silent(descriptor: int) -> None:
-    """Say on stderr that bncli waits, when stdin stays open without a byte for STDIN_PATIENCE seconds (a
-    notebook's or a subprocess's stdin that nobody writes to); the read that follows still waits."""
-    import select
+def _first_byte_or_a_note(stream) -> None:
+    """Wait for stdin's first byte (or its end); if none comes within STDIN_PATIENCE seconds (a notebook's
+    or a subprocess's stdin that nobody writes to), say on stderr that bncli is waiting, and keep waiting.
 
-    try:
-        ready, _, _ = select.select([descriptor], [], [], STDIN_PATIENCE)
-    except (OSError, ValueError):  # a descriptor select cannot watch: just read
+    The main thread waits in the read itself, so that Ctrl-C ends it at once as it ends any read."""
+    import threading
+
+    if not hasattr(stream, "peek"):
         return
-    if not ready:
-        note(
-            f"waiting for data on stdin (nothing for {STDIN_PATIENCE:g} s); give FILE, or close stdin to end the input"
-        )
+    waiting = threading.Timer(
+        STDIN_PATIENCE,
+        note,
+        (f"waiting for data on stdin (nothing for {STDIN_PATIENCE:g} s); give FILE, or close stdin to end the input",),
+    )
+    waiting.daemon = True
+    waiting.start()
+    try:
+        stream.peek(1)
+    finally:
+        waiting.cancel()
 
 
 def _read_text_stream(stream, name: str) -> bytes:

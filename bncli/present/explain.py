@@ -118,8 +118,8 @@ def steps(e: Explanation) -> list[Step]:
         closed_form = Formula("dx = u·dy", r"dx = u\,dy")
     else:
         statistics = (
-            Formula("m = Σₜ xₜ / k", r"m=\sum_{t=1}^{k}x_{t}/k", e.m),
-            Formula("v = Σₜ (xₜ − m)² / k", r"v =\sum_{t=1}^{k} (x_{t} - m)^2/k", e.v),
+            Formula("m = Σₜ xₜ / k", r"m=\sum_{t=0}^{k-1}x_{t}/k", e.m),
+            Formula("v = Σₜ (xₜ − m)² / k", r"v =\sum_{t=0}^{k-1} (x_{t} - m)^2/k", e.v),
         )
         derivatives = (
             Formula("dm/dxᵢ = 1/k", r"\frac{dm}{dx_i} = 1/k", e.dm_dx[0]),

@@ -162,7 +162,7 @@ def note_degenerate(model: Model, columns: list[int] | None = None) -> None:
     x = model.data.values
     # A variance can underflow to 0 for a column that is not constant (1e-300 squared): look at the data.
     constant = chosen & (x.max(axis=0) == x.min(axis=0))
-    swamped = chosen & ~constant & (np.asarray(model.bn.var, dtype=np.float64) <= model.eps)
+    swamped = chosen & ~constant & (np.asarray(model.bn.var, dtype=np.float64) <= model.eps) & (model.eps > 0)
 
     def named(mask: np.ndarray) -> str:
         names = [repr(model.columns[c]) for c in np.flatnonzero(mask)]

@@ -312,3 +312,10 @@ def test_y_beyond_float64_through_weight_and_bias_names_them_not_only_the_data(t
     assert run.returncode == 2 and "--weight" in stderr and "--bias" in stderr and "Warning" not in stderr
     finite = run_process("forward", data, "-w", "1e308")
     assert finite.returncode == 0 and not finite.stderr
+
+
+def test_eps_0_swamps_nothing_even_where_the_variance_underflows(tmp_path):
+    data = tmp_path / "subnormal.csv"
+    data.write_text("a\n1e-320\n3e-320\n2e-320\n")
+    run = run_process("forward", data, "--eps", "0")
+    assert run.returncode == 0 and run.stderr == b""

@@ -17,8 +17,9 @@ import numpy as np
 
 from . import core, inputs
 from .errors import InputError
-from .inputs import Running, UpstreamGradient, note
+from .inputs import UpstreamGradient, note
 from .io.matrix import Matrix
+from .model import Model, ZeroVarianceInput, build_model, note_degenerate, require_finite
 from .options import (
     DEFAULT_PROBES,
     MAX_MATRIX_ELEMENTS,
@@ -27,7 +28,6 @@ from .options import (
     ExplainRequest,
     ForwardRequest,
     GradRequest,
-    InputOptions,
 )
 
 if TYPE_CHECKING:  # imported where a check or an audit runs: a plain run does not pay for it
@@ -41,155 +41,6 @@ if TYPE_CHECKING:  # imported where a check or an audit runs: a plain run does n
 FULL_CHECK_LIMIT = 1e8
 
 
-# --------------------------------------------------------------------- the model
-
-
-@dataclass(frozen=True)
-class Model:
-    """The data, the parameters and the forward pass: what every command starts from."""
-
-    data: Matrix
-    weight: np.ndarray  # (n,) float64, as given
-    bias: np.ndarray  # (n,) float64, as given
-    eps: float
-    dtype: str
-    bn: core.BatchNorm  # computed in ``dtype``
-    running: Running | None = None  # eval mode: the statistics normalized with
-    batch_stats: core.BatchNorm | None = None  # eval mode: the batch's own, shown beside them
-    updated: Running | None = None  # training mode with --save-running: to be written there
-
-    @property
-    def mode(self) -> str:
-        return "eval" if self.running is not None else "train"
-
-    @property
-    def columns(self) -> list[str]:
-        return self.data.columns
-
-    def cast(self, array: np.ndarray, what: str) -> np.ndarray:
-        return in_dtype(array, self.dtype, what, self.columns)
-
-    def problem(self, dy: np.ndarray) -> gc.Problem:
-        """The float64 problem to differentiate: the inputs as this dtype sees them."""
-        from . import gradcheck as gc
-
-        def as_seen(values: np.ndarray) -> np.ndarray:
-            return np.asarray(self.cast(values, "a value"), dtype=np.float64)
-
-        running = None if self.running is None else (as_seen(self.running.mean), as_seen(self.running.var))
-        x, dy, w, b = (as_seen(values) for values in (self.data.values, dy, self.weight, self.bias))
-        return gc.Problem(x, dy, w, b, self.eps, running)
-
-
-def in_dtype(array: np.ndarray, dtype: str, what: str, columns: list[str]) -> np.ndarray:
-    """``array`` in the precision of the computation; a value beyond its range is an input error.
-
-    Only a narrowing cast (float64 → float32) can lose a value: every array given here was
-    read and found finite in float64 already, so the same dtype is returned unchecked.
-    """
-    original = np.asarray(array)
-    with np.errstate(over="ignore", under="ignore"):
-        cast = original.astype(dtype, copy=False)
-    if cast is original:
-        return cast
-    for lost, problem in (
-        (~np.isfinite(cast), f"does not fit {dtype} (largest {np.finfo(dtype).max:.3g})"),
-        ((cast == 0) & (original != 0), f"is 0 in {dtype} (smallest {np.finfo(dtype).smallest_subnormal:.3g})"),
-    ):
-        if lost.any():
-            index = np.argwhere(lost)[0]
-            column = columns[index[-1]] if cast.ndim and cast.shape[-1] == len(columns) else "?"
-            raise InputError(f"{what}: {original[tuple(index)]:g} in column {column!r} {problem}")
-    return cast
-
-
-class ZeroVarianceInput(InputError):
-    """A constant column with --eps 0; ``columns`` holds the indices of those columns."""
-
-    def __init__(self, message: str, columns: list[int]):
-        super().__init__(message)
-        self.columns = columns
-
-
-def build_model(options: InputOptions, data: Matrix | None = None) -> Model:
-    """Read (unless ``data`` is given) and validate the data and parameters, and run the forward pass."""
-    if options.eps < 0 or not np.isfinite(options.eps):
-        raise InputError(f"--eps {options.eps}: must be a finite number ≥ 0")
-    if not 0 <= options.momentum <= 1:
-        raise InputError(f"--momentum {options.momentum}: must be between 0 and 1")
-    if options.eval and options.running is None:
-        raise InputError("--eval needs --running PATH (the running statistics to normalize with)")
-    if options.eval and options.save_running:
-        raise InputError("--save-running updates statistics in training mode; it cannot go with --eval")
-    data = inputs.load_matrix(options) if data is None else data
-    k, n = data.shape
-    if options.save_running and k < 2:
-        raise InputError(
-            f"--save-running: {data.source} has one row; the running variance needs at least 2 rows (unbiased)"
-        )
-    weight = inputs.per_column("--weight", options.weight, 1.0, n)
-    bias = inputs.per_column("--bias", options.bias, 0.0, n)
-    running = inputs.load_running(options.running, data.columns) if options.running else None
-
-    def cast(values: np.ndarray, what: str) -> np.ndarray:
-        return in_dtype(values, options.dtype, what, data.columns)
-
-    x, w, b = cast(data.values, data.source), cast(weight, "--weight"), cast(bias, "--bias")
-    if options.eval:
-        mean, var = cast(running.mean, "--running"), cast(running.var, "--running")
-        bn = _forward(lambda: core.forward_eval(x, mean, var, w, b, options.eps), f"--running {options.running}", data)
-        model = Model(data, weight, bias, options.eps, options.dtype, bn, running, _batch_statistics(x, w, b, options))
-    else:
-        bn = _forward(lambda: core.forward(x, w, b, options.eps), data.source, data)
-        model = Model(data, weight, bias, options.eps, options.dtype, bn)
-        if k == 1:
-            note("warning: a single row: batch norm is degenerate there (s = 0, y = bias, dx = 0)")
-    if options.save_running:
-        model = _with_running_update(model, running, options.momentum)
-    return model
-
-
-def _forward(run, blamed: str, data: Matrix) -> core.BatchNorm:
-    """Run a forward pass; a zero σ with --eps 0 is an input error naming ``blamed`` and the columns."""
-    try:
-        return run()
-    except core.ZeroVarianceError as error:
-        names = ", ".join(repr(data.columns[c]) for c in error.columns)
-        message = f"{blamed}: column {names}: zero variance with --eps 0 divides by zero"
-        raise ZeroVarianceInput(message, error.columns) from None
-
-
-def _batch_statistics(x, w, b, options: InputOptions) -> core.BatchNorm | None:
-    """The batch's own statistics, shown beside the running ones in eval mode, if defined."""
-    try:
-        return core.forward(x, w, b, options.eps) if x.shape[0] > 1 else None
-    except core.ZeroVarianceError:
-        return None
-
-
-def _with_running_update(model: Model, previous: Running | None, momentum: float) -> Model:
-    n = model.data.shape[1]
-    start = previous or Running(np.zeros(n), np.ones(n), None, 0)
-    mean, var = core.update_running(start.mean, start.var, model.bn, momentum)
-    for name, values in (("running mean", mean), ("running var", var)):
-        require_finite(name, values, model.columns)
-    return replace(model, updated=Running(mean, var, momentum, start.batches + 1))
-
-
-def require_finite(name: str, values: np.ndarray, columns: list[str]) -> None:
-    """A result beyond the range of its dtype is an input error naming its column and that dtype, never inf."""
-    bad = ~np.isfinite(values)
-    if bad.any():
-        located = values.ndim and values.shape[-1] == len(columns)
-        where = f" of column {columns[int(np.argwhere(bad)[0][-1])]!r}" if located else ""
-        if values.dtype == np.float32:  # what does not fit float32 may well fit float64
-            raise InputError(
-                f"{name}{where} does not fit float32 (largest {np.finfo(np.float32).max:.3g}; the data are near "
-                "a limit of its range); use --dtype float64 or rescale the data"
-            )
-        raise InputError(f"{name}{where} overflows float64 (the data are near a limit of its range); rescale the data")
-
-
 # ------------------------------------------------------------------------ forward
 
 
@@ -201,7 +52,9 @@ class ForwardResult:
 
 def forward(request: ForwardRequest, data: Matrix | None = None) -> ForwardResult:
     """``data``: the matrix, given in place of the file the request names (the Python API)."""
-    return ForwardResult(build_model(request.inputs, data), request.stats)
+    model = build_model(request.inputs, data)
+    note_degenerate(model)
+    return ForwardResult(model, request.stats)
 
 
 # --------------------------------------------------------------------------- grad
@@ -259,12 +112,14 @@ def grad(
     jacobians = {c: core.jacobian(model.bn, c) for c in jacobian_columns}
     result = GradResult(model, dy, gradients, jacobians)
     if not check.enabled:
+        note_degenerate(model)
         return result  # what is shown is checked for overflow when it is shown
     checked = {"dx": gradients.dx, "dw": gradients.dw, "db": gradients.db}
     checked |= {f"the Jacobian of column {model.columns[c]!r}": j for c, j in jacobians.items()}
     for name, values in checked.items():
         require_finite(name, values, model.columns)
     report, findings = _run_check(model, result, check, request.seed, progress, against)
+    note_degenerate(model)
     return GradResult(model, dy, gradients, jacobians, CheckResult(report, check.against, findings))
 
 
@@ -406,6 +261,9 @@ def explain(request: ExplainRequest) -> ExplainResult:
         model = build_model(options, data)
     running = None if model.running is None else (model.running.mean, model.running.var)
     name = model.columns[column]
+    if request.column is None and len(model.columns) > 1:
+        note(f"explaining column {name!r}, the first; -c NAME (or -c INDEX) explains another")
+    dy_label = "given" if dy.path is not None else f"N(0, 1) draws by bncli, seed {dy.seed} (--dy PATH explains yours)"
     try:
         with np.errstate(all="ignore"):  # what overflows is named below, never warned about
             explanation = explain_column(
@@ -418,6 +276,7 @@ def explain(request: ExplainRequest) -> ExplainResult:
                 name=name,
                 running=running,
                 dtype=model.dtype,
+                dy_label=dy_label,
             )
     except core.ZeroVarianceError:  # a step of the checks' central differences lost the variance
         raise InputError(
@@ -430,6 +289,7 @@ def explain(request: ExplainRequest) -> ExplainResult:
                 f"explain: {field.name} of column {name!r} is beyond the float range of {model.dtype} "
                 "(the data's magnitude is near its limit); rescale the data"
             )
+    note_degenerate(model, [column])
     return ExplainResult(model, dy, explanation)
 
 

@@ -92,6 +92,8 @@ class Explanation:
         max |dx_via_J − dx| relative to the natural scale |u|·(k|dy_i| + Σ|dy| + |s_i|·Σ|dy·s|).
     dw, db : numpy scalar
         Σ dy_i·s_i and Σ dy_i.
+    dy_label : str
+        Where dy came from, as shown beside it: "given", or the draws made for want of one.
     """
 
     column: str
@@ -124,6 +126,7 @@ class Explanation:
     dx_difference: float
     dw: np.floating
     db: np.floating
+    dy_label: str = "given"
 
 
 def explain_column(
@@ -137,6 +140,7 @@ def explain_column(
     name: str | None = None,
     running: tuple[np.ndarray, np.ndarray] | None = None,
     dtype: str = "float64",
+    dy_label: str = "given",
 ) -> Explanation:
     """The article's derivation for one column of ``x``, with each step checked.
 
@@ -224,6 +228,7 @@ def explain_column(
         dx=grads.dx[:, column],
         dw=grads.dw[column],
         db=grads.db[column],
+        dy_label=dy_label,
         **_checks(problem, dm_dx, dv_dx, jacobian, dx_via_jacobian - grads.dx[:, column]),
     )
 

@@ -51,8 +51,24 @@ def load_matrix(options: InputOptions) -> Matrix:
             return replace(matrix, source=f"sample {path.name}")
     if source == "-":
         data = read.read_stdin()
-        return read.read_matrix(read.STDIN_NAME, data, delimiter=delimiter, header=options.header)
-    return read.read_matrix(source, delimiter=delimiter, header=options.header)
+        matrix = read.read_matrix(read.STDIN_NAME, data, delimiter=delimiter, header=options.header)
+    else:
+        matrix = read.read_matrix(source, delimiter=delimiter, header=options.header)
+    return with_index_column(matrix, options.index_column)
+
+
+def with_index_column(matrix: Matrix, choice: str) -> Matrix:
+    """The matrix without the index column pandas' to_csv() writes (``choice`` "drop"), or as given and
+    that column named on stderr ("keep"): normalising 0 … k−1 as data is rarely what was meant."""
+    if not matrix.has_pandas_index:
+        return matrix
+    if choice == "drop":
+        return replace(matrix, values=matrix.values[:, 1:], columns=matrix.columns[1:], dropped_index=True)
+    note(
+        f"{matrix.source}: its first column has no name and holds 0 … {matrix.shape[0] - 1}, the index that "
+        "pandas' to_csv() writes; it is normalised as data. --index-column drop drops it (or to_csv(index=False))"
+    )
+    return matrix
 
 
 def per_column(option: str, text: str | None, default: float, n: int) -> np.ndarray:
@@ -91,18 +107,57 @@ def resolve_columns(selection: tuple[str, ...], names: list[str]) -> list[int]:
         elif item.isdigit() and int(item) < len(names):
             indices.append(int(item))
         else:
-            shown = ", ".join(repr(name) for name in names[:10]) + (", …" if len(names) > 10 else "")
-            raise InputError(f"--column {item!r}: no such column; the columns are {shown} (or 0…{len(names) - 1})")
+            raise InputError(
+                f"--column {item!r}: no such column{did_you_mean(item, names)}; the columns are "
+                f"{_shown_names(names)} (or 0…{len(names) - 1})"
+            )
     return list(dict.fromkeys(indices))
 
 
+def did_you_mean(given: str, known: list[str]) -> str:
+    """ " (did you mean 'age'?)" for the known name closest to ``given`` (the same but for case first), or ""."""
+    import difflib
+
+    folded = [name for name in known if name.casefold() == given.casefold()]
+    close = folded or difflib.get_close_matches(given, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _shown_names(names: list[str]) -> str:
+    return ", ".join(repr(name) for name in names[:10]) + (", …" if len(names) > 10 else "")
+
+
 def matrix_option(option: str, path: str, data: Matrix) -> np.ndarray:
-    """A matrix given to an option (--dy, --against): a path or '-' (stdin), of the data's shape."""
+    """A matrix given to an option (--dy, --against): a path or '-' (stdin), of the data's shape, its
+    columns matched to the data's by name when both have a header, and without its pandas index
+    column when the data's was dropped."""
     if path == "-":
         if data.source == read.STDIN_NAME:
             raise InputError(f"{option} - reads stdin, and so does the data: give FILE as a path")
-        return same_shape(option, read.read_matrix(read.STDIN_NAME, read.read_stdin(f"{option} -")), data)
-    return same_shape(option, read.read_matrix(path), data)
+        given = read.read_matrix(read.STDIN_NAME, read.read_stdin(f"{option} -"))
+    else:
+        given = read.read_matrix(path)
+    given = with_index_column(given, "drop" if data.dropped_index else "keep")
+    return matched_by_name(option, given, data)
+
+
+def matched_by_name(option: str, given: Matrix, data: Matrix) -> np.ndarray:
+    """``given``'s values with its columns in the data's order: by name when both have a header (a header
+    in another order is followed, not ignored), else by position."""
+    values = same_shape(option, given, data)
+    if not (given.has_header and data.has_header) or given.columns == data.columns:
+        return values
+    unknown = [name for name in given.columns if name not in data.columns]
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown[:10]) + (", …" if len(unknown) > 10 else "")
+        raise InputError(
+            f"{option} {given.source}: its header names column(s) {names} that the data does not have "
+            f"(the data's columns are {_shown_names(data.columns)}); name them as the data does, "
+            "or leave the header out"
+        )
+    note(f"{option} {given.source}: its columns are in another order than the data's; matched by name")
+    order = [given.columns.index(name) for name in data.columns]
+    return np.asfortranarray(values[:, order])  # column-major, as the reader makes it
 
 
 # ------------------------------------------------------------------ the gradients
@@ -133,17 +188,23 @@ def load_dy(path: str | None, seed: int, data: Matrix) -> UpstreamGradient:
 
 
 def load_against(path: str, data: Matrix) -> gc.CheckedGradients:
-    """--against: a CSV/TSV/.npy file (or '-') is dx; a JSON object may hold dx, dw, db."""
+    """--against: a CSV/TSV/.npy file (or '-') is dx; a JSON object may hold dx, dw, db, and nothing else."""
     from . import gradcheck as gc
 
     if not path.lower().endswith(".json"):
         return gc.CheckedGradients(dx=matrix_option("--against", path, data))
     expected = 'any of "dx", "dw", "db"'
     obj = json_object("--against", path, expected)
-    if not any(key in obj for key in ("dx", "dw", "db")):
-        raise InputError(f"--against {path}: expected a JSON object with {expected}")
     k, n = data.shape
     shapes = {"dx": (k, n), "dw": (n,), "db": (n,)}
+    unknown = [key for key in obj if key not in shapes]
+    if unknown:  # a misspelt "dW" would otherwise leave dw unchecked without a word
+        raise InputError(
+            f"--against {path}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], list(shapes))}; "
+            f"expected a JSON object with {expected}, and nothing else"
+        )
+    if not obj:
+        raise InputError(f"--against {path}: expected a JSON object with {expected}")
     found = {key: json_numbers("--against", path, obj, key, shape) for key, shape in shapes.items() if key in obj}
     return gc.CheckedGradients(**found)
 

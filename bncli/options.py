@@ -34,6 +34,7 @@ AUDIT_FORMATS = ("table", "json")
 LAYOUTS = ("nc", "nchw", "nhwc")
 # How an audited Python target is written: bncli's own convention, or as people write them (bncli.audit.styles).
 STYLES = ("native", "cs231n", "torch", "jax")
+INDEX_COLUMN_CHOICES = ("keep", "drop")  # an unnamed first column holding 0 … k−1 (pandas' index)
 DEFAULT_TIMEOUT = 60.0
 DTYPES = ("float64", "float32")
 METHODS = ("central", "complex")
@@ -48,6 +49,7 @@ class InputOptions:
     file: str | None = None  # None: stdin when piped, else the bundled sample; "-": stdin
     delimiter: str | None = None  # None: by extension, else sniffed
     header: bool | None = None  # None: a header iff some field of the first row is not a number
+    index_column: str = "keep"  # "drop": an unnamed first column of 0 … k−1 (pandas' index) is left out
     eps: float = DEFAULT_EPS
     weight: str | None = None  # one number or a comma list of n; None: 1
     bias: str | None = None  # likewise; None: 0

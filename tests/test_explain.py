@@ -225,19 +225,19 @@ def test_markdown_has_the_articles_latex_and_the_values(sample):
     e = explain.explain_column(data.values, dy, column=3, name="Hb")
     text = present.explanation_markdown(e)
     for latex in (
-        r"m=\sum_{t=1}^{k}x_{t}/k",
+        r"m=\sum_{t=0}^{k-1}x_{t}/k",
         r"s_{i} = \frac{x_{i} - m}{\sqrt{v + \varepsilon}}",
         r"\frac{dv}{dx_i} = 2(x_i-m)/k",
         r"u = \frac{w}{k \sqrt{v + \varepsilon}}",
         r"k-1 - s_is_j, & i = j\\ -1 - s_is_j, & i \neq j",
         r"\nabla y_{(x)}=uR",
         r"\nabla e_{(w)} = \nabla e_{(y)} \cdot s",
-        r"\nabla e_{(b)} = \sum_{i=1}^{k} \nabla e_{(y)}",
+        r"\nabla e_{(b)} = \sum_{i=0}^{k-1} \nabla e_{(y)}",
     ):
         assert latex in text, latex
     assert text.count("$$") % 2 == 0
     assert f"= {e.m:.6g}\n" in text and f"= {e.u:.6g}\n" in text and f"= {e.dw:.6g}\n" in text
-    assert f"| 10 | 126 | {e.s[9]:.6g} |" in text
+    assert f"| 9 | 126 | {e.s[9]:.6g} |" in text and "| 10 |" not in text  # rows from 0, as grad numbers them
     assert f"{e.R[0, 0]:.6g} & {e.R[0, 1]:.6g}" in text
     assert "\\vdots" not in text  # ten rows are shown whole
 
@@ -248,7 +248,7 @@ def test_markdown_summarises_long_columns_unless_full():
     e = explain.explain_column(x, g)
     summary, full = present.explanation_markdown(e), present.explanation_markdown(e, full=True)
     assert "| ⋮ |" in summary and r"\vdots" in summary and r"\cdots" in summary and r"\ddots" in summary
-    assert "| 30 |" in summary and "| 15 |" not in summary
+    assert "| 29 |" in summary and "| 15 |" not in summary
     assert "⋮" not in full and r"\vdots" not in full and "| 15 |" in full
     assert r"\times 10^{12}" in summary  # powers of ten as LaTeX writes them
 

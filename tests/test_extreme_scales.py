@@ -6,6 +6,8 @@ neighbours: each is compared with the same column computed alone, or with the ex
 
 from __future__ import annotations
 
+import re
+
 import exact
 import numpy as np
 import pytest
@@ -21,10 +23,15 @@ def _matrix(stdout: str) -> np.ndarray:
     return np.array([[float(v) for v in line.split(",")] for line in stdout.strip().splitlines()[1:]])
 
 
+# The one note these columns call for (issue 21, item 30): a variance far below the default eps.
+EPS_SWAMPS_VAR = re.compile(r"bncli: warning: column\(s\) [^:]*: var ≤ eps \(1e-05\), so std = √\(var \+ ε\)")
+
+
 def _bncli(*args):
     result = run_process(*args)
     assert result.returncode == 0, result.stderr.decode()
-    assert result.stderr == b"", result.stderr.decode()  # no warning, no note
+    other = [line for line in result.stderr.decode().splitlines() if not EPS_SWAMPS_VAR.match(line)]
+    assert other == [], result.stderr.decode()  # no other warning, no other note
     return result.stdout.decode()
 
 

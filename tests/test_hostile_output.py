@@ -399,7 +399,7 @@ def test_explain_at_the_top_of_the_float_range_is_one_line(data):
 def test_columns_and_stdin_are_checked_whoever_reads_them(data):
     assert "'9'" in one_line_error(run_process("grad", data / "d.csv", "-c", "9"))
     explain_twice = run_process("explain", data / "d.csv", "-c", "a", "-c", "b")
-    assert explain_twice.returncode == 2 and b"one column" in explain_twice.stderr
+    assert explain_twice.returncode == 2 and b"--column/-c given 2 times" in explain_twice.stderr
     line = one_line_error(shell("cat d.csv | bncli grad d.csv --dy - --against -", data))
     assert "both read stdin" in line
     assert "--output ''" in one_line_error(run_process("forward", data / "d.csv", "-o", ""))

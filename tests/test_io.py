@@ -398,3 +398,29 @@ def test_quoted_fields_may_span_lines_and_errors_name_the_line_their_cell_starts
 def test_comments_and_blank_lines_inside_quotes_are_data():
     with pytest.raises(InputError, match="line 2, column 1 \\('a'\\): '1\\\\n# not a comment"):
         parse('a,b\n"1\n# not a comment\n\n",2\n3,4\n')
+
+
+# ------------------------------------------- other programs' results; pandas' index column
+
+
+def test_careful_reader_takes_nan_and_infinity_only_when_asked():
+    data = b'\xef\xbb\xbf"1.5",nan\n-inf,"2"\n'
+    with pytest.raises(InputError, match="NaN and infinity are not allowed"):
+        read.read_matrix("r.csv", data, delimiter=",", header=False)
+    values = careful.parse_careful(data, "r.csv", ",", False, finite=False).values
+    assert values[0, 0] == 1.5 and np.isnan(values[0, 1]) and values[1, 0] == -np.inf and values[1, 1] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (",a\n0,5\n1,6\n2,7\n", True),
+        ("i,a\n0,5\n1,6\n2,7\n", False),  # a named column is data
+        (",a\n1,5\n2,6\n3,7\n", False),  # not 0 … k−1
+        (",a\n0,5\n2,6\n1,7\n", False),
+        ('""\n0\n1\n2\n', False),  # one column: nothing would be left
+    ],
+)
+def test_a_pandas_index_column_is_an_unnamed_first_column_of_zero_to_k_minus_one(text, expected):
+    matrix = read.read_matrix("p.csv", text.encode(), delimiter=",", header=True)
+    assert matrix.has_pandas_index is expected

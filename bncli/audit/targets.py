@@ -344,19 +344,15 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def _read_csv(path: Path) -> np.ndarray:
-    """A csv the program wrote. NaN and infinity are results like any other (elements beyond budget);
-    anything else that is not a number is named by bncli's careful reader, with its line and column."""
+    """A csv the program wrote, read as bncli reads its own input (a UTF-8 BOM, quoted numbers), except
+    that NaN and infinity are results like any other (elements beyond budget); anything else that is
+    not a number is named by bncli's careful reader, with its line and column."""
     from ..io.read import read_matrix
 
     try:
-        return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    except (ValueError, OSError):
-        pass
-    try:
-        read_matrix(str(path), delimiter=",", header=False)
+        return read_matrix(str(path), delimiter=",", header=False, finite=False).values
     except InputError as error:
         raise TargetError(str(error).replace(str(path), path.name)) from None
-    raise TargetError(f"{path.name}: not a table of numbers")
 
 
 def _write_csv(path: Path, values: np.ndarray) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from .. import options
 from .app import app, run
-from .common import OUTPUT, DType, Plot, option, output_option, validate_output, value_of
+from .common import OUTPUT, DType, OneValueEach, Plot, option, output_option, validate_output, value_of
 
 AuditFormat = Enum("AuditFormat", {name: name for name in options.AUDIT_FORMATS}, type=str)
 Layout = Enum("Layout", {name: name for name in options.LAYOUTS}, type=str)
@@ -37,7 +37,7 @@ EXAMPLES = """Examples:
 """
 
 
-@app.command(epilog=EXAMPLES)
+@app.command(cls=OneValueEach, epilog=EXAMPLES)
 def audit(
     target: Annotated[
         str | None,

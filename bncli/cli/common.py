@@ -6,15 +6,50 @@ from enum import Enum
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from .. import options
 
 Format = Enum("Format", {name: name for name in options.FORWARD_FORMATS + options.GRAD_FORMATS}, type=str)
 DType = Enum("DType", {name: name for name in options.DTYPES}, type=str)
+IndexChoice = Enum("IndexChoice", {name: name for name in options.INDEX_COLUMN_CHOICES}, type=str)
 
 INPUT = "Input"
 OUTPUT = "Output"
 MODE = "Running statistics and eval mode"
+
+
+UsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+
+
+class OneValueEach(TyperCommand):
+    """A command whose single-value options may each be given once: click would keep the last silently.
+
+    The arguments are parsed once more, before click's own parse, for the order in which options
+    were met; that parse has no effects (no callbacks, no conversions) and fails where click's would.
+    """
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:  # shell completion: any prefix of a command line is fine
+            _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+            refuse_repeated(order)
+        return super().parse_args(ctx, args)
+
+
+def refuse_repeated(order: list) -> None:
+    """A usage error naming the first option in ``order`` (params as met) that holds one value but was met twice.
+
+    A plain flag (``--check``) given twice says the same thing twice; a ``--x/--no-x`` pair holds a value.
+    """
+    counts: dict[int, int] = {}
+    for param in order:
+        counts[id(param)] = counts.get(id(param), 0) + 1
+    for param in dict.fromkeys(order):
+        plain_flag = getattr(param, "is_flag", False) and not getattr(param, "secondary_opts", None)
+        repeatable = getattr(param, "multiple", False) or getattr(param, "count", False) or plain_flag
+        if getattr(param, "param_type_name", "") == "option" and not repeatable and counts[id(param)] > 1:
+            names = "/".join(sorted([*param.opts, *param.secondary_opts], key=lambda name: (-len(name), name)))
+            raise UsageError(f"{names} given {counts[id(param)]} times; it takes one value: give it once")
 
 
 def option(*names: str, help: str, panel: str, **settings):
@@ -52,6 +87,15 @@ Header = Annotated[
         help="First row is a header. Default: yes iff a field in it is not a number.",
         panel=INPUT,
         show_default=False,
+    ),
+]
+IndexColumn = Annotated[
+    IndexChoice,
+    option(
+        "--index-column",
+        help="An unnamed first column holding 0 … k−1 (the index pandas' to_csv() writes): keep it as data "
+        "(named on stderr), or drop it from FILE and likewise from --dy and --against.",
+        panel=INPUT,
     ),
 ]
 Eps = Annotated[float, option("--eps", help="ε added to the variance (≥ 0).", panel=INPUT)]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated
 
-import typer
-
 from .. import options
 from .app import app, run
 from .common import (
@@ -22,6 +20,9 @@ from .common import (
     File,
     Full,
     Header,
+    IndexChoice,
+    IndexColumn,
+    OneValueEach,
     Precision,
     Running,
     Seed,
@@ -43,12 +44,12 @@ EXAMPLES = """Examples:
 """
 
 
-@app.command(epilog=EXAMPLES)
+@app.command(cls=OneValueEach, epilog=EXAMPLES)
 def explain(
     file: File = None,
     *,
     column: Annotated[
-        list[str] | None,
+        str | None,
         option(
             "--column",
             "-c",
@@ -61,6 +62,7 @@ def explain(
     seed: Seed = options.DEFAULT_SEED,
     delimiter: Delimiter = None,
     header: Header = None,
+    index_column: IndexColumn = IndexChoice.keep,
     eps: Eps = options.DEFAULT_EPS,
     weight: Weight = None,
     bias: Bias = None,
@@ -84,19 +86,13 @@ def explain(
 ) -> None:
     """The article's derivation on one column: m, v, s, dm/dx, dv/dx, u, R, J = u·R, dx, dw, db, each checked."""
     inputs = options.InputOptions(
-        file=file, delimiter=delimiter, header=header, eps=eps, weight=weight, bias=bias, dtype=dtype.value,
+        file=file, delimiter=delimiter, header=header, index_column=index_column.value,
+        eps=eps, weight=weight, bias=bias, dtype=dtype.value,
         running=running, eval=eval,
     )  # fmt: skip
     outputs = options.OutputOptions(format=value_of(format), output=output, precision=precision, full=full)
-    request = options.ExplainRequest(inputs=inputs, column=_one_column(column), dy=dy, seed=seed)
+    request = options.ExplainRequest(inputs=inputs, column=column, dy=dy, seed=seed)
     run(lambda: _explain(request, outputs))
-
-
-def _one_column(given: list[str] | None) -> str | None:
-    """explain's --column, given at most once (a second one would silently replace the first)."""
-    if given and len(given) > 1:
-        raise typer.BadParameter(f"explain walks through one column; --column was given {len(given)} times")
-    return given[0] if given else None
 
 
 def _explain(request: options.ExplainRequest, outputs: options.OutputOptions) -> int:

@@ -19,7 +19,10 @@ from .common import (
     FormatOption,
     Full,
     Header,
+    IndexChoice,
+    IndexColumn,
     Momentum,
+    OneValueEach,
     Output,
     Precision,
     Running,
@@ -54,12 +57,13 @@ Only = Annotated[
 Stats = Annotated[bool, option("--stats", help="Also show per-column mean, var, std, weight, bias.", panel=OUTPUT)]
 
 
-@app.command(epilog=EXAMPLES)
+@app.command(cls=OneValueEach, epilog=EXAMPLES)
 def forward(
     file: File = None,
     *,
     delimiter: Delimiter = None,
     header: Header = None,
+    index_column: IndexColumn = IndexChoice.keep,
     eps: Eps = options.DEFAULT_EPS,
     weight: Weight = None,
     bias: Bias = None,
@@ -77,7 +81,8 @@ def forward(
 ) -> None:
     """Forward pass: y = w·(x − mean)/sqrt(var + eps) + b for each column."""
     inputs = options.InputOptions(
-        file=file, delimiter=delimiter, header=header, eps=eps, weight=weight, bias=bias, dtype=dtype.value,
+        file=file, delimiter=delimiter, header=header, index_column=index_column.value,
+        eps=eps, weight=weight, bias=bias, dtype=dtype.value,
         running=running, save_running=save_running, momentum=momentum, eval=eval,
     )  # fmt: skip
     outputs = options.OutputOptions(

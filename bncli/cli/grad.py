@@ -20,7 +20,10 @@ from .common import (
     FormatOption,
     Full,
     Header,
+    IndexChoice,
+    IndexColumn,
     Momentum,
+    OneValueEach,
     Output,
     Plot,
     Precision,
@@ -133,7 +136,7 @@ Probes = Annotated[
 ]
 
 
-@app.command(epilog=EXAMPLES)
+@app.command(cls=OneValueEach, epilog=EXAMPLES)
 def grad(
     file: File = None,
     *,
@@ -141,6 +144,7 @@ def grad(
     seed: Seed = options.DEFAULT_SEED,
     delimiter: Delimiter = None,
     header: Header = None,
+    index_column: IndexColumn = IndexChoice.keep,
     eps: Eps = options.DEFAULT_EPS,
     weight: Weight = None,
     bias: Bias = None,
@@ -168,7 +172,8 @@ def grad(
 ) -> None:
     """Backward pass: dx, dw, db for an upstream gradient dy; --jacobian; --check."""
     inputs = options.InputOptions(
-        file=file, delimiter=delimiter, header=header, eps=eps, weight=weight, bias=bias, dtype=dtype.value,
+        file=file, delimiter=delimiter, header=header, index_column=index_column.value,
+        eps=eps, weight=weight, bias=bias, dtype=dtype.value,
         running=running, save_running=save_running, momentum=momentum, eval=eval,
     )  # fmt: skip
     outputs = options.OutputOptions(

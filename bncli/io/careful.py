@@ -185,8 +185,11 @@ def _cell_problem(field: str, value: float | None, delimiter: str, commas_delimi
     return f"{text!r} is not a number"
 
 
-def parse_careful(data: bytes, name: str, delimiter: str | None, header: bool | None) -> Matrix:
-    """The careful reader: every rule of the contract, every error worded."""
+def parse_careful(data: bytes, name: str, delimiter: str | None, header: bool | None, finite: bool = True) -> Matrix:
+    """The careful reader: every rule of the contract, every error worded.
+
+    With ``finite`` false, NaN and infinity are numbers like any other (another program's results).
+    """
     lines = _lines(_decode(data, name))
     first = _first_record_text(lines)
     if first is None:
@@ -207,7 +210,7 @@ def parse_careful(data: bytes, name: str, delimiter: str | None, header: bool | 
         for fields, start in zip(body[:rows], starts[:rows], strict=True):
             for column, field in enumerate(fields, start=1):
                 value = _number(field)
-                if value is None or not math.isfinite(value):
+                if value is None or (finite and not math.isfinite(value)):
                     cell = _cell_name(column, columns if header else None)
                     problem = _cell_problem(field, value, delimiter, commas_delimit)
                     raise InputError(f"{name}: line {_field_line(fields, start, column)}, {cell}: {problem}")
@@ -224,7 +227,7 @@ def parse_careful(data: bytes, name: str, delimiter: str | None, header: bool | 
         row = "".join(fields)
         if not row.isascii() or "_" in row:
             first_bad_cell(index + 1)
-    if not np.isfinite(values).all():
+    if finite and not np.isfinite(values).all():
         first_bad_cell(len(body))
     return Matrix(values, columns, header, name)
 

@@ -15,7 +15,18 @@ class Matrix:
     columns: list[str]
     has_header: bool
     source: str
+    dropped_index: bool = False  # its first column, pandas' index, was left out (--index-column drop)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.values.shape
+
+    @property
+    def has_pandas_index(self) -> bool:
+        """The first column looks like the index pandas' to_csv() writes: no name, and 0 … k−1 in order."""
+        return (
+            self.has_header
+            and self.shape[1] > 1
+            and self.columns[0] == ""
+            and np.array_equal(self.values[:, 0], np.arange(self.shape[0]))
+        )

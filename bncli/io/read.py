@@ -14,12 +14,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, note
 from . import fast
 from .careful import WHITESPACE, parse_careful
 from .matrix import Matrix
 
 STDIN_NAME = "<stdin>"
+STDIN_PATIENCE = 2.0  # seconds of a silent stdin before bncli says it is waiting for it
 SAMPLE_NAME = "blood.csv"
 SAMPLE_DY_NAME = "blood_dy.csv"
 _DELIMITER_NAMES = {
@@ -52,11 +53,17 @@ def parse_delimiter(value: str | None) -> str | None:
 
 
 def read_matrix(
-    path: str, data: bytes | None = None, *, delimiter: str | None = None, header: bool | None = None
+    path: str,
+    data: bytes | None = None,
+    *,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    finite: bool = True,
 ) -> Matrix:
     """Read a matrix from ``path`` (or from ``data`` already read, e.g. stdin, named ``path``).
 
-    ``.npy`` files are loaded with pickles refused; anything else is text.
+    ``.npy`` files are loaded with pickles refused; anything else is text. With ``finite`` false,
+    text may hold NaN and infinity (the results of another program, judged rather than refused).
     """
     if data is None and path.lower().endswith(".npy"):
         return _read_npy(path)
@@ -64,9 +71,9 @@ def read_matrix(
         delimiter = "\t"
     if data is None:
         if _size(path) < _FAST_READ_BYTES:
-            return parse_careful(read_bytes(path), path, delimiter, header)
-        matrix = fast.parse_file(path, _size(path), delimiter, header)
-        return matrix or parse_careful(read_bytes(path), path, delimiter, header)
+            return parse_careful(read_bytes(path), path, delimiter, header, finite)
+        matrix = fast.parse_file(path, _size(path), delimiter, header)  # None unless every cell is finite
+        return matrix or parse_careful(read_bytes(path), path, delimiter, header, finite)
     return parse_text(data, path, delimiter=delimiter, header=header)
 
 
@@ -115,9 +122,32 @@ def read_stdin(name: str = STDIN_NAME) -> bytes:
             descriptor = None
         if descriptor is not None:
             _require_readable_kind(descriptor, name)
+            _first_byte_or_a_note(sys.stdin.buffer)
         return _read_text_stream(sys.stdin.buffer, name)
     except OSError as error:
         raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
+
+
+def _first_byte_or_a_note(stream) -> None:
+    """Wait for stdin's first byte (or its end); if none comes within STDIN_PATIENCE seconds (a notebook's
+    or a subprocess's stdin that nobody writes to), say on stderr that bncli is waiting, and keep waiting.
+
+    The main thread waits in the read itself, so that Ctrl-C ends it at once as it ends any read."""
+    import threading
+
+    if not hasattr(stream, "peek"):
+        return
+    waiting = threading.Timer(
+        STDIN_PATIENCE,
+        note,
+        (f"waiting for data on stdin (nothing for {STDIN_PATIENCE:g} s); give FILE, or close stdin to end the input",),
+    )
+    waiting.daemon = True
+    waiting.start()
+    try:
+        stream.peek(1)
+    finally:
+        waiting.cancel()
 
 
 def _read_text_stream(stream, name: str) -> bytes:

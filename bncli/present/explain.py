@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..commands import ExplainResult, require_finite
+from ..commands import ExplainResult
 from ..errors import printable
 from ..explain import Explanation
+from ..model import require_finite
 from ..output import Document, Part
 
 if TYPE_CHECKING:
@@ -121,8 +122,8 @@ def steps(e: Explanation) -> list[Step]:
         closed_form = Formula("dx = u·dy", r"dx = u\,dy")
     else:
         statistics = (
-            Formula("m = Σₜ xₜ / k", r"m=\sum_{t=1}^{k}x_{t}/k", e.m),
-            Formula("v = Σₜ (xₜ − m)² / k", r"v =\sum_{t=1}^{k} (x_{t} - m)^2/k", e.v),
+            Formula("m = Σₜ xₜ / k", r"m=\sum_{t=0}^{k-1}x_{t}/k", e.m),
+            Formula("v = Σₜ (xₜ − m)² / k", r"v =\sum_{t=0}^{k-1} (x_{t} - m)^2/k", e.v),
         )
         derivatives = (
             Formula("dm/dxᵢ = 1/k", r"\frac{dm}{dx_i} = 1/k", e.dm_dx[0]),
@@ -142,7 +143,7 @@ def steps(e: Explanation) -> list[Step]:
         )
         closed_form = Formula(
             "dx = u·(k·dy − Σdy − s·Σ(dy·s))",
-            r"dx = u\left(k\,dy - \sum_{i=1}^{k} dy_i - s\sum_{i=1}^{k} dy_i s_i\right)",
+            r"dx = u\left(k\,dy - \sum_{i=0}^{k-1} dy_i - s\sum_{i=0}^{k-1} dy_i s_i\right)",
         )
     return [
         Step(
@@ -184,7 +185,7 @@ def steps(e: Explanation) -> list[Step]:
         Step(
             "dx = ∂e/∂x, two ways",
             (
-                Formula("dy = ∂e/∂y, given", r"dy = \nabla e_{(y)} = \frac{de}{dy}"),
+                Formula(f"dy = ∂e/∂y, {e.dy_label}", r"dy = \nabla e_{(y)} = \frac{de}{dy}"),
                 Formula("dx = dy·J = dy·u·R", r"\nabla e_{(x)}=\nabla e_{(y)}\nabla y_{(x)} = dy\,uR"),
                 closed_form,
             ),
@@ -198,7 +199,7 @@ def steps(e: Explanation) -> list[Step]:
             "dw and db",
             (
                 Formula("dw = Σᵢ dyᵢ·sᵢ", r"\nabla e_{(w)} = \nabla e_{(y)} \cdot s", e.dw),
-                Formula("db = Σᵢ dyᵢ", r"\nabla e_{(b)} = \sum_{i=1}^{k} \nabla e_{(y)}", e.db),
+                Formula("db = Σᵢ dyᵢ", r"\nabla e_{(b)} = \sum_{i=0}^{k-1} \nabla e_{(y)}", e.db),
             ),
             None,
             (),
@@ -210,7 +211,8 @@ def context(e: Explanation) -> list[str]:
     """A few lines: the column and k; the mode, precision, ε, w and b; how the checks measure."""
     mode = "eval mode (running statistics)" if not e.training else "training mode"
     return [
-        f"column {e.column!r}: k = {e.k} rows, numbered i = 1 … k as in the article",
+        f"column {e.column!r}: k = {e.k} rows, numbered i = 0 … k−1 as bncli grad and audit number them",
+        f"dy: {e.dy_label}",
         f"{mode}, {e.dtype}; ε = {e.eps:g}, w = {e.weight:g}, b = {e.bias:g}",
         f"checks: errors relative to natural scale ({e.dtype} rounding is {np.finfo(e.dtype).eps:.1e})",
     ]
@@ -252,7 +254,7 @@ def _markdown_table(values: Values, shown: list[int | None], precision: int) -> 
     headers = ["$i$", *(f"${latex}$" if latex != "numerical" else latex for _, latex in values.headers)]
     lines = ["| " + " | ".join(headers) + " |", "|" + "--:|" * len(headers)]
     for i in shown:
-        cells = ["⋮"] * len(headers) if i is None else [str(i + 1), *(f"{v:.{precision}g}" for v in values.values[i])]
+        cells = ["⋮"] * len(headers) if i is None else [str(i), *(f"{v:.{precision}g}" for v in values.values[i])]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -299,7 +301,7 @@ def explanation_view(renderer: Renderer, e: Explanation) -> Group:
 
     precision = renderer.precision
     parts: list = [literal(line) for line in context(e)]
-    labels = [str(i) for i in range(1, e.k + 1)]
+    labels = [str(i) for i in range(e.k)]
     for position, step in enumerate(steps(e), 1):
         parts += [Text(), Rule(literal(f"{position}. {step.title}", style="bold"), align="left")]
         for formula in step.formulas:

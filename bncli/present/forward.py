@@ -1,6 +1,6 @@
 """A forward result as a Document: y, s and the per-column statistics; and what forward and grad share.
 
-Both commands start from the same :class:`~bncli.commands.Model`: :func:`model_document`
+Both commands start from the same :class:`~bncli.model.Model`: :func:`model_document`
 gives it the json keys, the table view's first line and the --save-running file they
 have in common.
 """
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..commands import ForwardResult, Model, require_finite
+from ..commands import ForwardResult
 from ..io.write import format_json
+from ..model import Model, require_finite
 from ..output import Document, Part
 
 STAT_NAMES = ("mean", "var", "std", "weight", "bias")
+STD_LABEL = "std = √(var + ε)"
 
 
 def forward_document(result: ForwardResult, save_running: str | None = None) -> Document:
@@ -85,7 +87,8 @@ def _running_json(model: Model) -> dict:
 
 
 def _stats_rows(model: Model, stats: np.ndarray):
-    labels = list(STAT_NAMES)
+    # The json key and csv label stay "std"; a person reading the table is told that ε is in it.
+    labels = [STD_LABEL if name == "std" else name for name in STAT_NAMES]
     rows = [stats]
     if model.batch_stats is not None:
         labels += ["batch mean", "batch var"]

@@ -206,9 +206,12 @@ def test_a_signal_during_a_write_leaves_no_temporary_file(large_csv, tmp_path, s
     assert left in ([], ["out.csv"])  # a signal between mkstemp's file and its name once left the file
 
 
-def _bncli_at_its_entry(process: subprocess.Popen) -> None:
-    """Wait until bncli's entry has installed its handlers: SIGINT's comes first, so a caught SIGTERM shows both."""
-    wait_until(process, lambda: signal.SIGTERM in signals(process.pid, "SigCgt"), "bncli's entry")
+def _bncli_at_its_entry(process: subprocess.Popen, may_end: bool = False) -> bool:
+    """Wait until bncli's entry has installed its handlers: SIGINT's comes first, so a caught SIGTERM shows both.
+    False where ``may_end`` and the run ended first."""
+    return wait_until(
+        process, lambda: signal.SIGTERM in signals(process.pid, "SigCgt"), "bncli's entry", may_end=may_end
+    )
 
 
 @needs_proc
@@ -219,8 +222,8 @@ def test_ctrl_c_at_start_up_prints_no_traceback():
     reports an interrupt there.
     """
     process = subprocess.Popen([*PYTHON_BNCLI, "forward", str(SAMPLE)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _bncli_at_its_entry(process)
-    process.send_signal(signal.SIGINT)
+    if _bncli_at_its_entry(process, may_end=True):  # a busy machine may let the whole run end between polls
+        process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert b"Traceback" not in stderr and b"Exception ignored" not in stderr, stderr
     assert process.returncode in (0, 130)

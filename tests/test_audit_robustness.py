@@ -384,3 +384,47 @@ def test_the_in_place_note_is_given_once(tmp_path):
     run = audit(f"{path}:in_place", "--case", "unit", "--case", "two_rows", "--case", "blood", "-f", "json")
     notes = [line for line in report_of(run)["diagnosis"] if "in place" in line]
     assert len(notes) == 1 and "first seen on unit/float64" in notes[0], notes
+
+
+def test_a_slow_import_of_a_restarted_worker_is_named_and_the_audit_goes_on(tmp_path):
+    marker = tmp_path / "imported-once"
+    path = target_file(
+        tmp_path,
+        f"""
+        import os, time
+        if os.path.exists({str(marker)!r}):
+            time.sleep(30)  # every import after the first is slow
+        open({str(marker)!r}, "w").close()
+
+        def exits(x, w, b, eps, dy):
+            os._exit(0)
+        """,
+    )
+    start = time.monotonic()
+    run = audit(f"{path}:exits", *TWO_CASES, "--timeout", "2", timeout=60)
+    errors = errors_of(report_of(run))
+    assert time.monotonic() - start < 20
+    assert "ended the process (exit status 0)" in errors["unit"]
+    assert errors["two_rows"].endswith("importing it again took longer than --timeout 2 s")
+
+
+def test_a_worker_whose_thread_holds_the_interpreter_times_out(tmp_path):
+    path = target_file(
+        tmp_path,
+        """
+        import re, threading
+
+        def hold_the_interpreter():
+            re.match(r"(a+)+$", "a" * 64 + "b")
+
+        def then_holds(x, w, b, eps, dy):
+            threading.Thread(target=hold_the_interpreter, daemon=True).start()
+            return textbook(x, w, b, eps, dy)
+        """,
+    )
+    start = time.monotonic()
+    run = audit(f"{path}:then_holds", *TWO_CASES, "--timeout", "2", timeout=60)
+    assert time.monotonic() - start < 30
+    assert errors_of(report_of(run)) == {
+        name: f"case {name} (float64): timed out after 2 s" for name in ("unit", "two_rows")
+    }

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .cases import CaseInputs, to_layout
 
 # Seconds beyond which a timeout never comes (about 32 years): the clocks' waits do not reach further.
 LONGEST_TIMEOUT = 1e9
+INPUT_NAMES = ("x", "weight", "bias", "eps", "dy")
+
+
+def snapshot(arguments: tuple) -> list:
+    """Copies of a call's array arguments, to tell afterwards whether the target changed them."""
+    return [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in arguments]
+
+
+def changed_inputs(arguments: tuple, before: list) -> list[str]:
+    """The names of the array arguments that differ from their :func:`snapshot`."""
+    return [
+        name
+        for name, now, then in zip(INPUT_NAMES, arguments, before, strict=True)
+        if isinstance(now, np.ndarray) and not np.array_equal(now, then, equal_nan=True)
+    ]
 
 
 class Target:

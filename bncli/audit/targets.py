@@ -24,7 +24,7 @@ from ..errors import InputError
 from . import protocol
 from .cases import CaseInputs, to_layout
 from .cmd import CommandTarget
-from .interface import Target
+from .interface import Target, changed_inputs, snapshot
 from .judge import TargetError
 from .oneline import describe
 from .processes import has_ended, kill_group
@@ -44,7 +44,7 @@ class FunctionTarget(Target):
 
     def call(self, inputs: CaseInputs):
         args = self.arguments(inputs)
-        before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+        before = snapshot(args)
         box: dict = {}
 
         def run():
@@ -61,13 +61,7 @@ class FunctionTarget(Target):
             raise TargetError(f"timed out after {self.timeout:g} s")
         if "error" in box:
             raise TargetError(f"raised {describe(box['error'])}")
-        names = ("x", "weight", "bias", "eps", "dy")
-        changed = [
-            name
-            for name, now, then in zip(names, args, before, strict=True)
-            if isinstance(now, np.ndarray) and not np.array_equal(now, then, equal_nan=True)
-        ]
-        self.note_changed(changed, inputs)
+        self.note_changed(changed_inputs(args, before), inputs)
         return box.get("value")
 
 

@@ -49,9 +49,10 @@ def plain_outputs(value, args) -> dict:
 def _call(func, args) -> protocol.Reply:
     import numpy as np
 
+    from .interface import changed_inputs, snapshot
     from .judge import TargetError
 
-    before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+    before = snapshot(args)
     try:
         with np.errstate(all="ignore"):  # the target's overflow is judged by its results, not warned about
             value = func(*args)
@@ -63,12 +64,7 @@ def _call(func, args) -> protocol.Reply:
         return protocol.Reply("unusable", str(error))
     except BaseException as error:  # noqa: BLE001 - the result's own methods (items, __array__) raised
         return protocol.Reply("unusable", f"returned what bncli cannot read ({describe(error)})")
-    changed = [
-        name
-        for name, now, then in zip(("x", "weight", "bias", "eps", "dy"), args, before, strict=True)
-        if isinstance(now, np.ndarray) and not np.array_equal(now, then, equal_nan=True)
-    ]
-    return protocol.Reply("ok", outputs=outputs, changed=changed)
+    return protocol.Reply("ok", outputs=outputs, changed=changed_inputs(args, before))
 
 
 def load_function(spec: str):

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bncli.audit import cases, judge, reference, targets  # noqa: E402
+from bncli.audit import cases, judge, reference, targets, worker  # noqa: E402
 from bncli.audit.run import AuditOptions, run_audit  # noqa: E402
 from bncli.options import DTYPES, LAYOUTS  # noqa: E402
 
@@ -90,7 +90,7 @@ def calibrate() -> None:
 
 def speed(repeats: int = 5) -> None:
     """The default battery (both dtypes, nc) on the numpy example, minus the target's own compute time."""
-    func = targets.load_function(EXAMPLE)
+    func = worker.load_function(EXAMPLE)
     spent = [0.0]
 
     def timed(*args):

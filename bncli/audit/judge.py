@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .cases import QUANTITIES, CaseInputs, from_layout, layout_index, layout_shape
+from .oneline import reason
 from .reference import Reference, budget
 
 # A quantity beyond budget before the unit case has decided between WRONG and INACCURATE.
@@ -123,9 +124,9 @@ def check_outputs(outputs, inputs: CaseInputs, layout: str) -> dict[str, np.ndar
     k, n = inputs.x.shape
     full = layout_shape(k, n, layout)
     checked = {}
-    for name, value in _as_mapping(outputs).items():
+    for name, value in as_mapping(outputs).items():
         if name in QUANTITIES and value is not None:
-            array = _real_array(name, value)
+            array = real_array(name, value)
             checked[name] = (
                 _per_sample(name, array, full, layout) if name in ("y", "dx") else _per_feature(name, array, n)
             )
@@ -134,7 +135,7 @@ def check_outputs(outputs, inputs: CaseInputs, layout: str) -> dict[str, np.ndar
     return checked
 
 
-def _as_mapping(outputs):
+def as_mapping(outputs):
     """A mapping of what the target returned: a tuple (y, dx, dw, db) or a prefix of it is named."""
     if outputs is None:
         raise TargetError("returned nothing")
@@ -147,11 +148,12 @@ def _as_mapping(outputs):
     return outputs
 
 
-def _real_array(name: str, value) -> np.ndarray:
+def real_array(name: str, value) -> np.ndarray:
+    """``value`` as a float64 ndarray (never a subclass); else TargetError with numpy's or the object's reason."""
     try:
         array = np.asarray(value)
     except Exception as error:  # noqa: BLE001 - whatever the target returned, it is its ERROR
-        raise TargetError(f"{name} is not an array: {str(error).splitlines()[0]}") from None
+        raise TargetError(f"{name} is not an array: {reason(error)}") from None
     if array.dtype.kind not in "fiub":
         raise TargetError(f"{name} is not an array of real numbers (dtype {array.dtype})")
     return array.astype(np.float64)

@@ -2,9 +2,11 @@
 
 A target that calls ``os._exit``, crashes, prints, or holds the interpreter past its
 timeout then takes only this process with it: bncli reports an ERROR for that case,
-starts a new worker and goes on. Requests and replies are length-prefixed pickles on
-the worker's stdin and stdout (both sides are bncli); the target's own prints go to
-stderr, so they never mix with the audit's output.
+starts a new worker and goes on. Requests and replies (:mod:`bncli.audit.protocol`) go on
+the worker's stdin and stdout: the worker turns each result into plain float64 arrays before
+it replies, so bncli never unpickles what a target made. The target's own prints go to
+stderr, so they never mix with the audit's output. bncli starts it with ``-P``: modules in
+the current folder (a ``random.py``) do not shadow the ones the worker needs.
 """
 
 from __future__ import annotations
@@ -13,73 +15,58 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
-import pickle
-import struct
 import sys
 from pathlib import Path
 
 from ..errors import InputError
+from . import protocol
+from .oneline import describe
 
-HEADER = struct.Struct("<Q")
-
-
-def send(stream, message) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(data)) + data)
-    stream.flush()
+# Where a target's module may not go under its file's name (taken, or not a name an import can find).
+FALLBACK_PREFIX = "bncli_audit_target_"
 
 
-def receive(stream):
-    """The next message, or None at the end of the stream."""
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
-        return None
-    return pickle.loads(stream.read(HEADER.unpack(header)[0]))
+def plain_outputs(value, args) -> dict:
+    """The target's result as float64 arrays by quantity name: nothing of the target's own classes
+    (a cache object, an ndarray subclass) reaches bncli, and extra keys are dropped here.
+
+    Raises TargetError for a result that is not one, or holds more values than the case has.
+    """
+    from .cases import QUANTITIES
+    from .judge import TargetError, as_mapping, real_array
+
+    expected = {"y": args[0].size, "dx": args[0].size, "dw": args[1].size, "db": args[1].size}
+    plain = {}
+    for name, item in as_mapping(value).items():
+        if type(name) is str and name in QUANTITIES and item is not None:
+            array = real_array(name, item)
+            if array.size > expected[name]:
+                raise TargetError(f"{name} has {array.size} values; expected {expected[name]}")
+            plain[name] = array
+    return plain
 
 
-def describe(error: BaseException) -> str:
-    """An exception in one line of reasonable length: its type and its message's first line."""
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    text = f"{type(error).__name__}: {lines[0].strip() if lines else ''}".rstrip(": ")
-    return text if len(text) <= 200 else text[:199] + "…"
-
-
-def _portable(value):
-    """The target's result in a form that pickles: arrays, numbers, None, strings; else its repr."""
+def _call(func, args) -> protocol.Reply:
     import numpy as np
 
-    def one(item):
-        if item is None or isinstance(item, str | int | float | np.ndarray | np.generic):
-            return item
-        try:
-            return np.asarray(item)
-        except Exception:  # noqa: BLE001 - whatever the target returned; the parent judges it
-            return repr(item)[:200]
+    from .interface import changed_inputs, snapshot
+    from .judge import TargetError
 
-    if isinstance(value, dict):
-        return {key if isinstance(key, str) else repr(key): one(item) for key, item in value.items()}
-    if isinstance(value, tuple | list):
-        return tuple(one(item) for item in value)
-    return one(value)
-
-
-def _call(func, args) -> tuple:
-    import numpy as np
-
-    before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+    before = snapshot(args)
     try:
         with np.errstate(all="ignore"):  # the target's overflow is judged by its results, not warned about
             value = func(*args)
     except InputError as error:  # a style's adapter found the target is not what that style expects
-        return "input-error", str(error)
+        return protocol.Reply("input-error", str(error))
     except BaseException as error:  # noqa: BLE001 - anything the target raises (SystemExit too) is its ERROR
-        return "raised", describe(error)
-    changed = [
-        name
-        for name, now, then in zip(("x", "weight", "bias", "eps", "dy"), args, before, strict=True)
-        if isinstance(now, np.ndarray) and not np.array_equal(now, then, equal_nan=True)
-    ]
-    return "ok", _portable(value), changed
+        return protocol.Reply("raised", describe(error))
+    try:
+        outputs = plain_outputs(value, args)
+    except TargetError as error:
+        return protocol.Reply("unusable", str(error))
+    except BaseException as error:  # noqa: BLE001 - the result's own methods (items, __array__) raised
+        return protocol.Reply("unusable", f"returned what bncli cannot read ({describe(error)})")
+    return protocol.Reply("ok", outputs=outputs, changed=changed_inputs(args, before))
 
 
 def load_function(spec: str):
@@ -113,7 +100,7 @@ def _import_file(spec: str, location: str):
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    module_name = f"bncli_audit_target_{path.stem}"
+    module_name = _module_name(path.stem)
     loader = importlib.machinery.SourceFileLoader(module_name, str(path))  # any file name, as python FILE
     spec_ = importlib.util.spec_from_file_location(module_name, path, loader=loader)
     module = importlib.util.module_from_spec(spec_)
@@ -122,8 +109,16 @@ def _import_file(spec: str, location: str):
         spec_.loader.exec_module(module)
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure to import is the user's input error
         del sys.modules[module_name]
-        raise InputError(f"target {spec!r}: importing {location} failed: {type(error).__name__}: {error}") from None
+        raise InputError(f"target {spec!r}: importing {location} failed: {describe(error)}") from None
     return module
+
+
+def _module_name(stem: str) -> str:
+    """The file's own name, as ``import STEM`` beside it would give: pickle (process pools that spawn
+    their workers) finds the target's functions by it. A name an import cannot reach, or one already
+    taken (``numpy.py``), gets a private name instead."""
+    taken = stem in sys.modules or stem in sys.stdlib_module_names
+    return FALLBACK_PREFIX + stem if taken or not stem.isidentifier() else stem
 
 
 def _import_module(spec: str, location: str):
@@ -133,7 +128,7 @@ def _import_module(spec: str, location: str):
     try:
         return importlib.import_module(location)
     except (Exception, SystemExit) as error:  # noqa: BLE001
-        raise InputError(f"target {spec!r}: cannot import {location}: {type(error).__name__}: {error}") from None
+        raise InputError(f"target {spec!r}: cannot import {location}: {describe(error)}") from None
 
 
 def main(load=load_function) -> None:
@@ -146,18 +141,15 @@ def main(load=load_function) -> None:
     try:
         func = load(sys.argv[1])
     except InputError as error:
-        send(replies, ("input-error", str(error)))
+        protocol.send_reply(replies, protocol.Reply("input-error", str(error)))
         return
     except BaseException as error:  # noqa: BLE001 - whatever stops the import is the user's input error
-        send(replies, ("input-error", f"target {sys.argv[1]!r}: cannot import it: {type(error).__name__}: {error}"))
+        text = f"target {sys.argv[1]!r}: cannot import it: {describe(error)}"
+        protocol.send_reply(replies, protocol.Reply("input-error", text))
         return
-    send(replies, ("ready",))
-    while (args := receive(requests)) is not None:
-        reply = _call(func, args)
-        try:
-            send(replies, reply)
-        except Exception as error:  # noqa: BLE001 - a result that cannot be pickled
-            send(replies, ("unusable", f"returned what cannot be passed back ({type(error).__name__}: {error})"))
+    protocol.send_reply(replies, protocol.Reply("ready"))
+    while (args := protocol.receive_request(requests)) is not None:
+        protocol.send_reply(replies, _call(func, args))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def read_matrix(
             return parse_careful(read_bytes(path), path, delimiter, header, finite)
         matrix = fast.parse_file(path, _size(path), delimiter, header)  # None unless every cell is finite
         return matrix or parse_careful(read_bytes(path), path, delimiter, header, finite)
-    return parse_text(data, path, delimiter=delimiter, header=header)
+    return parse_text(data, path, delimiter=delimiter, header=header, finite=finite)
 
 
 def _size(path: str) -> int:
@@ -229,8 +229,11 @@ def _require_npy_size(handle: BinaryIO, path: str) -> None:
         raise InputError(f"{path}: the header claims {values} values, but the file holds only {available} bytes")
 
 
-def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: bool | None = None) -> Matrix:
-    """Parse CSV/TSV/whitespace-separated numbers; see the contract for the rules.
+def parse_text(
+    data: bytes, name: str, *, delimiter: str | None = None, header: bool | None = None, finite: bool = True
+) -> Matrix:
+    """Parse CSV/TSV/whitespace-separated numbers; see the contract for the rules (``finite``: as
+    for :func:`read_matrix`).
 
     Large inputs go through polars' parser when that is installed and agrees
     that every cell is a finite number; anything else is read by the careful
@@ -240,7 +243,7 @@ def parse_text(data: bytes, name: str, *, delimiter: str | None = None, header: 
         matrix = fast.parse_bytes(data, name, delimiter, header)
         if matrix is not None:
             return matrix
-    return parse_careful(data, name, delimiter, header)
+    return parse_careful(data, name, delimiter, header, finite)
 
 
 # Inputs this large are parsed by polars (~400 MB/s against ~10 MB/s for the careful

@@ -1,0 +1,65 @@
+"""The one small interface every audited implementation is called through: ``call(inputs) -> outputs``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cases import CaseInputs, to_layout
+
+# Seconds beyond which a timeout never comes (about 32 years): the clocks' waits do not reach further.
+LONGEST_TIMEOUT = 1e9
+INPUT_NAMES = ("x", "weight", "bias", "eps", "dy")
+
+
+def snapshot(arguments: tuple) -> list:
+    """Copies of a call's array arguments, to tell afterwards whether the target changed them."""
+    return [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in arguments]
+
+
+def changed_inputs(arguments: tuple, before: list) -> list[str]:
+    """The names of the array arguments that differ from their :func:`snapshot`."""
+    return [
+        name
+        for name, now, then in zip(INPUT_NAMES, arguments, before, strict=True)
+        if isinstance(now, np.ndarray) and not np.array_equal(now, then, equal_nan=True)
+    ]
+
+
+class Target:
+    """Base: ``name``, ``call(inputs)`` returning a mapping or tuple of y, dx, dw, db, ``close()``.
+
+    ``notes`` says what the audit should say about the target beside its verdicts
+    (e.g. that it changed its inputs in place): each note once, however many cases show it.
+    """
+
+    name = "target"
+
+    def __init__(self, layout: str, timeout: float):
+        self.layout = layout
+        self.timeout = timeout if timeout < LONGEST_TIMEOUT else None  # None: wait as long as it takes
+        self._changed: dict[str, str] = {}  # input name -> the case it was first seen changed on
+
+    @property
+    def notes(self) -> set[str]:
+        if not self._changed:
+            return set()
+        first = next(iter(self._changed.values()))
+        return {
+            f"the target changed its input {', '.join(self._changed)} in place (first seen on {first}): "
+            "bncli passed copies, but a layer that does so corrupts its caller's data"
+        }
+
+    def arguments(self, inputs: CaseInputs) -> tuple:
+        """``(x, weight, bias, eps, dy)`` for the target, in its layout, copies it may do with as it likes."""
+        x, dy = to_layout(inputs.x, self.layout).copy(), to_layout(inputs.dy, self.layout).copy()
+        return x, inputs.weight.copy(), inputs.bias.copy(), inputs.eps, dy
+
+    def note_changed(self, changed: list[str], inputs: CaseInputs) -> None:
+        for name in changed:
+            self._changed.setdefault(name, f"{inputs.name}/{inputs.dtype}")
+
+    def call(self, inputs: CaseInputs):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the target holds (temporary folders, a worker process)."""

@@ -53,6 +53,7 @@ class CaseResult:
     error: str | None
     quantities: dict[str, QuantityResult]
     extreme: bool = False
+    shards: dict | None = None  # --shards: the plan, the split used, the dw/db convention found
 
 
 def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs, layout: str) -> QuantityResult:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
-from . import targets
+from . import shards, targets
 from .cases import CASES, CASES_BY_NAME, QUANTITIES, YARDSTICK, Case, CaseInputs, layout_shape, list_cases
 from .consistency import CONSISTENCY_TOLERANCE, ConsistencyResult, consistency
 from .findings import diagnose, inaccuracy_hints
@@ -70,6 +70,8 @@ class AuditOptions:
     layout: str = "nc"
     timeout: float = DEFAULT_TIMEOUT
     consistency: bool = True
+    shards: str | None = None  # "auto" or sizes "5,11,0,3": run the battery distributed (audit/shards.py)
+    torchrun: bool = False  # this process is a rank of torchrun's group (audit/shard_worker.py)
 
 
 @dataclass
@@ -96,13 +98,15 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
     """
     options = replace(options, cases=_names(options.cases), dtypes=_names(options.dtypes))
     cases = _selected(options)
-    target = targets.resolve(options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout)
     order = ([] if any(case.name == YARDSTICK for case in cases) else [CASES_BY_NAME[YARDSTICK]]) + cases
+    if options.shards is not None:
+        return _report(*_run_plans(order, options, progress), {case.name for case in cases}, options.layout)
+    target = targets.resolve(options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout)
     try:
         runs = _run_all(target, order, options, progress)
     finally:
         target.close()
-    return _report(target, {case.name for case in cases}, runs, options.layout)
+    return _report(target.name, target.notes, runs, {case.name for case in cases}, options.layout)
 
 
 def _names(value) -> tuple[str, ...]:
@@ -132,8 +136,27 @@ def _validate(options: AuditOptions) -> None:
         raise InputError(f"--timeout must be a positive number of seconds, not {options.timeout}")
 
 
-def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, progress) -> _Runs:
-    runs = _Runs()
+def _run_plans(order: list[Case], options: AuditOptions, progress):
+    """The battery once per shard plan, each case's result marked with its plan and split."""
+    if options.cmd is not None:
+        raise InputError("--shards runs a Python function on each rank, not a --cmd program")
+    runs, notes = _Runs(), set()
+    for plan in shards.parse_plans(options.shards):
+        target = shards.ShardedTarget(options.target, plan, options.layout, options.timeout, options.torchrun)
+        told = progress and (lambda what, plan=plan: progress(f"plan {shards.label(plan)}: {what}"))
+        start = len(runs.results)
+        try:
+            _run_all(target, order, replace(options, consistency=False), told, runs)
+        finally:
+            target.close()
+        marked = [replace(r, shards=target.described.get((r.name, r.dtype))) for r in runs.results[start:]]
+        runs.results[start:] = marked
+        notes |= target.notes
+    return target.name, notes, runs
+
+
+def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, progress, runs=None) -> _Runs:
+    runs = _Runs() if runs is None else runs
     with np.errstate(all="ignore"):  # a target's inf and NaN are judged, never warned about
         for dtype in options.dtypes:
             for case in order:
@@ -173,17 +196,18 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, layout: st
     return CaseResult(case.name, inputs.dtype, shape, "", None, quantities, case.extreme), outputs, ref
 
 
-def _report(target: targets.Target, selected: set[str], runs: _Runs, layout: str) -> AuditReport:
-    """The verdicts settled against the unit case of each dtype, the diagnosis, the target's notes."""
-    yardsticks = {r.dtype: r for r in runs.results if r.name == YARDSTICK}
-    settled = [settle(r, yardsticks.get(r.dtype)) for r in runs.results]
+def _report(name: str, notes: set[str], runs: _Runs, selected: set[str], layout: str) -> AuditReport:
+    """The verdicts settled against the unit case of each dtype (and shard plan), the diagnosis, the notes."""
+    yardsticks = {(_plan(r), r.dtype): r for r in runs.results if r.name == YARDSTICK}
+    settled = [settle(r, yardsticks.get((_plan(r), r.dtype))) for r in runs.results]
     chosen = [r for r in settled if r.name in selected]
     with np.errstate(all="ignore"):  # the variants meet the target's inf and NaN too
         diagnosis = diagnose(runs.failures)
+    diagnosis += shards.plan_findings(settled)
     diagnosis += inaccuracy_hints(chosen, named=bool(diagnosis))
-    diagnosis += sorted(target.notes)
+    diagnosis += sorted(notes)
     return AuditReport(
-        target=target.name,
+        target=name,
         layout=layout,
         verdict=overall(r.verdict for r in chosen),
         cases=chosen,
@@ -191,3 +215,7 @@ def _report(target: targets.Target, selected: set[str], runs: _Runs, layout: str
         consistency=runs.consistency,
         yardstick=[r for r in settled if r.name not in selected],
     )
+
+
+def _plan(result: CaseResult):
+    return None if result.shards is None else tuple(result.shards["plan"])

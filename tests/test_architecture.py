@@ -59,7 +59,13 @@ def part(module: str) -> str:
     """The part of bncli a module belongs to, as the README's Design list names them."""
     names = module.split(".")[1:] or ["bncli"]
     if names[0] == "audit" and len(names) > 1:
-        return {"run": "audit.run", "targets": "audit.targets", "worker": "audit.targets"}.get(names[1], "audit")
+        return {
+            "run": "audit.run",
+            "shard_worker": "audit.run",
+            "targets": "audit.targets",
+            "worker": "audit.targets",
+            "shards": "audit.targets",
+        }.get(names[1], "audit")
     return "audit.run" if names == ["audit"] else names[0]  # bncli.audit is bncli.audit(), the driver's
 
 

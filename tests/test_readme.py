@@ -9,6 +9,7 @@ repository root (sample_data/ and examples/ linked in), and compares the text.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -89,5 +90,7 @@ def test_readme_command_prints_what_the_readme_shows(line, command, expected, re
     for tool in ("jq", "cc"):
         if f"{tool} " in command and shutil.which(tool) is None:
             pytest.skip(f"needs {tool}")
+    if "--shards" in command and importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
     shown = normalized(run_on_terminal(command, repository_like))
     assert shown == normalized(expected), f"README line {line}: $ {command}\n--- shown ---\n{shown}"

@@ -71,7 +71,7 @@ def _torchrun(arguments: list[str]) -> int:
     parser.add_argument("--json", action="store_true")
     parsed = parser.parse_args(arguments)
     dist.init_process_group("gloo")
-    world = dist.get_world_size()
+    rank, world = dist.get_rank(), dist.get_world_size()
     options = AuditOptions(
         target=parsed.target,
         cases=tuple(parsed.case),
@@ -85,8 +85,8 @@ def _torchrun(arguments: list[str]) -> int:
         report = run_audit(options)
     finally:
         dist.destroy_process_group()
-    if dist.get_rank() if dist.is_initialized() else int(os.environ["RANK"]):
-        return 0
+    if rank:
+        return 0  # every rank has the same report; rank 0 prints it
     if parsed.json:
         import json
 

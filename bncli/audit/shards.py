@@ -78,8 +78,8 @@ def split(plan: tuple[int, ...], rows: int) -> tuple[int, ...]:
 
 
 def is_even(sizes) -> bool:
-    """Every shard holds rows, the same number of them."""
-    return len(set(sizes)) == 1 and sizes[0] > 0
+    """Several shards, every one holding rows, the same number of them."""
+    return len(sizes) > 1 and len(set(sizes)) == 1 and sizes[0] > 0
 
 
 def ranks_with_rows(sizes) -> int:
@@ -106,8 +106,7 @@ class ShardedTarget(Target):
         sizes = split(self.plan, inputs.x.shape[0])
         about = {"plan": list(self.plan), "split": list(sizes), "dw_db": None, "disagreeing": []}
         self.described[(inputs.name, inputs.dtype)] = about
-        bounds = np.cumsum((0, *sizes))
-        shards = [replace(inputs, x=inputs.x[a:b], dy=inputs.dy[a:b]) for a, b in zip(bounds, bounds[1:])]
+        shards = [replace(inputs, x=inputs.x[rows], dy=inputs.dy[rows]) for rows in _rows(sizes)]
         replies = self.ranks.run([self.arguments(shard) for shard in shards])
         per_rank = []
         for rank, (shard, (_, value, changed)) in enumerate(zip(shards, replies, strict=True)):
@@ -119,11 +118,7 @@ class ShardedTarget(Target):
         return self._assembled(per_rank, inputs, sizes, about)
 
     def _assembled(self, per_rank: list[dict], inputs: CaseInputs, sizes, about: dict) -> dict:
-        names = [q for q in QUANTITIES if any(q in outputs for outputs in per_rank)]
-        for name in names:
-            lacking = [rank for rank, outputs in enumerate(per_rank) if name not in outputs]
-            if lacking:
-                raise TargetError(f"rank {', '.join(map(str, lacking))} returned no {name} while others did")
+        names = _returned_by_all(per_rank)
         assembled = {q: np.concatenate([outputs[q] for outputs in per_rank]) for q in ("y", "dx") if q in names}
         sums = [q for q in ("dw", "db") if q in names]
         if sums:
@@ -142,14 +137,29 @@ class ShardedTarget(Target):
         self.ranks.close()
 
 
+def _returned_by_all(per_rank: list[dict]) -> list[str]:
+    """The quantities the ranks returned; a TargetError when some returned one that others did not."""
+    names = [q for q in QUANTITIES if any(q in outputs for outputs in per_rank)]
+    for name in names:
+        lacking = [rank for rank, outputs in enumerate(per_rank) if name not in outputs]
+        if lacking:
+            raise TargetError(f"rank {', '.join(map(str, lacking))} returned no {name} while others did")
+    return names
+
+
+def _rows(sizes) -> list[slice]:
+    """Each shard's consecutive rows of the batch."""
+    ends = np.cumsum(sizes).tolist()
+    return [slice(end - size, end) for size, end in zip(sizes, ends, strict=True)]
+
+
 def _dw_db(per_rank: list[dict], names: list[str], inputs: CaseInputs, sizes):
     """The convention most ranks follow, the ranks that follow the other, and dw, db to judge:
     the sum of local sums, or the reduced value of the rank farthest from the exact one."""
     ref = reference(inputs)
     x, g = inputs.x.astype(np.float64), inputs.dy.astype(np.float64)
     s = core.forward(x, inputs.weight.astype(np.float64), inputs.bias.astype(np.float64), inputs.eps).s
-    bounds = np.cumsum((0, *sizes))
-    shares = [{"dw": (g[a:b] * s[a:b]).sum(axis=0), "db": g[a:b].sum(axis=0)} for a, b in zip(bounds, bounds[1:])]
+    shares = [{"dw": (g[rows] * s[rows]).sum(axis=0), "db": g[rows].sum(axis=0)} for rows in _rows(sizes)]
 
     def distance(rank: int, exact) -> float:
         with np.errstate(invalid="ignore", over="ignore"):

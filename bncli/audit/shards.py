@@ -329,19 +329,8 @@ def plan_findings(results: list[CaseResult]) -> list[str]:
     for result in results:
         if result.shards and not result.error:
             by_case.setdefault((result.name, result.dtype), []).append(result)
-    uneven, local_backward = set(), set()
-    for (name, dtype), runs in by_case.items():
-        even_passes = any(is_even(r.shards["split"]) and r.verdict == "PASS" for r in runs)
-        if even_passes and any(not is_even(r.shards["split"]) and _fails(r, "y", "dx") for r in runs):
-            uneven.add(f"{name}/{dtype}")
-        several = [r for r in runs if ranks_with_rows(r.shards["split"]) > 1]
-        one = [r for r in runs if ranks_with_rows(r.shards["split"]) == 1]
-        if (
-            any(_fails(r, "dx") for r in several)
-            and all(not _fails(r, "y") for r in several)
-            and all(not _fails(r, "dx") for r in one)
-        ):
-            local_backward.add(f"{name}/{dtype}")
+    uneven = {f"{name}/{dtype}" for (name, dtype), runs in by_case.items() if _right_on_even_only(runs)}
+    local_backward = {f"{name}/{dtype}" for (name, dtype), runs in by_case.items() if _dx_wrong_on_several(runs)}
     lines = []
     if uneven:
         lines.append(
@@ -356,6 +345,22 @@ def plan_findings(results: list[CaseResult]) -> list[str]:
             "dx = (w/σ)·(dy − Σdy/k − x̂·Σ(dy·x̂)/k) with k the rows of all ranks"
         )
     return lines
+
+
+def _right_on_even_only(runs: list[CaseResult]) -> bool:
+    even_passes = any(is_even(r.shards["split"]) and r.verdict == "PASS" for r in runs)
+    return even_passes and any(not is_even(r.shards["split"]) and _fails(r, "y", "dx") for r in runs)
+
+
+def _dx_wrong_on_several(runs: list[CaseResult]) -> bool:
+    """dx fails on some split over several ranks, y on none, and dx passes wherever one rank holds every row."""
+    several = [r for r in runs if ranks_with_rows(r.shards["split"]) > 1]
+    one = [r for r in runs if ranks_with_rows(r.shards["split"]) == 1]
+    return (
+        any(_fails(r, "dx") for r in several)
+        and not any(_fails(r, "y") for r in several)
+        and not any(_fails(r, "dx") for r in one)
+    )
 
 
 def _fails(result: CaseResult, *names: str) -> bool:

@@ -199,7 +199,7 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, layout: st
 def _report(name: str, notes: set[str], runs: _Runs, selected: set[str], layout: str) -> AuditReport:
     """The verdicts settled against the unit case of each dtype (and shard plan), the diagnosis, the notes."""
     yardsticks = {(_plan(r), r.dtype): r for r in runs.results if r.name == YARDSTICK}
-    settled = [settle(r, yardsticks.get((_plan(r), r.dtype))) for r in runs.results]
+    settled = [settle(r, _yardstick(r, yardsticks)) for r in runs.results]
     chosen = [r for r in settled if r.name in selected]
     with np.errstate(all="ignore"):  # the variants meet the target's inf and NaN too
         diagnosis = diagnose(runs.failures)
@@ -215,6 +215,14 @@ def _report(name: str, notes: set[str], runs: _Runs, selected: set[str], layout:
         consistency=runs.consistency,
         yardstick=[r for r in settled if r.name not in selected],
     )
+
+
+def _yardstick(result: CaseResult, yardsticks: dict) -> CaseResult | None:
+    """The unit case of the result's dtype (and plan); under --shards only where split alike (even or not)."""
+    unit = yardsticks.get((_plan(result), result.dtype))
+    if unit is not None and result.shards and not shards.split_alike(unit.shards["split"], result.shards["split"]):
+        return None
+    return unit
 
 
 def _plan(result: CaseResult):

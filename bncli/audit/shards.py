@@ -82,6 +82,11 @@ def is_even(sizes) -> bool:
     return len(sizes) > 1 and len(set(sizes)) == 1 and sizes[0] > 0
 
 
+def split_alike(sizes, other) -> bool:
+    """Both even or both not: only then does one case's verdict tell WRONG from INACCURATE for the other."""
+    return is_even(sizes) == is_even(other)
+
+
 def ranks_with_rows(sizes) -> int:
     return sum(1 for size in sizes if size)
 

@@ -165,11 +165,16 @@ def failure_lines(result) -> list[str]:
         if q.verdict in ("WRONG", "INACCURATE"):
             at = ",".join(str(i) for i in q.worst)
             lines.append(
-                f"{result.name}/{result.dtype} {name} {q.verdict}: worst at [{at}] (feature {q.feature!r}) "
+                f"{result.name}/{result.dtype}{_split_tag(result)} {name} {q.verdict}: worst at [{at}] "
+                f"(feature {q.feature!r}) "
                 f"expected {q.expected!r}, obtained {q.obtained!r}; {q.beyond} element(s) beyond budget, "
                 f"error/budget {q.ratio:.3g}"
             )
     return lines
+
+
+def _split_tag(result) -> str:
+    return f" (shards {'+'.join(map(str, result.shards['split']))})" if result.shards else ""
 
 
 def consistency_line(result) -> str:
@@ -201,7 +206,7 @@ def report_text(report) -> str:
     for r in report.cases + report.yardstick:
         tag = " (extreme)" if r.extreme else " (yardstick only)" if r in report.yardstick else ""
         cells = "  ".join(f"{q}={r.quantities[q].verdict}" for q in QUANTITIES)
-        tag += f" (shards {'+'.join(map(str, r.shards['split']))})" if r.shards else ""
+        tag += _split_tag(r)
         lines.append(f"  {r.name:<{width}} {r.dtype:<8} {r.verdict:<10} {cells}{tag}")
     for r in report.cases:
         lines.extend("  " + line for line in failure_lines(r))

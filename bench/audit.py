@@ -1,7 +1,7 @@
 """bncli audit: budget calibration and speed (a benchmark, not a test: nothing here asserts).
 
     .venv/bin/python bench/audit.py calibrate   # max error/(u·scale) per quantity, per implementation
-    .venv/bin/python bench/audit.py speed       # the default battery on a numpy target; --cmd per case
+    .venv/bin/python bench/audit.py speed       # the default battery on a numpy target; --cmd per case; --shards
     .venv/bin/python bench/audit.py torch       # bncli audit torch against --style torch of a module
 
 calibrate runs correct implementations (bncli's core, PyTorch if installed, the
@@ -32,6 +32,7 @@ from bncli.audit.run import AuditOptions, run_audit  # noqa: E402
 from bncli.options import DTYPES, LAYOUTS  # noqa: E402
 
 EXAMPLE = f"{ROOT / 'examples' / 'batchnorm_numpy.py'}:batchnorm"
+SYNCBN = f"{ROOT / 'examples' / 'syncbn_torch.py'}:syncbn"
 
 
 def _compiled_example(folder: str) -> str | None:
@@ -124,6 +125,7 @@ def speed(repeats: int = 5) -> None:
         f"the same, FILE.py:FUNCTION in a worker process (as bncli audit runs it): "
         f"median {statistics.median(in_worker):.3f} s total, target included (goal ≤ 3 s); verdict {report.verdict}"
     )
+    _sharded_speed(repeats)
     with tempfile.TemporaryDirectory() as folder:
         binary = _compiled_example(folder)
         if binary is None:
@@ -176,6 +178,24 @@ def torch_speed(repeats: int = 5) -> None:
         print(f"{label}: median {wall:.2f} s wall, {peak:.0f} MB peak over {repeats} runs; exit {runs[-1][2]}")
     base, styled = medians.values()
     print(f"--style torch / torch: {styled / base:.2f}× (goal ≤ 2×)")
+
+
+def _sharded_speed(repeats: int) -> None:
+    """--shards 5,11,0,3 on examples/syncbn_torch.py: four ranks started once, the default battery on them."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("--shards: torch not installed, skipped")
+        return
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        report = run_audit(AuditOptions(target=SYNCBN, shards="5,11,0,3"))
+        times.append(time.perf_counter() - start)
+    print(
+        f"--shards 5,11,0,3 (4 gloo ranks) with examples/syncbn_torch.py: median {statistics.median(times):.3f} s "
+        f"for {len(report.cases)} case runs, ranks started included (goal ≤ 15 s); verdict {report.verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def unbiased(largest_k: int) -> None:
         dx = (dy - dy.mean(axis=0) - s * dw / k) / std
         problem = gc.Problem(x, dy, w, b, 1e-5)
         cells = []
-        for probes in ([None, 8] if k <= 3000 else [8]):
+        for probes in [None, 8] if k <= 3000 else [8]:
             start = time.perf_counter()
             report = gc.check_gradients(problem, gc.CheckedGradients(dx=dx, dw=dw), probes=probes)
             took = time.perf_counter() - start

@@ -59,8 +59,8 @@ def part(module: str) -> str:
     """The part of bncli a module belongs to, as the README's Design list names them."""
     names = module.split(".")[1:] or ["bncli"]
     if names[0] == "audit" and len(names) > 1:
-        calling = ("targets", "worker", "styles", "protocol", "cmd", "interface", "processes")
-        adapters = {"run": "audit.run"} | dict.fromkeys(calling, "audit.targets")
+        calling = ("targets", "worker", "styles", "protocol", "cmd", "interface", "processes", "shards")
+        adapters = {"run": "audit.run", "shard_worker": "audit.run"} | dict.fromkeys(calling, "audit.targets")
         return adapters.get(names[1], "audit")
     return "audit.run" if names == ["audit"] else names[0]  # bncli.audit is bncli.audit(), the driver's
 

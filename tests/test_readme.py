@@ -93,5 +93,7 @@ def test_readme_command_prints_what_the_readme_shows(line, command, expected, re
     for package in ("torch", "jax"):  # never bncli dependencies: installed by hand
         if f"--style {package} " in command and importlib.util.find_spec(package) is None:
             pytest.skip(f"needs {package}")
+    if "--shards" in command and importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
     shown = normalized(run_on_terminal(command, repository_like))
     assert shown == normalized(expected), f"README line {line}: $ {command}\n--- shown ---\n{shown}"

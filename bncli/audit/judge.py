@@ -58,6 +58,7 @@ class CaseResult:
     quantities: dict[str, QuantityResult]
     extreme: bool = False
     computes_in: str | None = None  # the precision its outputs evidently come from, when lower than dtype
+    shards: dict | None = None  # --shards: the plan, the split used, the dw/db convention found
 
 
 def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs, layout: str) -> QuantityResult:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
-from . import targets
+from . import shards, targets
 from .cases import CASES, CASES_BY_NAME, QUANTITIES, YARDSTICK, Case, CaseInputs, layout_shape, list_cases
 from .consistency import CONSISTENCY_TOLERANCE, ConsistencyResult, consistency
 from .findings import Evidence, Finding, find
@@ -76,6 +76,8 @@ class AuditOptions:
     quantities: Sequence[str] = QUANTITIES  # those judged; the others are SKIPPED
     eps: float | None = None  # None: each case's own; else every case runs at this eps
     style: str | None = None  # None: detected from the target's source (bncli.audit.styles.detect)
+    shards: str | None = None  # "auto" or sizes "5,11,0,3": run the battery distributed (audit/shards.py)
+    torchrun: bool = False  # this process is a rank of torchrun's group (audit/shard_worker.py)
 
 
 @dataclass
@@ -83,8 +85,8 @@ class _Runs:
     """What running the cases gave, before the unit case settles WRONG against INACCURATE."""
 
     results: list[CaseResult] = field(default_factory=list)
-    # (inputs, reference, outputs) of each default case, beside its result: what the findings read
-    runs: list[tuple[CaseInputs, Reference, dict[str, np.ndarray]]] = field(default_factory=list)
+    # (index of its result, inputs, reference, outputs) of each default case: what the findings read
+    runs: list[tuple[int, CaseInputs, Reference, dict[str, np.ndarray]]] = field(default_factory=list)
     consistency: list[ConsistencyResult] = field(default_factory=list)
 
 
@@ -104,15 +106,19 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
         options, cases=_names(options.cases), dtypes=_names(options.dtypes), quantities=_names(options.quantities)
     )
     cases = _selected(options)
+    order = ([] if any(case.name == YARDSTICK for case in cases) else [CASES_BY_NAME[YARDSTICK]]) + cases
+    selected = {case.name for case in cases}
+    if options.shards is not None:
+        name, notes, runs, remarks = _run_plans(order, options, progress)
+        return _report(name, notes, runs, selected, options, remarks)
     target = targets.resolve(
         options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout, style=options.style
     )
-    order = ([] if any(case.name == YARDSTICK for case in cases) else [CASES_BY_NAME[YARDSTICK]]) + cases
     try:
         runs = _run_all(target, order, options, progress)
     finally:
         target.close()
-    return _report(target, {case.name for case in cases}, runs, options)
+    return _report(target.name, target.notes, runs, selected, options)
 
 
 def _names(value) -> tuple[str, ...]:
@@ -152,8 +158,28 @@ def _validate_judging(options: AuditOptions) -> None:
         raise InputError(f"--timeout must be a positive number of seconds, not {options.timeout}")
 
 
-def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, progress) -> _Runs:
-    runs = _Runs()
+def _run_plans(order: list[Case], options: AuditOptions, progress):
+    """The battery once per shard plan, each case's result marked with its plan and split."""
+    if options.cmd is not None:
+        raise InputError("--shards runs a Python function on each rank, not a --cmd program")
+    runs, notes, remarks = _Runs(), set(), set()
+    for plan in shards.parse_plans(options.shards):
+        target = shards.ShardedTarget(options.target, plan, options.layout, options.timeout, options.torchrun)
+        told = progress and (lambda what, plan=plan: progress(f"plan {shards.label(plan)}: {what}"))
+        start = len(runs.results)
+        try:
+            _run_all(target, order, replace(options, consistency=False), told, runs)
+        finally:
+            target.close()
+        marked = [replace(r, shards=target.described.get((r.name, r.dtype))) for r in runs.results[start:]]
+        runs.results[start:] = marked
+        notes |= target.notes
+        remarks |= target.remarks
+    return target.name, notes, runs, sorted(remarks)
+
+
+def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, progress, runs=None) -> _Runs:
+    runs = _Runs() if runs is None else runs
     with np.errstate(all="ignore"):  # a target's inf and NaN are judged, never warned about
         for dtype in options.dtypes:
             for case in order:
@@ -172,7 +198,7 @@ def _run_one(target: targets.Target, case: Case, inputs: CaseInputs, options: Au
     result, outputs, ref = _run_case(target, case, inputs, options)
     runs.results.append(result)
     if not case.extreme:  # extremes test range, not formulas: nothing to name there
-        runs.runs.append((inputs, ref, outputs))
+        runs.runs.append((len(runs.results) - 1, inputs, ref, outputs))
     if options.consistency and case.name == YARDSTICK and inputs.dtype == "float64" and outputs:
         precision = result.computes_in or inputs.dtype
         runs.consistency.append(consistency(target.call, inputs, outputs, options.layout, precision))
@@ -200,22 +226,25 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: A
     return CaseResult(case.name, inputs.dtype, shape, "", None, quantities, case.extreme, precision), outputs, ref
 
 
-def _report(target: targets.Target, selected: set[str], runs: _Runs, options: AuditOptions) -> AuditReport:
-    """The verdicts settled against the unit case of each dtype, the findings, the target's notes."""
+def _report(
+    name: str, notes: set[str], runs: _Runs, selected: set[str], options: AuditOptions, remarks: Sequence[str] = ()
+) -> AuditReport:
+    """The verdicts settled against the unit case of each dtype (and shard plan), the findings, the notes
+    (inputs changed in place), and ``remarks``, further lines for the diagnosis."""
     results = _precisions(runs.results)
-    yardsticks = {r.dtype: r for r in results if r.name == YARDSTICK}
-    settled = [settle(r, yardsticks.get(r.dtype)) for r in results]
+    yardsticks = {(_plan(r), r.dtype): r for r in results if r.name == YARDSTICK}
+    settled = [settle(r, _yardstick(r, yardsticks)) for r in results]
     chosen = [r for r in settled if r.name in selected]
-    evidence = _evidence(runs, chosen)
-    findings = find(evidence) + [Finding("inputs_modified", [], [], note) for note in sorted(target.notes)]
+    evidence = _evidence(runs, settled, selected)
+    findings = find(evidence) + [Finding("inputs_modified", [], [], note) for note in sorted(notes)]
     missing = _never_returned(settled, options.quantities)
     verdict = overall([r.verdict for r in chosen] + (["INCOMPLETE"] if missing else []))
-    diagnosis = [finding.text for finding in findings]
+    diagnosis = [finding.text for finding in findings] + shards.plan_findings(settled) + list(remarks)
     diagnosis += inaccuracy_hints(chosen, evidence, named={where for f in findings for where in f.cases})
     if missing:
         diagnosis.append(_incomplete_line(missing, options.quantities))
     return AuditReport(
-        target=target.name,
+        target=name,
         layout=options.layout,
         verdict=verdict,
         cases=chosen,
@@ -226,14 +255,25 @@ def _report(target: targets.Target, selected: set[str], runs: _Runs, options: Au
     )
 
 
-def _evidence(runs: _Runs, chosen: list[CaseResult]) -> list[Evidence]:
+def _evidence(runs: _Runs, settled: list[CaseResult], selected: set[str]) -> list[Evidence]:
     """What the findings read: each selected default case that ran, beside its settled result."""
-    by_case = {(r.name, r.dtype): r for r in chosen if not r.extreme and not r.error}
     return [
         Evidence(inputs, ref, outputs, result, result.computes_in or inputs.dtype)
-        for inputs, ref, outputs in runs.runs
-        if (result := by_case.get((inputs.name, inputs.dtype))) is not None
+        for index, inputs, ref, outputs in runs.runs
+        if (result := settled[index]).name in selected and not result.extreme and not result.error
     ]
+
+
+def _yardstick(result: CaseResult, yardsticks: dict) -> CaseResult | None:
+    """The unit case of the result's dtype (and plan); under --shards only where split alike (even or not)."""
+    unit = yardsticks.get((_plan(result), result.dtype))
+    if unit is not None and result.shards and not shards.split_alike(unit.shards["split"], result.shards["split"]):
+        return None
+    return unit
+
+
+def _plan(result: CaseResult):
+    return None if result.shards is None else tuple(result.shards["plan"])
 
 
 def _precisions(results: list[CaseResult]) -> list[CaseResult]:

@@ -34,6 +34,8 @@ EXAMPLES = """Examples:
   bncli audit --cmd './batchnorm' --dtype float64 -o report.json
 
   bncli audit --cmd 'env OMP_NUM_THREADS=1 ./batchnorm'
+
+  bncli audit examples/syncbn_torch.py:syncbn --shards 5,11,0,3
 """
 
 
@@ -116,6 +118,17 @@ def audit(
     timeout: Annotated[
         float, option("--timeout", help="Seconds each call may take before it is an ERROR.", panel=AUDIT, min=0.001)
     ] = options.DEFAULT_TIMEOUT,
+    shards: Annotated[
+        str | None,
+        option(
+            "--shards",
+            help="Distributed (needs torch): split each batch into consecutive shards of these sizes (0 allowed; "
+            "read as proportions when they do not add up to a case's rows), one process per shard in a gloo "
+            "torch.distributed group. auto: even, uneven, with an empty shard, one shard.",
+            panel=AUDIT,
+            metavar="N1,N2,…|auto",
+        ),
+    ] = None,
     format: Annotated[
         AuditFormat | None,
         option(
@@ -151,6 +164,7 @@ def audit(
             timeout=timeout,
             eps=eps,
             **judged,
+            shards=shards,
         )  # fmt: skip
     )
 

@@ -107,6 +107,7 @@ def _case_json(result) -> dict:
             }
             for name, q in result.quantities.items()
         },
+        **({} if result.shards is None else {"plan": result.shards}),
     }
 
 
@@ -132,6 +133,29 @@ def report_json(report) -> dict:
             for c in report.consistency
         ],
         "yardstick": [_case_json(r) for r in report.yardstick],
+        **_plans_json(report.cases),
+    }
+
+
+def _plans_json(results) -> dict:
+    """--shards: ``{"plans": [{"plan", "verdict", "dw_db"}]}``, one per plan in the order run; else nothing."""
+    from ..audit.judge import overall
+
+    plans: dict[tuple, list] = {}
+    for result in results:
+        if result.shards:
+            plans.setdefault(tuple(result.shards["plan"]), []).append(result)
+    if not plans:
+        return {}
+    return {
+        "plans": [
+            {
+                "plan": list(plan),
+                "verdict": overall(r.verdict for r in runs),
+                "dw_db": sorted({r.shards["dw_db"] for r in runs if r.shards["dw_db"]}),
+            }
+            for plan, runs in plans.items()
+        ]
     }
 
 
@@ -144,11 +168,16 @@ def failure_lines(result) -> list[str]:
         if q.verdict in ("WRONG", "INACCURATE"):
             at = ",".join(str(i) for i in q.worst)
             lines.append(
-                f"{result.name}/{result.dtype} {name} {q.verdict}: worst at [{at}] (feature {q.feature!r}) "
+                f"{result.name}/{result.dtype}{_split_tag(result)} {name} {q.verdict}: worst at [{at}] "
+                f"(feature {q.feature!r}) "
                 f"expected {q.expected!r}, obtained {q.obtained!r}; {q.beyond} element(s) beyond budget, "
                 f"error/budget {q.ratio:.3g}"
             )
     return lines
+
+
+def _split_tag(result) -> str:
+    return f" (shards {'+'.join(map(str, result.shards['split']))})" if result.shards else ""
 
 
 def consistency_line(result) -> str:
@@ -180,6 +209,7 @@ def report_text(report) -> str:
     for r in report.cases + report.yardstick:
         tag = " (extreme)" if r.extreme else " (yardstick only)" if r in report.yardstick else ""
         cells = "  ".join(f"{q}={r.quantities[q].verdict}" for q in QUANTITIES)
+        tag += _split_tag(r)
         lines.append(f"  {r.name:<{width}} {r.dtype:<8} {r.verdict:<10} {cells}{tag}")
     for r in report.cases:
         lines.extend("  " + line for line in failure_lines(r))
@@ -210,6 +240,8 @@ def _case_tables(report, width: int) -> list:
     default = [r for r in report.cases if not r.extreme]
     extreme = [r for r in report.cases if r.extreme]
     legend = "cells: the verdict, and error/budget beyond budget"
+    if any(r.shards for r in default):
+        return _plan_tables(title, default, width, legend)
     tables = [_case_table(title, default, width, legend)] if default else []
     if extreme:
         heading = "extreme cases (opt-in: a textbook implementation's squares overflow or underflow)"
@@ -217,6 +249,20 @@ def _case_tables(report, width: int) -> list:
     if report.yardstick:
         heading = "yardstick only (not selected; tells WRONG from INACCURATE)"
         tables.append(_case_table(heading, report.yardstick, width))
+    return tables
+
+
+def _plan_tables(title: str, results, width: int, legend: str) -> list:
+    """--shards: a table per plan, the split of each case in it, and how the ranks returned dw and db."""
+    plans = {}
+    for result in results:
+        plans.setdefault(tuple(result.shards["plan"]), []).append(result)
+    tables = []
+    for plan, runs in plans.items():
+        conventions = sorted({r.shards["dw_db"] for r in runs if r.shards["dw_db"]})
+        found = f"dw, db returned as {' and '.join(conventions)}" if conventions else ""
+        heading = f"{title}, shards {','.join(map(str, plan))}"
+        tables.append(_case_table(heading, runs, width, "; ".join(filter(None, [legend, found]))))
     return tables
 
 
@@ -229,14 +275,18 @@ def _case_table(title: str, results, width: int, caption: str | None = None):
     table.min_width = min(table.min_width or 0, width)
     table.caption = _caption(results, caption) if short else caption
     table.min_width = min(max(table.min_width or 0, len(table.caption or "")), width)
-    for header in ("case", "dtype", "shape", *QUANTITIES, "verdict"):
+    sharded = any(result.shards for result in results)
+    for header in ("case", "dtype", "shape", *(("split",) if sharded else ()), *QUANTITIES, "verdict"):
         table.add_column(header, justify="left", overflow="fold", no_wrap=header != "case")  # numbers never wrap
     for result in results:
         cells = [
             _verdict_text(result.quantities[name].verdict, result.quantities[name].ratio, short) for name in QUANTITIES
         ]
         shape = "×".join(str(d) for d in result.shape)
-        table.add_row(literal(result.name), result.dtype, shape, *cells, _verdict_text(result.verdict, short=short))
+        split = ("+".join(map(str, result.shards["split"])),) if sharded else ()
+        table.add_row(
+            literal(result.name), result.dtype, shape, *split, *cells, _verdict_text(result.verdict, short=short)
+        )
     return table
 
 

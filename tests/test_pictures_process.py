@@ -1,0 +1,77 @@
+"""--plot and picture files as a user makes them: real processes, exit codes, whole files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from conftest import on_terminal, run_process
+
+from bncli.io import read
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SAMPLE = read.sample_path()
+SAMPLE_DY = read.sample_path(read.SAMPLE_DY_NAME)
+
+
+def audit(*args, cwd=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "bncli", "audit", *map(str, args)], capture_output=True, cwd=cwd, timeout=timeout
+    )
+
+
+def no_traceback(run):
+    assert b"Traceback" not in run.stderr and b"Warning" not in run.stderr, run.stderr.decode()
+
+
+def test_the_audit_grid_is_drawn_with_plot(tmp_path):
+    run = audit("bncli", "--case", "unit", "--plot", "-f", "table")
+    assert run.returncode == 0 and b"error / budget" in run.stdout
+    svg = tmp_path / "audit.svg"
+    assert audit("bncli", "--case", "unit", "--plot", "-o", svg).returncode == 0
+    assert svg.read_text().lstrip().startswith("<svg")
+
+
+def test_grad_plot_draws_the_jacobian_and_the_error_map():
+    run = run_process("grad", SAMPLE, "--jacobian", "-c", "Hb", "--check", "--plot", "-f", "table")
+    text = run.stdout.decode()
+    assert run.returncode == 0 and "∂y/∂x of column Hb" in text and "error over the bound" in text
+    sweep = run_process("grad", SAMPLE, "--sweep", "--plot", "-f", "table").stdout.decode()
+    assert "against the step" in sweep
+
+
+def test_plot_is_refused_where_pictures_cannot_go(tmp_path):
+    assert b"--plot" in run_process("grad", SAMPLE, "--jacobian", "--plot", "-f", "json").stderr
+    assert run_process("grad", SAMPLE, "--plot", "-f", "table").returncode == 2  # nothing to draw
+    assert run_process("forward", SAMPLE, "-o", tmp_path / "y.svg").returncode == 0  # the table view, no pictures
+
+
+def test_picture_files_are_whole_and_atomic(tmp_path):
+    svg, html = tmp_path / "j.svg", tmp_path / "j.html"
+    assert run_process("grad", SAMPLE, "--jacobian", "-c", "Hb", "--plot", "-o", svg).returncode == 0
+    assert svg.read_text().lstrip().startswith("<svg") and svg.read_text().rstrip().endswith("</svg>")
+    assert run_process("grad", SAMPLE, "--jacobian", "-c", "Hb", "--plot", "-o", html).returncode == 0
+    assert "<html" in html.read_text().lower()
+    png = tmp_path / "j.png"
+    run = run_process("grad", SAMPLE, "--jacobian", "-c", "Hb", "-o", png)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert run.returncode == 2 and b"pip install matplotlib" in run.stderr and not png.exists()
+    else:
+        assert run.returncode == 0 and png.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_pictures_fit_a_dumb_terminal_and_label_their_scale(tmp_path):
+    data = tmp_path / "r40.csv"
+    np.savetxt(data, np.random.default_rng(0).standard_normal((40, 3)) * 1e6, delimiter=",", header="a,b,c")
+    argv = [sys.executable, "-m", "bncli", "grad", data, "--only", "jacobian", "-c", "1", "--plot"]
+    shown = on_terminal(argv, 40, {"TERM": "dumb"})
+    picture = shown[shown.index("∂y/∂x") :].splitlines()
+    assert all(len(line) <= 40 for line in picture), picture
+    ticks = next(line for line in picture if line.strip().startswith("-"))
+    assert len(ticks.split()) == 3, ticks  # low, 0, high: never glued

@@ -23,180 +23,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
 from . import options
+from .document import Document, Part
 from .errors import InputError, note
-from .io.files import check_output_path, write_files_atomically
+from .formats import stdout_is_terminal
+from .io.files import write_files_atomically
 from .io.write import format_json, write_delimited
-from .options import FIGURE_FORMATS, ONE_MATRIX_FORMATS, PICTURE_FILE_FORMATS, RECORDED_FORMATS
+from .options import FIGURE_FORMATS, ONE_MATRIX_FORMATS, RECORDED_FORMATS
 
 MATRIX_PARTS = (set(options.FORWARD_PARTS) | set(options.GRAD_PARTS)) - {"check"}  # what csv can print alone
-
-
-def stdout_is_terminal() -> bool:
-    try:
-        return sys.stdout is not None and sys.stdout.isatty()
-    except ValueError:  # closed
-        return False
-
-
-def resolve_format(outputs: options.OutputOptions, formats: tuple[str, ...], stdout_is_tty: bool) -> str:
-    """--format; else --output's extension (a picture file, or one of ``formats``); else by stdout.
-
-    ``formats[0]`` is what a terminal gets and ``formats[1]`` what a pipe or any other file gets.
-    """
-    if outputs.format:
-        return outputs.format
-    if outputs.output:
-        implied = format_for_path(outputs.output)
-        writable = formats + PICTURE_FILE_FORMATS
-        if implied is None or (implied not in writable and "csv" in formats):
-            return formats[1]  # forward and grad: "anything else csv", as the contract has it
-        if implied not in writable:
-            suffix = Path(outputs.output).suffix
-            raise InputError(
-                f"--output {outputs.output}: a {suffix} file holds {implied}, which this command does not write "
-                f"({', '.join(formats)}); name the file for one of them, or give --format"
-            )
-        return implied
-    return formats[0] if stdout_is_tty else formats[1]
-
-
-def format_for_path(path: str) -> str | None:
-    """The output format that a file name implies (.csv .json .tsv .npy .md .svg .html .png .pdf), or None."""
-    suffix = Path(path).suffix.lower()
-    return _FORMAT_BY_SUFFIX.get(suffix)
-
-
-_FORMAT_BY_SUFFIX = {
-    ".csv": "csv",
-    ".json": "json",
-    ".tsv": "tsv",
-    ".npy": "npy",
-    ".md": "markdown",
-    ".svg": "svg",
-    ".html": "html",
-    ".htm": "html",
-    ".png": "png",
-    ".pdf": "pdf",
-}
-
-
-@dataclass(frozen=True)
-class Part:
-    """One selectable piece of a result, as each format shows it.
-
-    ``matrix`` gives (values, header, row labels) for csv/tsv/npy; ``json`` the keys
-    it adds; ``tables`` its Rich renderables (functions of a Renderer) in the full
-    view and ``alone`` those shown when --only picks it (default: the same).
-    ``in_json``/``in_table``: part of the full json/table view. ``markdown``: its
-    Markdown text, where it has one. ``pictures``: what --plot draws of it.
-    """
-
-    name: str
-    json: Callable[[], dict]
-    tables: list[Callable]
-    matrix: Callable[[], tuple[np.ndarray, list[str], list[str] | None]] | None = None
-    in_json: bool = True
-    in_table: bool = True
-    alone: list[Callable] | None = None
-    markdown: Callable[[int, bool], str] | None = None  # (precision, full) → text
-    pictures: list[Callable] = field(default_factory=list)  # each → a bncli.pictures.Picture
-    drawn_instead: bool = False  # with --plot its pictures replace its tables (e.g. a Jacobian's numbers)
-
-
-@dataclass
-class Document:
-    """What a result shows: its parts, and around them what every format needs."""
-
-    parts: list[Part]
-    columns: list[str]  # names for ``columns`` in json and for naming non-finite values
-    context: str | None = None  # the first line of the table view
-    meta: dict = field(default_factory=dict)  # keys of the full json besides the parts'
-    has_header: bool = True
-    exit_code: int = 0
-    verdict: str | None = None  # on stderr unless a table on stdout shows the part ``verdict_part``
-    verdict_part: str = "check"
-    files: list[tuple[str, str, str]] = field(default_factory=list)  # (option, path, text) written besides -o
-    # (name, values, columns) → an input error for a non-finite array, worded for this result;
-    # None: the one for any non-finite number
-    require_finite: Callable[[str, np.ndarray, list[str]], None] | None = None
-
-
-# ------------------------------------------------------------------- validation
-
-
-def validate(
-    outputs: options.OutputOptions,
-    *,
-    formats: tuple[str, ...],
-    extras: dict[str, str] | None = None,
-    default: str | None = None,
-    pictures: bool = False,
-    stdout_is_tty: bool,
-) -> str:
-    """Refuse, before anything is computed, output options that cannot show what was asked for.
-
-    ``formats``: what the command can write (the first for a terminal, the second
-    otherwise); ``extras`` maps each part asked for beyond the default (e.g.
-    "stats": "--stats") to the option that asked; ``pictures``: whether the
-    command has pictures to draw with --plot. Returns the format.
-    """
-    if outputs.output == "":
-        raise InputError("--output '': give a file name (or leave --output out for stdout)")
-    fmt = resolve_format(outputs, formats, stdout_is_tty)
-    _validate_destination(outputs, fmt, formats, stdout_is_tty)
-    _validate_parts(outputs, fmt, extras or {}, default)
-    _validate_pictures(outputs, fmt, pictures)
-    if outputs.output:
-        check_output_path(outputs.output, "--output")
-    return fmt
-
-
-def _validate_destination(outputs: options.OutputOptions, fmt: str, formats: tuple[str, ...], stdout_is_tty: bool):
-    """The format is one this command writes, and goes where it can: pictures and binary data to a file."""
-    if fmt not in formats + PICTURE_FILE_FORMATS:
-        raise InputError(f"--format {fmt}: this command writes {', '.join(formats)}")
-    if fmt in PICTURE_FILE_FORMATS and not outputs.output:
-        raise InputError(f"{fmt} pictures are written to a file: give --output NAME.{fmt}")
-    if fmt == "npy" and not outputs.output and stdout_is_tty:
-        raise InputError("-f npy writes binary data: give --output FILE.npy or pipe it")
-
-
-def _validate_parts(outputs: options.OutputOptions, fmt: str, extras: dict[str, str], default: str | None) -> None:
-    if fmt in ONE_MATRIX_FORMATS:
-        shown = outputs.only or default
-        for part, option in extras.items():
-            if part != shown:
-                alone = f"--only {part} for it alone, or " if part in MATRIX_PARTS else ""
-                fix = f"use {alone}-f json or -f table for everything"
-                raise InputError(f"{option}: {fmt} output carries one matrix ({shown}); {fix}")
-    elif outputs.only:
-        for part, option in extras.items():
-            if part != outputs.only:
-                raise InputError(f"{option}: --only {outputs.only} shows {outputs.only} alone; drop one of them")
-
-
-def _validate_pictures(outputs: options.OutputOptions, fmt: str, pictures: bool) -> None:
-    if (outputs.plot or fmt in FIGURE_FORMATS) and not pictures:
-        asked = "--plot" if outputs.plot else f"--output {outputs.output}"
-        raise InputError(
-            f"{asked}: nothing to draw here; pictures are drawn of the Jacobian (grad --jacobian), "
-            "the check (grad --check, --sweep) and audits"
-        )
-    if outputs.plot and fmt not in ("table", *PICTURE_FILE_FORMATS):
-        raise InputError(
-            f"--plot draws pictures, which {fmt} cannot carry: use -f table, or -o NAME.svg, .html or .png"
-        )
-    if fmt in FIGURE_FORMATS:  # refused now, as a missing folder is, not after all the work
-        from .figures import require_matplotlib
-
-        require_matplotlib(fmt)
 
 
 # ----------------------------------------------------------------------- writing

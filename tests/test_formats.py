@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bncli import options, output
+from bncli import formats as output_formats
+from bncli import options
 
 
 def test_every_list_of_formats_is_chosen_from_the_registry():
@@ -15,7 +16,7 @@ def test_every_list_of_formats_is_chosen_from_the_registry():
         "GRAD_FORMATS": options.GRAD_FORMATS,
         "EXPLAIN_FORMATS": options.EXPLAIN_FORMATS,
         "AUDIT_FORMATS": options.AUDIT_FORMATS,
-        "file suffixes": tuple(output._FORMAT_BY_SUFFIX.values()),
+        "file suffixes": tuple(output_formats._FORMAT_BY_SUFFIX.values()),
     }
     for name, formats in chosen.items():
         assert set(formats) <= set(options.FORMATS), name
@@ -35,4 +36,4 @@ def test_a_command_offers_the_table_on_a_terminal_and_no_picture_file_by_name(fo
      ("p.svg", "svg"), ("p.htm", "html"), ("p.html", "html"), ("p.png", "png"), ("p.pdf", "pdf"), ("notes.txt", None)],
 )  # fmt: skip
 def test_a_file_name_implies_its_format(path, fmt):
-    assert output.format_for_path(path) == fmt
+    assert output_formats.format_for_path(path) == fmt

@@ -194,7 +194,7 @@ def _list_cases(outputs: options.OutputOptions) -> int:
     from dataclasses import replace
 
     from .. import commands, output
-    from ..output import format_for_path
+    from ..formats import format_for_path
     from ..present.audit import cases_document
 
     if outputs.format is None and (outputs.output is None or format_for_path(outputs.output) is None):

@@ -194,9 +194,9 @@ def value_of(choice: Enum | None) -> str | None:
 
 def validate_output(outputs: options.OutputOptions, formats: tuple[str, ...], **what) -> str:
     """The format to write, or an input error for output options that cannot show what was asked for."""
-    from .. import output
+    from .. import formats as output_formats
 
-    return output.validate(outputs, formats=formats, stdout_is_tty=output.stdout_is_terminal(), **what)
+    return output_formats.validate(outputs, formats=formats, stdout_is_tty=output_formats.stdout_is_terminal(), **what)
 
 
 def check_save_running(inputs: options.InputOptions) -> None:

@@ -33,7 +33,7 @@ _WIDE_AUDIT = 110
 def audit_document(report):
     """The report as the output dispatcher shows it: one part, ``report``, which ends with the verdict line
     (on stderr when no table shows it); exit 1 unless it passed."""
-    from ..output import Document, Part
+    from ..document import Document, Part
 
     part = Part(
         "report", lambda: report_json(report), [partial(_tables_for, report)], pictures=[partial(_grid, report)]
@@ -44,7 +44,7 @@ def audit_document(report):
 
 def cases_document(cases):
     """The battery (``--list-cases``): one line per case as a table, or ``{"cases": [...]}`` as json."""
-    from ..output import Document, Part
+    from ..document import Document, Part
 
     listing = [{"name": c.name, "description": c.description, "extreme": c.extreme} for c in cases]
     part = Part("cases", lambda: {"cases": listing}, [partial(_listing, cases)])

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..commands import ExplainResult
+from ..document import Document, Part
 from ..errors import printable
 from ..explain import Explanation
 from ..model import require_finite
-from ..output import Document, Part
 
 if TYPE_CHECKING:
     from rich.console import Group

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..commands import ForwardResult
+from ..document import Document, Part
 from ..io.write import format_json
 from ..model import Model, require_finite
-from ..output import Document, Part
 
 STAT_NAMES = ("mean", "var", "std", "weight", "bias")
 STD_LABEL = "std = √(var + ε)"

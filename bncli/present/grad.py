@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..commands import GradResult
-from ..output import Document, Part
+from ..document import Document, Part
 from .forward import model_document
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from functools import partial
 
 import numpy as np
 
-from ..audit.cases import QUANTITIES
+from ..audit.cases import JUDGED
+from ..audit.judge import QuantityResult
 
 _VERDICT_STYLES = {
     "PASS": "bold green",
@@ -69,11 +70,25 @@ def _grid(report):
     from ..pictures import AuditGrid
 
     cases = report.cases
+    names = judged_names(cases)
     labels = [f"{r.name} {r.dtype}" for r in cases]
-    ratios = [[np.nan if r.quantities[q].ratio is None else r.quantities[q].ratio for q in QUANTITIES] for r in cases]
-    letters = [[r.quantities[q].verdict[0] for q in QUANTITIES] for r in cases]
+    found = [[r.quantities.get(q, QuantityResult("MISSING")) for q in names] for r in cases]
+    ratios = [[np.nan if q.ratio is None else q.ratio for q in row] for row in found]
+    letters = [[q.verdict[0] for q in row] for row in found]
     target = report.target.rsplit("/", 1)[-1]  # a path's last part: the title must fit a picture
-    return AuditGrid(labels, QUANTITIES, ratios, letters, title=f"audit of {target}: error / budget")
+    headers = [COLUMN_LABELS.get(q, q) for q in names]
+    return AuditGrid(labels, headers, ratios, letters, title=f"audit of {target}: error / budget")
+
+
+# Short column labels: the running statistics' names would widen every table.
+COLUMN_LABELS = {"running_mean": "rm", "running_var": "rv"}
+RUNNING_LEGEND = "rm, rv: running mean and variance"
+
+
+def judged_names(results) -> list[str]:
+    """The quantities of these results, in the contract's order: y, dx, dw, db, then the running
+    statistics where a target returns (or is expected to return) them."""
+    return [q for q in JUDGED if any(q in r.quantities for r in results)]
 
 
 # ------------------------------------------------------------------------- json and text
@@ -208,7 +223,7 @@ def report_text(report) -> str:
     width = max((len(r.name) for r in report.cases), default=4)
     for r in report.cases + report.yardstick:
         tag = " (extreme)" if r.extreme else " (yardstick only)" if r in report.yardstick else ""
-        cells = "  ".join(f"{q}={r.quantities[q].verdict}" for q in QUANTITIES)
+        cells = "  ".join(f"{q}={r.quantities[q].verdict}" for q in JUDGED if q in r.quantities)
         tag += _split_tag(r)
         lines.append(f"  {r.name:<{width}} {r.dtype:<8} {r.verdict:<10} {cells}{tag}")
     for r in report.cases:
@@ -276,11 +291,17 @@ def _case_table(title: str, results, width: int, caption: str | None = None):
     table.caption = _caption(results, caption) if short else caption
     table.min_width = min(max(table.min_width or 0, len(table.caption or "")), width)
     sharded = any(result.shards for result in results)
-    for header in ("case", "dtype", "shape", *(("split",) if sharded else ()), *QUANTITIES, "verdict"):
+    names = judged_names(results)
+    if len(names) > len(JUDGED) - len(COLUMN_LABELS):
+        table.caption = "; ".join(filter(None, [table.caption, RUNNING_LEGEND]))
+    labels = [COLUMN_LABELS.get(q, q) for q in names]
+    for header in ("case", "dtype", "shape", *(("split",) if sharded else ()), *labels, "verdict"):
         table.add_column(header, justify="left", overflow="fold", no_wrap=header != "case")  # numbers never wrap
+    missing = QuantityResult("MISSING")
     for result in results:
         cells = [
-            _verdict_text(result.quantities[name].verdict, result.quantities[name].ratio, short) for name in QUANTITIES
+            _verdict_text(q.verdict, q.ratio, short)
+            for q in (result.quantities.get(name, missing) for name in names)
         ]
         shape = "×".join(str(d) for d in result.shape)
         split = ("+".join(map(str, result.shards["split"])),) if sharded else ()

@@ -13,7 +13,18 @@ import numpy as np
 from ..errors import InputError
 from ..options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
 from . import shards, targets
-from .cases import CASES, CASES_BY_NAME, JUDGED, QUANTITIES, RUNNING, YARDSTICK, Case, CaseInputs, layout_shape, list_cases
+from .cases import (
+    CASES,
+    CASES_BY_NAME,
+    JUDGED,
+    QUANTITIES,
+    RUNNING,
+    YARDSTICK,
+    Case,
+    CaseInputs,
+    layout_shape,
+    list_cases,
+)
 from .consistency import CONSISTENCY_TOLERANCE, ConsistencyResult, consistency
 from .findings import Evidence, Finding, find
 from .findings.hints import inaccuracy_hints
@@ -220,9 +231,9 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: A
     judged = [q for q in options.quantities if _representable(q, ref, inputs.dtype)]
     outputs = {q: v for q, v in outputs.items() if q in judged}
     quantities = {
-        q: compare(q, outputs[q], ref, inputs, layout) if q in outputs else QuantityResult(
-            "MISSING" if q in judged else "SKIPPED"
-        )
+        q: compare(q, outputs[q], ref, inputs, layout)
+        if q in outputs
+        else QuantityResult("MISSING" if q in judged else "SKIPPED")
         for q in shown
     }
     precision = computes_in(outputs, inputs.dtype)

@@ -300,8 +300,7 @@ def _case_table(title: str, results, width: int, caption: str | None = None):
     missing = QuantityResult("MISSING")
     for result in results:
         cells = [
-            _verdict_text(q.verdict, q.ratio, short)
-            for q in (result.quantities.get(name, missing) for name in names)
+            _verdict_text(q.verdict, q.ratio, short) for q in (result.quantities.get(name, missing) for name in names)
         ]
         shape = "×".join(str(d) for d in result.shape)
         split = ("+".join(map(str, result.shards["split"])),) if sharded else ()

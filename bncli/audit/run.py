@@ -50,6 +50,7 @@ class AuditReport:
     consistency: list[ConsistencyResult] = field(default_factory=list)
     # The unit case when --case left it out: run only as the yardstick for INACCURATE vs WRONG.
     yardstick: list[CaseResult] = field(default_factory=list)
+    eval: bool = False  # the battery ran in inference mode (--eval)
 
     @property
     def passed(self) -> bool:
@@ -157,6 +158,7 @@ def _validate(options: AuditOptions) -> None:
     if options.layout not in LAYOUTS:
         raise InputError(f"unknown layout {options.layout!r}; use nc, nchw or nhwc")
     _validate_judging(options)
+    _validate_mode(options)
 
 
 def _validate_judging(options: AuditOptions) -> None:
@@ -168,6 +170,14 @@ def _validate_judging(options: AuditOptions) -> None:
         raise InputError(f"--eps must be a finite number ≥ 0, not {options.eps}")
     if not options.timeout > 0:
         raise InputError(f"--timeout must be a positive number of seconds, not {options.timeout}")
+
+
+def _validate_mode(options: AuditOptions) -> None:
+    """--eval passes training=False and running statistics as keywords: a program (--cmd) and the ranks of
+    --shards are given neither."""
+    if options.eval and (options.cmd is not None or options.shards is not None):
+        what = "--cmd program" if options.cmd is not None else "--shards run"
+        raise InputError(f"--eval audits a Python function given training=False; a {what} is not passed it")
 
 
 def _run_plans(order: list[Case], options: AuditOptions, progress):
@@ -278,6 +288,7 @@ def _report(
         findings=findings,
         consistency=runs.consistency,
         yardstick=[r for r in settled if r.name not in selected],
+        eval=options.eval,
     )
 
 

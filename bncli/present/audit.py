@@ -80,9 +80,8 @@ def _grid(report):
     return AuditGrid(labels, headers, ratios, letters, title=f"audit of {target}: error / budget")
 
 
-# Short column labels: the running statistics' names would widen every table.
-COLUMN_LABELS = {"running_mean": "rm", "running_var": "rv"}
-RUNNING_LEGEND = "rm, rv: running mean and variance"
+# Shorter column labels: the running statistics' full names would widen every table.
+COLUMN_LABELS = {"running_mean": "run_mean", "running_var": "run_var"}
 
 
 def judged_names(results) -> list[str]:
@@ -131,6 +130,7 @@ def report_json(report) -> dict:
     return {
         "target": report.target,
         "layout": report.layout,
+        "mode": "eval" if report.eval else "training",
         "verdict": report.verdict,
         "passed": report.passed,
         "cases": [_case_json(r) for r in report.cases],
@@ -217,9 +217,13 @@ def report_view(report) -> str:
     return as_text(audit_document(report))
 
 
+def _setting(report) -> str:
+    return f"layout {report.layout}" + (", eval mode" if report.eval else "")
+
+
 def report_text(report) -> str:
     """The report as plain text (for AssertionError messages and logs)."""
-    lines = [f"bncli audit of {report.target} (layout {report.layout}): {report.verdict}"]
+    lines = [f"bncli audit of {report.target} ({_setting(report)}): {report.verdict}"]
     width = max((len(r.name) for r in report.cases), default=4)
     for r in report.cases + report.yardstick:
         tag = " (extreme)" if r.extreme else " (yardstick only)" if r in report.yardstick else ""
@@ -251,7 +255,7 @@ def renderables(report, width: int = 120) -> list:
 
 def _case_tables(report, width: int) -> list:
     """The default cases, the extreme ones, and the yardstick when it was run only as such: a table each."""
-    title = f"bncli audit of {report.target} (layout {report.layout})"
+    title = f"bncli audit of {report.target} ({_setting(report)})"
     default = [r for r in report.cases if not r.extreme]
     extreme = [r for r in report.cases if r.extreme]
     legend = "cells: the verdict, and error/budget beyond budget"
@@ -292,8 +296,6 @@ def _case_table(title: str, results, width: int, caption: str | None = None):
     table.min_width = min(max(table.min_width or 0, len(table.caption or "")), width)
     sharded = any(result.shards for result in results)
     names = judged_names(results)
-    if len(names) > len(JUDGED) - len(COLUMN_LABELS):
-        table.caption = "; ".join(filter(None, [table.caption, RUNNING_LEGEND]))
     labels = [COLUMN_LABELS.get(q, q) for q in names]
     for header in ("case", "dtype", "shape", *(("split",) if sharded else ()), *labels, "verdict"):
         table.add_column(header, justify="left", overflow="fold", no_wrap=header != "case")  # numbers never wrap

@@ -218,3 +218,37 @@ def test_eval_references_use_running_statistics_far_from_the_batchs():
         training = reference(inputs).values["y"]
         evaluated = reference(replace(inputs, training=False)).values["y"]
         assert np.max(np.abs(training - evaluated)) > 0.1 * np.max(np.abs(training - inputs.bias)), case.name
+
+
+def test_eval_refuses_a_program_and_shards():
+    for extra in (("--cmd", "./batchnorm"), ("bncli", "--shards", "2,2")):
+        done = run_process("audit", "--eval", *extra)
+        assert done.returncode == 2
+        assert "--eval audits a Python function given training=False" in done.stderr.decode()
+
+
+def test_a_cs231n_test_mode_without_a_cache_is_judged_on_y():
+    """The assignment's test mode returns cache None: no backward to call, so dx, dw, db are MISSING."""
+    example = str(EXAMPLES / "cs231n_layers.py")
+    code, report = audit_json(example, "--layout", "nchw", "--eval", "--case", "unit")
+    assert (code, report["verdict"], report["mode"]) == (1, "INCOMPLETE", "eval"), report["diagnosis"]
+    code, report = audit_json(example, "--layout", "nchw", "--eval", "--case", "unit", "--quantities", "y")
+    assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_torch_passes_eval_mode_in_every_layout(layout):
+    pytest.importorskip("torch")
+    code, report = audit_json("torch", "--eval", "--layout", layout, "--case", "unit", "--case", "offset")
+    assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
+
+
+def test_the_python_api_passes_the_declared_keywords_to_a_callable():
+    import bncli
+    from running_implementations import batch_statistics_always, correct
+
+    assert bncli.audit(correct, cases=["unit", "offset"], eval=True).passed
+    report = bncli.audit(batch_statistics_always, cases=["unit"], eval=True)
+    assert report.verdict == "WRONG"
+    assert [f.kind for f in report.findings] == ["batch_statistics_in_eval"]

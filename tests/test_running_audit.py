@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_process
+from running_implementations import batch_statistics_always, correct
 
+import bncli
 from bncli.audit.cases import CASES_BY_NAME
 from bncli.audit.reference import reference
 
@@ -245,9 +247,6 @@ def test_torch_passes_eval_mode_in_every_layout(layout):
 
 
 def test_the_python_api_passes_the_declared_keywords_to_a_callable():
-    import bncli
-    from running_implementations import batch_statistics_always, correct
-
     assert bncli.audit(correct, cases=["unit", "offset"], eval=True).passed
     report = bncli.audit(batch_statistics_always, cases=["unit"], eval=True)
     assert report.verdict == "WRONG"

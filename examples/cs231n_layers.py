@@ -11,7 +11,10 @@ import numpy as np
 def batchnorm_forward(x, gamma, beta, bn_param):
     mode = bn_param["mode"]
     eps = bn_param.get("eps", 1e-5)
-    momentum = bn_param.get("momentum", 0.9)
+    # PyTorch's convention, as bncli passes it: momentum weighs the new batch. The assignment's own
+    # (momentum 0.9 weighing the old, the biased variance) is what the audit names reversed_momentum
+    # and biased_running_variance.
+    momentum = bn_param.get("momentum", 0.1)
     N, D = x.shape
     running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
     running_var = bn_param.get("running_var", np.zeros(D, dtype=x.dtype))
@@ -23,8 +26,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
         xhat = xc / std
         out = gamma * xhat + beta
         cache = (xhat, gamma, std)
-        running_mean = momentum * running_mean + (1 - momentum) * mu
-        running_var = momentum * running_var + (1 - momentum) * var
+        running_mean = (1 - momentum) * running_mean + momentum * mu
+        running_var = (1 - momentum) * running_var + momentum * var * (N / (N - 1))
     elif mode == "test":
         out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta
         cache = None

@@ -15,11 +15,13 @@ def audit(func, **options):
     """Audit a batch-norm implementation; returns a :class:`bncli.audit.run.AuditReport`.
 
     ``func`` is a callable ``func(x, weight, bias, eps, dy)`` returning a mapping with
-    any of "y", "dx", "dw", "db" (or a tuple), or a target name: "FILE.py:FUNC",
+    any of "y", "dx", "dw", "db", "running_mean", "running_var" (or a tuple y, dx, dw, db);
+    it is passed those of the keywords running_mean, running_var, momentum, training that it
+    declares. Or a target name: "FILE.py:FUNC",
     "package.module:FUNC", "torch", "bncli". ``options`` are those of
     :class:`bncli.audit.run.AuditOptions`: ``cases``, ``extreme``, ``dtypes``,
     ``layout``, ``timeout``, ``cmd``, ``consistency``, ``quantities`` (those judged; default
-    all four), ``eps`` (every case at this eps), ``style`` (native, cs231n, torch, jax; None:
+    all), ``eps`` (every case at this eps), ``eval`` (inference mode), ``style`` (native, cs231n, torch, jax; None:
     detected from a named file). The report has ``.verdict`` (PASS, INACCURATE, INCOMPLETE,
     WRONG, ERROR), ``.passed`` and ``.findings``.
     """

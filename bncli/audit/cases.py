@@ -15,6 +15,11 @@ from functools import cache
 import numpy as np
 
 QUANTITIES = ("y", "dx", "dw", "db")
+# Judged where a target returns them (or declares the keywords that ask for them).
+RUNNING = ("running_mean", "running_var")
+JUDGED = QUANTITIES + RUNNING
+# PyTorch's default: the weight of the new batch in the running statistics.
+MOMENTUM = 0.1
 # The case that tells WRONG (beyond budget here too) from INACCURATE; always run.
 YARDSTICK = "unit"
 
@@ -31,6 +36,18 @@ class CaseInputs:
     bias: np.ndarray  # (n,), the case's dtype
     eps: float
     features: tuple[str, ...]
+    # The running statistics before the call, (n,) each in the case's dtype (None: 0 and 1).
+    running_mean: np.ndarray | None = None
+    running_var: np.ndarray | None = None
+    momentum: float = MOMENTUM
+    training: bool = True
+
+    def start_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """The running mean and variance before the call, in float64."""
+        n = self.x.shape[1]
+        mean = np.zeros(n) if self.running_mean is None else self.running_mean.astype(np.float64)
+        var = np.ones(n) if self.running_var is None else self.running_var.astype(np.float64)
+        return mean, var
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,27 @@ class Case:
         weight, bias = (np.broadcast_to(np.asarray(a, np.float64), (n,)) for a in (weight, bias))
         x, dy, weight, bias = (np.ascontiguousarray(a, dtype=dtype) for a in (x, dy, weight, bias))
         features = tuple(features) if features else tuple(str(j) for j in range(n))
-        return CaseInputs(self.name, dtype, x, dy, weight, bias, float(eps), features)
+        running_mean, running_var = start_statistics(x, dtype)
+        return CaseInputs(self.name, dtype, x, dy, weight, bias, float(eps), features, running_mean, running_var)
+
+
+def start_statistics(x: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Running statistics far from the batch's (mean m − 3·√v, variance 9·v, per column): in eval mode
+    the batch's statistics give another y altogether, and a reversed momentum another update.
+    A column constant to rounding starts at variance m² (1 where m = 0): its batch variance is rounding
+    alone, which then weighs nothing beside the start. A column whose statistics leave the dtype's range
+    starts at 0 and 1."""
+    finfo = np.finfo(dtype)
+    with np.errstate(all="ignore"):
+        x64 = x.astype(np.float64)
+        mean, var = x64.mean(axis=0), x64.var(axis=0)
+        constant = var <= x.shape[0] * (finfo.eps * mean) ** 2
+        start_mean = mean - 3 * np.sqrt(var)
+        start_var = np.where(constant, np.where(mean != 0, mean * mean, 1.0), 9 * var)
+        fits = np.isfinite(start_mean) & np.isfinite(start_var) & (start_var < finfo.max) & (start_var > finfo.tiny)
+        fits &= np.abs(start_mean) < finfo.max
+    start_mean, start_var = np.where(fits, start_mean, 0.0), np.where(fits, start_var, 1.0)
+    return start_mean.astype(dtype), start_var.astype(dtype)
 
 
 def _per_dtype(dtype: str, float64, float32):

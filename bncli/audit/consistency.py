@@ -7,7 +7,7 @@ kept here alone so that it can move onto a shared differencing engine in one pla
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -66,10 +66,9 @@ def consistency(
     w, b = inputs.weight.astype(np.float64), inputs.bias.astype(np.float64)
 
     def energy(x_, w_, b_) -> float:
-        shifted = CaseInputs(
-            inputs.name, inputs.dtype, x_.astype(inputs.dtype), inputs.dy, w_.astype(inputs.dtype),
-            b_.astype(inputs.dtype), inputs.eps, inputs.features,
-        )  # fmt: skip
+        # the same case (its mode and running statistics too) at the shifted inputs
+        shifted = replace(inputs, x=x_.astype(inputs.dtype), weight=w_.astype(inputs.dtype),
+                          bias=b_.astype(inputs.dtype))  # fmt: skip
         y = check_outputs(call(shifted), shifted, layout).get("y")
         if y is None:
             raise TargetError("returned no y on a perturbed input")

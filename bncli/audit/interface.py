@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
-from .cases import CaseInputs, to_layout
+from .cases import RUNNING, CaseInputs, to_layout
 
 # Seconds beyond which a timeout never comes (about 32 years): the clocks' waits do not reach further.
 LONGEST_TIMEOUT = 1e9
 INPUT_NAMES = ("x", "weight", "bias", "eps", "dy")
+# The keyword parameters a target may declare; it is passed those it declares, and no others.
+KEYWORDS = ("running_mean", "running_var", "momentum", "training")
+
+
+def declared_keywords(func) -> tuple[str, ...]:
+    """Those of :data:`KEYWORDS` that ``func`` names as parameters it can take by keyword."""
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # a builtin without a signature takes none of them
+        return ()
+    takes = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(name for name in KEYWORDS if name in parameters and parameters[name].kind in takes)
+
+
+def expected_running(func) -> tuple[str, ...]:
+    """The running statistics ``func`` is expected to return: those it declares. A style's adapter, which
+    declares them all to pass them on, says with ``expected_running`` (often none) what its target gives."""
+    declared = getattr(func, "expected_running", None)
+    return tuple(declared) if declared is not None else tuple(q for q in RUNNING if q in declared_keywords(func))
 
 
 def snapshot(arguments: tuple) -> list:
@@ -33,6 +54,8 @@ class Target:
     """
 
     name = "target"
+    # The running statistics the target is expected to return (a quantity returned in no case is INCOMPLETE).
+    expects: tuple[str, ...] = ()
 
     def __init__(self, layout: str, timeout: float):
         self.layout = layout
@@ -53,6 +76,16 @@ class Target:
         """``(x, weight, bias, eps, dy)`` for the target, in its layout, copies it may do with as it likes."""
         x, dy = to_layout(inputs.x, self.layout).copy(), to_layout(inputs.dy, self.layout).copy()
         return x, inputs.weight.copy(), inputs.bias.copy(), inputs.eps, dy
+
+    def keywords(self, inputs: CaseInputs) -> dict:
+        """Every keyword parameter's value for this case (a target is passed those it declares), copies."""
+        start_mean, start_var = inputs.start_statistics()
+        return {
+            "running_mean": start_mean.astype(inputs.dtype),
+            "running_var": start_var.astype(inputs.dtype),
+            "momentum": inputs.momentum,
+            "training": inputs.training,
+        }
 
     def note_changed(self, changed: list[str], inputs: CaseInputs) -> None:
         for name in changed:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .cases import QUANTITIES, CaseInputs, from_layout, layout_index, layout_shape
+from .cases import JUDGED, QUANTITIES, CaseInputs, from_layout, layout_index, layout_shape
 from .oneline import reason
 from .reference import Reference, budget
 
@@ -101,7 +101,8 @@ def settle(result: CaseResult, yardstick: CaseResult | None) -> CaseResult:
         if result.computes_in is not None:
             return False
         # Without a unit result that passes, nothing shows that the formula is right.
-        return yardstick is None or yardstick.quantities[name].verdict != "PASS"
+        unit = None if yardstick is None else yardstick.quantities.get(name)
+        return unit is None or unit.verdict != "PASS"
 
     quantities = {
         name: q if q.verdict != BEYOND else replace(q, verdict="WRONG" if wrong_on_unit(name) else "INACCURATE")
@@ -126,7 +127,7 @@ def check_outputs(outputs, inputs: CaseInputs, layout: str) -> dict[str, np.ndar
     full = layout_shape(k, n, layout)
     checked = {}
     for name, value in as_mapping(outputs).items():
-        if name in QUANTITIES and value is not None:
+        if name in JUDGED and value is not None:
             array = real_array(name, value)
             checked[name] = (
                 _per_sample(name, array, full, layout) if name in ("y", "dx") else _per_feature(name, array, n)

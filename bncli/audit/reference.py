@@ -28,7 +28,9 @@ from .cases import CaseInputs
 # textbook two-pass numpy of examples/batchnorm_numpy.py and the C example: y 0.62, dx 0.66,
 # dw 0.42, db 0.71 (float32; float64 ≤ 0.56). C_q = 4 leaves a margin of ≥ 5.6×, while the
 # classic mistakes exceed the budget by 1e2× (one-pass variance, float32 offset) to 1e13×.
-BUDGET_MULTIPLES = {"y": 4.0, "dx": 4.0, "dw": 4.0, "db": 4.0}
+# The running statistics are a mean and a variance weighed with their start: the same C_q (their
+# scales bound the error of the same sums).
+BUDGET_MULTIPLES = {"y": 4.0, "dx": 4.0, "dw": 4.0, "db": 4.0, "running_mean": 4.0, "running_var": 4.0}
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,46 @@ class Reference:
 
 
 def reference(inputs: CaseInputs) -> Reference:
-    """y, dx, dw, db in float64 with bncli's refined two-pass core, and their natural scales."""
+    """y, dx, dw, db in float64 with bncli's refined two-pass core (in eval mode from the running
+    statistics), the running statistics after the call, and the natural scales of all."""
     x, g = inputs.x.astype(np.float64), inputs.dy.astype(np.float64)
     w, b = inputs.weight.astype(np.float64), inputs.bias.astype(np.float64)
-    bn = core.forward(x, w, b, inputs.eps)
+    start_mean, start_var = inputs.start_statistics()
+    if inputs.training:
+        bn = core.forward(x, w, b, inputs.eps)
+    else:
+        bn = core.forward_eval(x, start_mean, start_var, w, b, inputs.eps)
     grads = core.backward(g, bn)
     values = {"y": bn.y, "dx": grads.dx, "dw": grads.dw, "db": grads.db}
-    return Reference(values, RoundingScales(np.abs(bn.s), bn.mean, bn.std, w, b, np.abs(g)).as_dict())
+    scales = RoundingScales(np.abs(bn.s), bn.mean, bn.std, w, b, np.abs(g)).as_dict()
+    running, running_scales = _running(inputs, bn if inputs.training else None, start_mean, start_var)
+    return Reference({**values, **running}, {**scales, **running_scales})
+
+
+def _running(inputs: CaseInputs, batch: core.BatchNorm | None, start_mean: np.ndarray, start_var: np.ndarray):
+    """PyTorch's update (momentum M on the new batch, the unbiased batch variance) in training, the start
+    values unchanged in eval; their scales: each term's magnitude, the batch's widened by √k as a sum's
+    rounding grows, and the variance's by 2·|m|·√v, what rounding the mean costs (x − m)²."""
+    k = inputs.x.shape[0]
+    if batch is None or k < 2:
+        values = {"running_mean": start_mean, "running_var": start_var}
+        return values, {name: _floored(np.abs(v)) for name, v in values.items()}
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, var = batch.mean, batch.var
+        unbiased = var * (k / (k - 1))
+        keep, new, growth = 1 - inputs.momentum, inputs.momentum, np.sqrt(k)
+        values = {"running_mean": keep * start_mean + new * mean, "running_var": keep * start_var + new * unbiased}
+        spread = np.sqrt(var)
+        scales = {
+            "running_mean": keep * np.abs(start_mean) + new * growth * (np.abs(mean) + spread),
+            "running_var": keep * np.abs(start_var) + new * growth * (unbiased + 2 * spread * np.abs(mean)),
+        }
+    return values, {name: _floored(s) for name, s in scales.items()}
+
+
+def _floored(scale: np.ndarray) -> np.ndarray:
+    """Never 0: a constant column that starts at 0 still has a scale to divide by."""
+    return np.maximum(scale, np.finfo(np.float64).tiny)
 
 
 def budget(name: str, dtype: str) -> float:

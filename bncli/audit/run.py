@@ -13,7 +13,18 @@ import numpy as np
 from ..errors import InputError
 from ..options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
 from . import shards, targets
-from .cases import CASES, CASES_BY_NAME, QUANTITIES, YARDSTICK, Case, CaseInputs, layout_shape, list_cases
+from .cases import (
+    CASES,
+    CASES_BY_NAME,
+    JUDGED,
+    QUANTITIES,
+    RUNNING,
+    YARDSTICK,
+    Case,
+    CaseInputs,
+    layout_shape,
+    list_cases,
+)
 from .consistency import CONSISTENCY_TOLERANCE, ConsistencyResult, consistency
 from .findings import Evidence, Finding, find
 from .findings.hints import inaccuracy_hints
@@ -39,6 +50,7 @@ class AuditReport:
     consistency: list[ConsistencyResult] = field(default_factory=list)
     # The unit case when --case left it out: run only as the yardstick for INACCURATE vs WRONG.
     yardstick: list[CaseResult] = field(default_factory=list)
+    eval: bool = False  # the battery ran in inference mode (--eval)
 
     @property
     def passed(self) -> bool:
@@ -73,7 +85,8 @@ class AuditOptions:
     layout: str = "nc"
     timeout: float = DEFAULT_TIMEOUT
     consistency: bool = True
-    quantities: Sequence[str] = QUANTITIES  # those judged; the others are SKIPPED
+    quantities: Sequence[str] = JUDGED  # those judged; the others are SKIPPED
+    eval: bool = False  # inference mode: training=False, the case's running statistics
     eps: float | None = None  # None: each case's own; else every case runs at this eps
     style: str | None = None  # None: detected from the target's source (bncli.audit.styles.detect)
     shards: str | None = None  # "auto" or sizes "5,11,0,3": run the battery distributed (audit/shards.py)
@@ -118,7 +131,7 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
         runs = _run_all(target, order, options, progress)
     finally:
         target.close()
-    return _report(target.name, target.notes, runs, selected, options)
+    return _report(target.name, target.notes, runs, selected, options, expects=target.expects)
 
 
 def _names(value) -> tuple[str, ...]:
@@ -145,17 +158,26 @@ def _validate(options: AuditOptions) -> None:
     if options.layout not in LAYOUTS:
         raise InputError(f"unknown layout {options.layout!r}; use nc, nchw or nhwc")
     _validate_judging(options)
+    _validate_mode(options)
 
 
 def _validate_judging(options: AuditOptions) -> None:
-    unknown_quantity = [q for q in options.quantities if q not in QUANTITIES]
+    unknown_quantity = [q for q in options.quantities if q not in JUDGED]
     if unknown_quantity or not options.quantities:
         named = unknown_quantity[0] if unknown_quantity else ""
-        raise InputError(f"unknown quantity {named!r} in --quantities; use a comma list of y, dx, dw, db")
+        raise InputError(f"unknown quantity {named!r} in --quantities; use a comma list of {', '.join(JUDGED)}")
     if options.eps is not None and not (np.isfinite(options.eps) and options.eps >= 0):
         raise InputError(f"--eps must be a finite number ≥ 0, not {options.eps}")
     if not options.timeout > 0:
         raise InputError(f"--timeout must be a positive number of seconds, not {options.timeout}")
+
+
+def _validate_mode(options: AuditOptions) -> None:
+    """--eval passes training=False and running statistics as keywords: a program (--cmd) and the ranks of
+    --shards are given neither."""
+    if options.eval and (options.cmd is not None or options.shards is not None):
+        what = "--cmd program" if options.cmd is not None else "--shards run"
+        raise InputError(f"--eval audits a Python function given training=False; a {what} is not passed it")
 
 
 def _run_plans(order: list[Case], options: AuditOptions, progress):
@@ -185,7 +207,7 @@ def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, p
             for case in order:
                 if progress:
                     progress(f"{case.name} {dtype}")
-                inputs = case.inputs(dtype)
+                inputs = replace(case.inputs(dtype), training=not options.eval)
                 at_eps = inputs if options.eps is None else replace(inputs, eps=options.eps)
                 _run_one(target, case, at_eps, options, runs)
     if options.consistency and "float64" not in options.dtypes:
@@ -215,19 +237,33 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: A
         message = f"case {case.name} ({inputs.dtype}): {error}"
         quantities = {q: QuantityResult("ERROR") for q in QUANTITIES}
         return CaseResult(case.name, inputs.dtype, shape, "ERROR", message, quantities, case.extreme), {}, ref
-    outputs = {q: v for q, v in outputs.items() if q in options.quantities}
+    shown = QUANTITIES + tuple(q for q in RUNNING if q in outputs or q in target.expects)
+    judged = [q for q in options.quantities if _representable(q, ref, inputs.dtype)]
+    outputs = {q: v for q, v in outputs.items() if q in judged}
     quantities = {
         q: compare(q, outputs[q], ref, inputs, layout)
         if q in outputs
-        else QuantityResult("MISSING" if q in options.quantities else "SKIPPED")
-        for q in QUANTITIES
+        else QuantityResult("MISSING" if q in judged else "SKIPPED")
+        for q in shown
     }
     precision = computes_in(outputs, inputs.dtype)
     return CaseResult(case.name, inputs.dtype, shape, "", None, quantities, case.extreme, precision), outputs, ref
 
 
+def _representable(name: str, ref: Reference, dtype: str) -> bool:
+    """A running statistic is judged where its exact value fits the dtype: an extreme case's variance
+    may not (y, dx, dw, db always do, or are judged as the contract says: inf where finite is beyond)."""
+    return name not in RUNNING or bool(np.all(np.abs(ref.values[name]) <= np.finfo(dtype).max))
+
+
 def _report(
-    name: str, notes: set[str], runs: _Runs, selected: set[str], options: AuditOptions, remarks: Sequence[str] = ()
+    name: str,
+    notes: set[str],
+    runs: _Runs,
+    selected: set[str],
+    options: AuditOptions,
+    remarks: Sequence[str] = (),
+    expects: Sequence[str] = (),
 ) -> AuditReport:
     """The verdicts settled against the unit case of each dtype (and shard plan), the findings, the notes
     (inputs changed in place), and ``remarks``, further lines for the diagnosis."""
@@ -237,7 +273,7 @@ def _report(
     chosen = [r for r in settled if r.name in selected]
     evidence = _evidence(runs, settled, selected)
     findings = find(evidence) + [Finding("inputs_modified", [], [], note) for note in sorted(notes)]
-    missing = _never_returned(settled, options.quantities)
+    missing = _never_returned(settled, options.quantities, expects)
     verdict = overall([r.verdict for r in chosen] + (["INCOMPLETE"] if missing else []))
     diagnosis = [finding.text for finding in findings] + shards.plan_findings(settled) + list(remarks)
     diagnosis += inaccuracy_hints(chosen, evidence, named={where for f in findings for where in f.cases})
@@ -252,6 +288,7 @@ def _report(
         findings=findings,
         consistency=runs.consistency,
         yardstick=[r for r in settled if r.name not in selected],
+        eval=options.eval,
     )
 
 
@@ -293,10 +330,12 @@ def _precisions(results: list[CaseResult]) -> list[CaseResult]:
     return [replace(r, computes_in=precision(r)) for r in results]
 
 
-def _never_returned(results: list[CaseResult], asked: Sequence[str]) -> list[str]:
-    """The quantities asked for that no case that ran returned (none, when every case was an ERROR)."""
+def _never_returned(results: list[CaseResult], asked: Sequence[str], expects: Sequence[str]) -> list[str]:
+    """The quantities asked for and expected (y, dx, dw, db; the running statistics a target declares)
+    that no case that ran returned (none, when every case was an ERROR)."""
     ran = [r for r in results if not r.error]
-    return [q for q in asked if ran and all(r.quantities[q].verdict == "MISSING" for r in ran)]
+    expected = [q for q in asked if q in QUANTITIES or q in expects]
+    return [q for q in expected if ran and all(r.quantities[q].verdict == "MISSING" for r in ran)]
 
 
 def _incomplete_line(missing: list[str], asked: Sequence[str]) -> str:

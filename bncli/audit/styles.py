@@ -140,13 +140,32 @@ def _cs231n(spec: str, layout: str):
     backward_name = backward_name or CS231N_BACKWARD[layout]
     forward, backward = (_function_in(module, spec, location, name) for name in (forward_name, backward_name))
 
-    def batchnorm(x, weight, bias, eps, dy):
-        bn_param = {"mode": "train", "eps": eps, "momentum": DEFAULT_MOMENTUM}
+    def batchnorm(x, weight, bias, eps, dy, running_mean, running_var, momentum=DEFAULT_MOMENTUM, training=True):
+        given = {"running_mean": running_mean, "running_var": running_var}
+        before = {name: value.copy() for name, value in given.items()}
+        bn_param = {"mode": "train" if training else "test", "eps": eps, "momentum": momentum, **given}
         out, cache = _unpacked(forward(x, weight, bias, bn_param), 2, spec, forward_name, "(out, cache)")
+        written = _written(bn_param, given, before)
+        if cache is None and not training:  # the assignment's test mode keeps no cache: y alone, no backward
+            return {"y": out, **written}
         dx, dgamma, dbeta = _unpacked(backward(dy, cache), 3, spec, backward_name, "(dx, dgamma, dbeta)")
-        return {"y": out, "dx": dx, "dw": dgamma, "db": dbeta}
+        return {"y": out, "dx": dx, "dw": dgamma, "db": dbeta, **written}
 
+    batchnorm.expected_running = ()  # a forward that never writes bn_param's running statistics keeps none
     return batchnorm
+
+
+def _written(bn_param: dict, given: dict, before: dict) -> dict:
+    """The running statistics a cs231n forward wrote into ``bn_param``, replaced or changed in place; one
+    left as given is not returned (MISSING: that forward keeps no running statistics)."""
+    import numpy as np
+
+    written = {}
+    for name, value in given.items():
+        now = bn_param.get(name)
+        if now is not None and (now is not value or not np.array_equal(now, before[name], equal_nan=True)):
+            written[name] = now
+    return written
 
 
 def _function_in(module, spec: str, location: str, name: str):
@@ -201,7 +220,7 @@ def _torch(spec: str):
     target = worker.load_function(spec)
     if not isinstance(target, type):
         _check_arguments(spec, target, "torch")
-        return _torch_call(torch, spec, lambda x, w, b, eps: (target(x, w, b, eps), w, b))
+        return _torch_call(torch, spec, lambda x, w, b, eps, _running: (target(x, w, b, eps), w, b, {}))
     if not issubclass(target, torch.nn.Module):
         raise InputError(
             f"target {spec!r}: {target.__name__} is a class but not a torch.nn.Module subclass; style torch "
@@ -215,29 +234,51 @@ def _torch(spec: str):
             f"{target.__name__}(num_features, eps=eps), which style torch does"
         ) from None
 
-    def run_module(x, weight, bias, eps):
-        module = target(weight.shape[0], eps=eps).to(x.dtype).train()  # fresh: no running buffers, no .grad
+    def run_module(x, weight, bias, eps, running):
+        module = target(weight.shape[0], eps=eps).to(x.dtype).train(running["training"])  # fresh: no .grad
         w, b = _affine(spec, module, weight.shape[0])
+        buffers = _running_buffers(torch, module, running)
         with torch.no_grad():
             w.copy_(weight.detach().reshape(w.shape))
             b.copy_(bias.detach().reshape(b.shape))
-        return module(x), w, b
+        y = module(x)
+        return y, w, b, {name: _numpy(buffer, flat=True) for name, buffer in buffers.items()}
 
     return _torch_call(torch, spec, run_module)
 
 
-def _torch_call(torch, spec: str, forward):
-    """The native function: ``forward(x, weight, bias, eps) -> (y, w, b)`` on tensors, backward by autograd."""
+def _running_buffers(torch, module, running: dict) -> dict:
+    """The module's running_mean and running_var buffers (those it has), set to the case's start values,
+    its momentum to the case's (PyTorch's attribute, when it has one)."""
+    buffers = {}
+    with torch.no_grad():
+        for name in ("running_mean", "running_var"):
+            buffer = getattr(module, name, None)
+            if isinstance(buffer, torch.Tensor) and buffer.numel() == running[name].size:
+                buffer.copy_(torch.from_numpy(running[name]).reshape(buffer.shape))
+                buffers[name] = buffer
+    if isinstance(getattr(module, "momentum", None), float):
+        module.momentum = running["momentum"]
+    return buffers
 
-    def batchnorm(x, weight, bias, eps, dy):
+
+def _torch_call(torch, spec: str, forward):
+    """The native function: ``forward(x, weight, bias, eps, running) -> (y, w, b, running statistics)`` on
+    tensors, backward by autograd; ``running`` the case's start values, momentum and mode."""
+
+    def batchnorm(x, weight, bias, eps, dy, running_mean, running_var, momentum, training):
         tx = torch.from_numpy(x).requires_grad_(True)
         tw, tb = (torch.from_numpy(a).requires_grad_(True) for a in (weight, bias))
-        y, w, b = forward(tx, tw, tb, eps)
+        running = {"running_mean": running_mean, "running_var": running_var, "momentum": momentum,
+                   "training": training}  # fmt: skip
+        y, w, b, statistics = forward(tx, tw, tb, eps, running)
         if not isinstance(y, torch.Tensor):
             raise InputError(f"target {spec!r}: returned {_kind(y)}; style torch expects the tensor y")
         y.backward(torch.from_numpy(dy).to(y.dtype))
-        return {"y": _numpy(y), "dx": _numpy(tx.grad), "dw": _numpy(w.grad, flat=True), "db": _numpy(b.grad, flat=True)}
+        gradients = {"dx": _numpy(tx.grad), "dw": _numpy(w.grad, flat=True), "db": _numpy(b.grad, flat=True)}
+        return {"y": _numpy(y), **gradients, **statistics}
 
+    batchnorm.expected_running = ()  # a module without running buffers, or a function, keeps none
     return batchnorm
 
 

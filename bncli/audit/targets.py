@@ -24,7 +24,7 @@ from ..errors import InputError
 from . import protocol, styles
 from .cases import CaseInputs, to_layout
 from .cmd import CommandTarget
-from .interface import Target, changed_inputs, snapshot
+from .interface import Target, changed_inputs, declared_keywords, expected_running, snapshot
 from .judge import TargetError
 from .oneline import describe
 from .processes import has_ended, kill_group
@@ -41,16 +41,19 @@ class FunctionTarget(Target):
         super().__init__(layout, timeout)
         self.func = func
         self.name = name
+        self.declared = declared_keywords(func)
+        self.expects = expected_running(func)
 
     def call(self, inputs: CaseInputs):
         args = self.arguments(inputs)
+        keywords = {name: value for name, value in self.keywords(inputs).items() if name in self.declared}
         before = snapshot(args)
         box: dict = {}
 
         def run():
             try:
                 with np.errstate(all="ignore"):  # the target's overflow is judged by its results, not warned about
-                    box["value"] = self.func(*args)
+                    box["value"] = self.func(*args, **keywords)
             except BaseException as error:  # noqa: BLE001 - anything the target raises is its ERROR
                 box["error"] = error
 
@@ -104,6 +107,7 @@ class ProcessTarget(Target):
             self.close()
             raise InputError(reply.text)
         assert reply.kind == "ready", reply
+        self.expects = tuple(name for name in reply.text.split(",") if name)
 
     def call(self, inputs: CaseInputs):
         if self.process is not None and has_ended(self.process):
@@ -111,9 +115,9 @@ class ProcessTarget(Target):
         if self.process is None:
             self._start("importing it again")
         deadline = self._deadline()
-        limit = protocol.reply_limit(2 * inputs.x.size + 2 * inputs.weight.size)
+        limit = protocol.reply_limit(2 * inputs.x.size + 4 * inputs.weight.size)
         try:
-            self._send(self.arguments(inputs), deadline)
+            self._send((self.arguments(inputs), self.keywords(inputs)), deadline)
             reply = self._reply("running", limit, deadline)
         except protocol.TimedOut:
             self.close()
@@ -127,9 +131,9 @@ class ProcessTarget(Target):
         self.note_changed(reply.changed, inputs)
         return reply.outputs
 
-    def _send(self, arguments: tuple, deadline: float | None) -> None:
+    def _send(self, request: tuple, deadline: float | None) -> None:
         try:
-            protocol.send_request(self.process.stdin.fileno(), arguments, deadline)
+            protocol.send_request(self.process.stdin.fileno(), request, deadline)
         except OSError:
             pass  # the worker is gone: the reply that does not come says how
 
@@ -163,23 +167,32 @@ class ProcessTarget(Target):
 
 
 class BncliTarget(Target):
-    """bncli's own core in the case's dtype (the self-test)."""
+    """bncli's own core in the case's dtype (the self-test), its running statistics as PyTorch's."""
 
     name = "bncli"
+    expects = ("running_mean", "running_var")
 
     def call(self, inputs: CaseInputs):
-        bn = core.forward(inputs.x, inputs.weight, inputs.bias, inputs.eps)
+        given = self.keywords(inputs)
+        running_mean, running_var = given["running_mean"], given["running_var"]
+        if inputs.training:
+            bn = core.forward(inputs.x, inputs.weight, inputs.bias, inputs.eps)
+            running_mean, running_var = core.update_running(running_mean, running_var, bn, inputs.momentum)
+        else:
+            bn = core.forward_eval(inputs.x, running_mean, running_var, inputs.weight, inputs.bias, inputs.eps)
         grads = core.backward(inputs.dy, bn)
         return {
             "y": to_layout(bn.y, self.layout),
             "dx": to_layout(grads.dx, self.layout),
             "dw": grads.dw,
             "db": grads.db,
+            "running_mean": running_mean,
+            "running_var": running_var,
         }
 
 
 class TorchTarget(FunctionTarget):
-    """torch.nn.functional.batch_norm in training mode, gradients by autograd, in the case's dtype."""
+    """torch.nn.functional.batch_norm (training or eval mode, with running statistics), gradients by autograd."""
 
     def __init__(self, layout: str, timeout: float):
         try:
@@ -190,14 +203,15 @@ class TorchTarget(FunctionTarget):
 
 
 def _torch_batchnorm(torch, layout: str):
-    def batchnorm(x, weight, bias, eps, dy):
+    def batchnorm(x, weight, bias, eps, dy, running_mean, running_var, momentum, training):
         tx = torch.from_numpy(x)
         if layout == "nhwc":
             tx = tx.permute(0, 3, 1, 2)  # torch wants channels second; the gradient comes back permuted
         tx = tx.detach().requires_grad_(True)
         tw = torch.from_numpy(weight).requires_grad_(True)
         tb = torch.from_numpy(bias).requires_grad_(True)
-        y = torch.nn.functional.batch_norm(tx, None, None, tw, tb, training=True, eps=eps)
+        rm, rv = torch.from_numpy(running_mean), torch.from_numpy(running_var)  # updated in place
+        y = torch.nn.functional.batch_norm(tx, rm, rv, tw, tb, training=training, momentum=momentum, eps=eps)
         tdy = torch.from_numpy(dy)
         if layout == "nhwc":
             tdy = tdy.permute(0, 3, 1, 2)
@@ -208,6 +222,8 @@ def _torch_batchnorm(torch, layout: str):
             "dx": back(tx.grad).numpy(),
             "dw": tw.grad.numpy(),
             "db": tb.grad.numpy(),
+            "running_mean": rm.numpy(),
+            "running_var": rv.numpy(),
         }
 
     return batchnorm

@@ -32,13 +32,14 @@ def plain_outputs(value, args) -> dict:
 
     Raises TargetError for a result that is not one, or holds more values than the case has.
     """
-    from .cases import QUANTITIES
+    from .cases import JUDGED
     from .judge import TargetError, as_mapping, real_array
 
-    expected = {"y": args[0].size, "dx": args[0].size, "dw": args[1].size, "db": args[1].size}
+    per_sample, per_feature = args[0].size, args[1].size
+    expected = {name: per_sample if name in ("y", "dx") else per_feature for name in JUDGED}
     plain = {}
     for name, item in as_mapping(value).items():
-        if type(name) is str and name in QUANTITIES and item is not None:
+        if type(name) is str and name in JUDGED and item is not None:
             array = real_array(name, item)
             if array.size > expected[name]:
                 raise TargetError(f"{name} has {array.size} values; expected {expected[name]}")
@@ -46,7 +47,8 @@ def plain_outputs(value, args) -> dict:
     return plain
 
 
-def _call(func, args) -> protocol.Reply:
+def _call(func, args, keywords: dict | None = None) -> protocol.Reply:
+    """One call: ``keywords`` those of the running statistics that the function declares."""
     import numpy as np
 
     from .interface import changed_inputs, snapshot
@@ -55,7 +57,7 @@ def _call(func, args) -> protocol.Reply:
     before = snapshot(args)
     try:
         with np.errstate(all="ignore"):  # the target's overflow is judged by its results, not warned about
-            value = func(*args)
+            value = func(*args, **(keywords or {}))
     except InputError as error:  # a style's adapter found the target is not what that style expects
         return protocol.Reply("input-error", str(error))
     except BaseException as error:  # noqa: BLE001 - anything the target raises (SystemExit too) is its ERROR
@@ -147,9 +149,14 @@ def main(load=load_function) -> None:
         text = f"target {sys.argv[1]!r}: cannot import it: {describe(error)}"
         protocol.send_reply(replies, protocol.Reply("input-error", text))
         return
-    protocol.send_reply(replies, protocol.Reply("ready"))
-    while (args := protocol.receive_request(requests)) is not None:
-        protocol.send_reply(replies, _call(func, args))
+    from .interface import declared_keywords, expected_running
+
+    declared = declared_keywords(func)
+    # The ready reply names the running statistics the function is expected to return.
+    protocol.send_reply(replies, protocol.Reply("ready", ",".join(expected_running(func))))
+    while (request := protocol.receive_request(requests)) is not None:
+        args, keywords = request
+        protocol.send_reply(replies, _call(func, args, {name: keywords[name] for name in declared}))
 
 
 if __name__ == "__main__":

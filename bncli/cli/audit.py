@@ -25,6 +25,8 @@ EXAMPLES = """Examples:
 
   bncli audit torch --layout nchw
 
+  bncli audit torch --eval
+
   bncli audit my_layer.py:forward --quantities y
 
   bncli audit --style cs231n cs231n/layers.py:batchnorm_backward_alt
@@ -99,8 +101,9 @@ def audit(
         str | None,
         option(
             "--quantities",
-            help="Comma list of the quantities to judge (y, dx, dw, db); one asked for and returned in no case "
-            "makes the audit INCOMPLETE. Default: all four.",
+            help="Comma list of the quantities to judge (y, dx, dw, db, running_mean, running_var); one asked "
+            "for and returned in no case makes the audit INCOMPLETE (the running statistics only for a target "
+            "that declares them). Default: all.",
             panel=AUDIT,
             metavar="LIST",
             show_default=False,
@@ -115,6 +118,15 @@ def audit(
             show_default=False,
         ),
     ] = None,
+    eval_mode: Annotated[
+        bool,
+        option(
+            "--eval",
+            help="Inference mode: the target gets training=False and running statistics far from the batch's "
+            "(cs231n: mode test; torch: .eval()); y, dx judged against w·(x − rm)/√(rv + ε) + b, w/√(rv + ε).",
+            panel=AUDIT,
+        ),
+    ] = False,
     timeout: Annotated[
         float, option("--timeout", help="Seconds each call may take before it is an ERROR.", panel=AUDIT, min=0.001)
     ] = options.DEFAULT_TIMEOUT,
@@ -163,6 +175,7 @@ def audit(
             layout=layout.value,
             timeout=timeout,
             eps=eps,
+            eval=eval_mode,
             **judged,
             shards=shards,
         )  # fmt: skip

@@ -11,7 +11,8 @@ from functools import partial
 
 import numpy as np
 
-from ..audit.cases import QUANTITIES
+from ..audit.cases import JUDGED
+from ..audit.judge import QuantityResult
 
 _VERDICT_STYLES = {
     "PASS": "bold green",
@@ -69,11 +70,24 @@ def _grid(report):
     from ..pictures import AuditGrid
 
     cases = report.cases
+    names = judged_names(cases)
     labels = [f"{r.name} {r.dtype}" for r in cases]
-    ratios = [[np.nan if r.quantities[q].ratio is None else r.quantities[q].ratio for q in QUANTITIES] for r in cases]
-    letters = [[r.quantities[q].verdict[0] for q in QUANTITIES] for r in cases]
+    found = [[r.quantities.get(q, QuantityResult("MISSING")) for q in names] for r in cases]
+    ratios = [[np.nan if q.ratio is None else q.ratio for q in row] for row in found]
+    letters = [[q.verdict[0] for q in row] for row in found]
     target = report.target.rsplit("/", 1)[-1]  # a path's last part: the title must fit a picture
-    return AuditGrid(labels, QUANTITIES, ratios, letters, title=f"audit of {target}: error / budget")
+    headers = [COLUMN_LABELS.get(q, q) for q in names]
+    return AuditGrid(labels, headers, ratios, letters, title=f"audit of {target}: error / budget")
+
+
+# Shorter column labels: the running statistics' full names would widen every table.
+COLUMN_LABELS = {"running_mean": "run_mean", "running_var": "run_var"}
+
+
+def judged_names(results) -> list[str]:
+    """The quantities of these results, in the contract's order: y, dx, dw, db, then the running
+    statistics where a target returns (or is expected to return) them."""
+    return [q for q in JUDGED if any(q in r.quantities for r in results)]
 
 
 # ------------------------------------------------------------------------- json and text
@@ -116,6 +130,7 @@ def report_json(report) -> dict:
     return {
         "target": report.target,
         "layout": report.layout,
+        "mode": "eval" if report.eval else "training",
         "verdict": report.verdict,
         "passed": report.passed,
         "cases": [_case_json(r) for r in report.cases],
@@ -202,13 +217,17 @@ def report_view(report) -> str:
     return as_text(audit_document(report))
 
 
+def _setting(report) -> str:
+    return f"layout {report.layout}" + (", eval mode" if report.eval else "")
+
+
 def report_text(report) -> str:
     """The report as plain text (for AssertionError messages and logs)."""
-    lines = [f"bncli audit of {report.target} (layout {report.layout}): {report.verdict}"]
+    lines = [f"bncli audit of {report.target} ({_setting(report)}): {report.verdict}"]
     width = max((len(r.name) for r in report.cases), default=4)
     for r in report.cases + report.yardstick:
         tag = " (extreme)" if r.extreme else " (yardstick only)" if r in report.yardstick else ""
-        cells = "  ".join(f"{q}={r.quantities[q].verdict}" for q in QUANTITIES)
+        cells = "  ".join(f"{q}={r.quantities[q].verdict}" for q in JUDGED if q in r.quantities)
         tag += _split_tag(r)
         lines.append(f"  {r.name:<{width}} {r.dtype:<8} {r.verdict:<10} {cells}{tag}")
     for r in report.cases:
@@ -236,7 +255,7 @@ def renderables(report, width: int = 120) -> list:
 
 def _case_tables(report, width: int) -> list:
     """The default cases, the extreme ones, and the yardstick when it was run only as such: a table each."""
-    title = f"bncli audit of {report.target} (layout {report.layout})"
+    title = f"bncli audit of {report.target} ({_setting(report)})"
     default = [r for r in report.cases if not r.extreme]
     extreme = [r for r in report.cases if r.extreme]
     legend = "cells: the verdict, and error/budget beyond budget"
@@ -276,11 +295,14 @@ def _case_table(title: str, results, width: int, caption: str | None = None):
     table.caption = _caption(results, caption) if short else caption
     table.min_width = min(max(table.min_width or 0, len(table.caption or "")), width)
     sharded = any(result.shards for result in results)
-    for header in ("case", "dtype", "shape", *(("split",) if sharded else ()), *QUANTITIES, "verdict"):
+    names = judged_names(results)
+    labels = [COLUMN_LABELS.get(q, q) for q in names]
+    for header in ("case", "dtype", "shape", *(("split",) if sharded else ()), *labels, "verdict"):
         table.add_column(header, justify="left", overflow="fold", no_wrap=header != "case")  # numbers never wrap
+    missing = QuantityResult("MISSING")
     for result in results:
         cells = [
-            _verdict_text(result.quantities[name].verdict, result.quantities[name].ratio, short) for name in QUANTITIES
+            _verdict_text(q.verdict, q.ratio, short) for q in (result.quantities.get(name, missing) for name in names)
         ]
         shape = "×".join(str(d) for d in result.shape)
         split = ("+".join(map(str, result.shards["split"])),) if sharded else ()

@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..cases import QUANTITIES, CaseInputs
+from ..cases import JUDGED, CaseInputs
 from ..judge import CaseResult, compare, settle
 from ..reference import Reference, reference
 from . import signatures
-from .variants import ONE_PASS_FIX, VARIANTS, Variant, distance, with_eps
+from .variants import EVAL_VARIANTS, ONE_PASS_FIX, VARIANTS, Variant, distance, with_eps
 
 KINDS = (
     "unbiased_variance", "eps_outside_sqrt", "fixed_eps", "missing_mean_term", "missing_s_term",
     "one_pass_variance", "dw_db_swapped", "eval_gradient_in_training", "lower_precision",
-    "intermediate_out_of_range", "identically_zero", "inputs_modified",
+    "intermediate_out_of_range", "identically_zero", "inputs_modified", "biased_running_variance",
+    "reversed_momentum", "batch_statistics_in_eval",
 )  # fmt: skip
 SHOWN_CASES = 3
 
@@ -68,7 +69,7 @@ class Evidence:
 
     @property
     def failed(self) -> list[str]:
-        return [q for q in QUANTITIES if q in self.outputs and self.verdict(q) in ("WRONG", "INACCURATE")]
+        return [q for q in JUDGED if q in self.outputs and self.verdict(q) in ("WRONG", "INACCURATE")]
 
 
 def gradient_evidence(x, dy, weight, bias, eps: float, gradients: dict[str, np.ndarray]) -> Evidence:
@@ -100,7 +101,7 @@ class _Collector:
         found = []
         for kind, entry in self.kinds.items():
             cases = sorted(entry["cases"], key=lambda where: -entry["cases"][where])
-            names = [q for q in QUANTITIES if q in entry["quantities"]]
+            names = [q for q in JUDGED if q in entry["quantities"]]
             shown = ", ".join(cases[:SHOWN_CASES]) + (
                 f" and {len(cases) - SHOWN_CASES} more" if len(cases) > SHOWN_CASES else ""
             )
@@ -191,7 +192,7 @@ def _fixed_eps(evidence: list[Evidence]) -> float | None:
     estimates = [
         estimate
         for e in evidence
-        if "y" in e.failed and e.computes_in == e.inputs.dtype
+        if "y" in e.failed and e.computes_in == e.inputs.dtype and e.inputs.training
         and (estimate := signatures.evident_eps(e.inputs, e.outputs["y"], e.computes_in)) is not None
     ]  # fmt: skip
     if not estimates:
@@ -210,7 +211,8 @@ def _examine(e: Evidence, collector: _Collector, eps: float | None) -> None:
     remaining = _zero(e, e.failed, collector)
     remaining = _out_of_range(e, remaining, collector)
     remaining = _closest_variants(e, remaining, collector, eps)
-    _one_pass(e, remaining, collector)
+    if e.inputs.training:  # in eval mode no variance is computed
+        _one_pass(e, remaining, collector)
 
 
 def _zero(e: Evidence, quantities: list[str], collector: _Collector) -> list[str]:
@@ -257,8 +259,9 @@ def _collapsed(e: Evidence, name: str) -> bool:
 
 def _closest_variants(e: Evidence, quantities: list[str], collector: _Collector, eps: float | None) -> list[str]:
     """Name each quantity by the variant closest to it (a fixed eps among them); the unnamed ones."""
-    candidates = [(v.kind, v.values(e.inputs), _variant_text(v), {}) for v in VARIANTS]
-    if eps is not None:
+    variants = VARIANTS if e.inputs.training else EVAL_VARIANTS
+    candidates = [(v.kind, v.values(e.inputs), _variant_text(v), {}) for v in variants]
+    if eps is not None and e.inputs.training:
         fixed = Variant("fixed_eps", "", "", with_eps(eps))
         candidates.insert(0, ("fixed_eps", fixed.values(e.inputs), _fixed_eps_text, {"eps": eps}))
     named: dict[str, list[str]] = {}

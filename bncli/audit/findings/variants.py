@@ -88,6 +88,36 @@ def _eps_outside(inputs):
     return textbook(x, g, bn.weight, bn.bias, bn.mean, np.sqrt(bn.var) + inputs.eps)
 
 
+def _running(unbiased: bool, on_new: float):
+    """Running statistics updated with ``on_new`` the weight of the new batch, the variance unbiased or not."""
+
+    def compute(inputs):
+        x, _, bn = _stats(inputs)
+        k = x.shape[0]
+        start_mean, start_var = inputs.start_statistics()
+        var = bn.var * (k / (k - 1)) if unbiased and k > 1 else bn.var
+        keep = 1 - on_new
+        return {"running_mean": keep * start_mean + on_new * bn.mean, "running_var": keep * start_var + on_new * var}
+
+    return compute
+
+
+def _biased_running(inputs):
+    return _running(False, inputs.momentum)(inputs)
+
+
+def _reversed_momentum(unbiased: bool):
+    """Keras's convention (momentum 0.99 keeps 99 % of the old), with the variance unbiased or not."""
+    return lambda inputs: _running(unbiased, 1 - inputs.momentum)(inputs)
+
+
+def _batch_statistics(inputs):
+    """Eval mode computed as training mode: the batch's mean and variance, and their gradient."""
+    x, g, bn = _stats(inputs)
+    grads = core.backward(g, bn)
+    return {"y": bn.y, "dx": grads.dx, "dw": grads.dw, "db": grads.db}
+
+
 def _dx_only(formula):
     def compute(inputs):
         x, g, bn = _stats(inputs)
@@ -114,6 +144,8 @@ def _one_pass(inputs):
 
 
 DX_FIX = "dx = (w/σ)·(dy − mean(dy) − s·mean(dy·s))"
+REVERSED = "the reversed momentum convention (Keras: momentum = weight of the old statistics)"
+REVERSED_FIX = "running ← (1 − momentum)·running + momentum·batch: PyTorch's momentum weighs the new batch"
 ONE_PASS_FIX = "compute the variance in two passes: mean first, then mean((x − m)²)"
 VARIANTS = (
     Variant(
@@ -143,6 +175,28 @@ VARIANTS = (
     ),
     Variant("dw_db_swapped", "dw and db swapped", "dw = Σ dy·s and db = Σ dy", _swapped),
     Variant("one_pass_variance", "a one-pass variance E[x²] − E[x]²", ONE_PASS_FIX, _one_pass),
+    Variant(
+        "biased_running_variance",
+        "a running variance updated with the biased batch variance",
+        "update the running variance with the unbiased batch variance v·k/(k − 1), as PyTorch does",
+        _biased_running,
+    ),
+    Variant("reversed_momentum", REVERSED, REVERSED_FIX, _reversed_momentum(True)),
+    Variant(
+        "reversed_momentum",
+        f"{REVERSED} and a biased running variance",
+        f"{REVERSED_FIX}, with the unbiased batch variance v·k/(k − 1)",
+        _reversed_momentum(False),
+    ),
+)
+# In eval mode only these mistakes make sense: the training-mode ones compute batch statistics.
+EVAL_VARIANTS = (
+    Variant(
+        "batch_statistics_in_eval",
+        "the batch's statistics used in eval mode",
+        "in eval mode normalize with the running statistics: y = w·(x − rm)/√(rv + ε) + b, dx = (w/√(rv + ε))·dy",
+        _batch_statistics,
+    ),
 )
 
 

@@ -102,6 +102,21 @@ def terminal_stdin(monkeypatch):
     monkeypatch.setattr(inputs, "stdin_is_piped", lambda: False)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def audit_process(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    """``bncli audit ARGS`` as a real process, from ``cwd``; stdout and stderr captured as bytes."""
+    return subprocess.run(
+        [sys.executable, "-m", "bncli", "audit", *map(str, args)], capture_output=True, cwd=cwd, timeout=timeout
+    )
+
+
+def no_traceback(run) -> None:
+    assert b"Traceback" not in run.stderr and b"Warning" not in run.stderr, run.stderr.decode()
+
+
 def run_process(
     *args: str, input: bytes | None = None, timeout: float = 120, env: dict | None = None
 ) -> subprocess.CompletedProcess:

@@ -6,31 +6,18 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import run_process
+from conftest import EXAMPLES, ROOT, audit_process, no_traceback, run_process
 
 from bncli.io import read
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
 SAMPLE = read.sample_path()
 SAMPLE_DY = read.sample_path(read.SAMPLE_DY_NAME)
 
 
-def audit(*args, cwd=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "bncli", "audit", *map(str, args)], capture_output=True, cwd=cwd, timeout=timeout
-    )
-
-
-def no_traceback(run):
-    assert b"Traceback" not in run.stderr and b"Warning" not in run.stderr, run.stderr.decode()
-
-
 def test_the_self_test_passes_everything_in_both_dtypes():
-    run = audit("bncli", "--extreme", "-f", "json")
+    run = audit_process("bncli", "--extreme", "-f", "json")
     no_traceback(run)
     report = json.loads(run.stdout)
     assert run.returncode == 0 and report["verdict"] == "PASS"
@@ -39,14 +26,14 @@ def test_the_self_test_passes_everything_in_both_dtypes():
 
 
 def test_a_textbook_numpy_implementation_passes():
-    run = audit(f"{EXAMPLES / 'batchnorm_numpy.py'}:batchnorm")
+    run = audit_process(f"{EXAMPLES / 'batchnorm_numpy.py'}:batchnorm")
     no_traceback(run)
     assert run.returncode == 0, run.stdout.decode()[-2000:]
     assert b"PASS" in run.stdout
 
 
 def test_one_pass_variance_is_inaccurate_not_wrong_and_named():
-    run = audit(f"{EXAMPLES / 'one_pass_variance.py'}:batchnorm", "-f", "json")
+    run = audit_process(f"{EXAMPLES / 'one_pass_variance.py'}:batchnorm", "-f", "json")
     report = json.loads(run.stdout)
     assert run.returncode == 1 and report["verdict"] == "INACCURATE"
     unit = [c for c in report["cases"] if c["name"] == "unit"]
@@ -60,7 +47,7 @@ def test_one_pass_variance_is_inaccurate_not_wrong_and_named():
     [("unbiased_variance.py", "unbiased variance"), ("missing_mean_term.py", "mean term")],
 )
 def test_formula_mistakes_are_wrong_and_named(example, named):
-    run = audit(f"{EXAMPLES / example}:batchnorm", "--dtype", "float64")
+    run = audit_process(f"{EXAMPLES / example}:batchnorm", "--dtype", "float64")
     text = run.stdout.decode()
     assert run.returncode == 1 and "WRONG" in text and named in text, text[-3000:]
 
@@ -79,7 +66,7 @@ def test_targets_that_fail_are_errors_and_the_rest_goes_on(tmp_path):
         "    m = x.mean(0); v = ((x - m) ** 2).mean(0)\n"
         "    return {'y': w * (x - m) / np.sqrt(v + eps) + b}\n"
     )
-    run = audit(f"{target}:bn", "--dtype", "float64", "--timeout", "2", "-f", "json")
+    run = audit_process(f"{target}:bn", "--dtype", "float64", "--timeout", "2", "-f", "json")
     no_traceback(run)
     report = json.loads(run.stdout)
     by_name = {c["name"]: c for c in report["cases"]}
@@ -101,16 +88,16 @@ def test_targets_that_fail_are_errors_and_the_rest_goes_on(tmp_path):
     ],
 )
 def test_a_target_that_cannot_be_found_is_an_input_error(target, message):
-    run = audit(target, cwd=ROOT)
+    run = audit_process(target, cwd=ROOT)
     lines = run.stderr.decode().strip().splitlines()
     assert run.returncode == 2 and run.stdout == b"" and len(lines) == 1 and message in lines[0], lines
 
 
 def test_usage_errors_of_audit():
-    assert audit("bncli", "--case", "nope").returncode == 2
-    assert audit().returncode == 2
-    assert audit("bncli", "--cmd", "true").returncode == 2
-    listed = audit("--list-cases")
+    assert audit_process("bncli", "--case", "nope").returncode == 2
+    assert audit_process().returncode == 2
+    assert audit_process("bncli", "--cmd", "true").returncode == 2
+    listed = audit_process("--list-cases")
     assert listed.returncode == 0 and b"unit" in listed.stdout and b"--extreme" in listed.stdout
 
 
@@ -118,7 +105,7 @@ def test_usage_errors_of_audit():
 def test_the_c_example_passes_through_cmd(tmp_path):
     program = tmp_path / "batchnorm"
     subprocess.run(["cc", "-O2", "-o", program, EXAMPLES / "batchnorm.c", "-lm"], check=True)
-    run = audit("--cmd", program, "-f", "json", "-o", tmp_path / "report.json")
+    run = audit_process("--cmd", program, "-f", "json", "-o", tmp_path / "report.json")
     no_traceback(run)
     report = json.loads((tmp_path / "report.json").read_text())
     assert run.returncode == 0 and report["verdict"] == "PASS" and run.stdout == b""
@@ -128,13 +115,13 @@ def test_a_command_that_fails_is_an_error_with_its_last_stderr_line(tmp_path):
     script = tmp_path / "fails.sh"
     script.write_text("#!/bin/sh\necho 'starting' >&2\necho 'cannot open x.csv: no luck' >&2\nexit 3\n")
     script.chmod(0o755)
-    run = audit("--cmd", script, "--case", "unit", "--dtype", "float64", "-f", "json")
+    run = audit_process("--cmd", script, "--case", "unit", "--dtype", "float64", "-f", "json")
     case = json.loads(run.stdout)["cases"][0]
     assert run.returncode == 1 and case["verdict"] == "ERROR" and "cannot open x.csv: no luck" in case["error"]
 
 
 def test_torch_is_audited_or_refused_with_what_to_install():
-    run = audit("torch", "--dtype", "float64", "--layout", "nchw")
+    run = audit_process("torch", "--dtype", "float64", "--layout", "nchw")
     no_traceback(run)
     try:
         import torch  # noqa: F401
@@ -195,7 +182,7 @@ def hostile(tmp_path):
 )
 def test_a_target_that_exits_crashes_or_hangs_is_an_error_for_that_case(hostile, function, message):
     cases = ("--case", "unit", "--case", "two_rows", "--case", "blood")
-    run = audit(f"{hostile}:{function}", "--dtype", "float64", *cases, "--timeout", "3", "-f", "json")
+    run = audit_process(f"{hostile}:{function}", "--dtype", "float64", *cases, "--timeout", "3", "-f", "json")
     no_traceback(run)
     cases = {c["name"]: c for c in json.loads(run.stdout)["cases"]}
     assert run.returncode == 1 and cases["two_rows"]["verdict"] == "ERROR" and message in cases["two_rows"]["error"]
@@ -203,13 +190,15 @@ def test_a_target_that_exits_crashes_or_hangs_is_an_error_for_that_case(hostile,
 
 
 def test_what_a_target_prints_never_reaches_stdout(hostile):
-    run = audit(f"{hostile}:prints", "--dtype", "float64", "--case", "unit", "--quantities", "y", "-f", "json")
+    run = audit_process(f"{hostile}:prints", "--dtype", "float64", "--case", "unit", "--quantities", "y", "-f", "json")
     assert json.loads(run.stdout)["verdict"] == "PASS"
     assert b"debugging output" in run.stderr and b"raw output" in run.stderr
 
 
 def test_a_target_that_changes_its_inputs_is_named(hostile):
-    report = json.loads(audit(f"{hostile}:in_place", "--dtype", "float64", "--case", "unit", "-f", "json").stdout)
+    report = json.loads(
+        audit_process(f"{hostile}:in_place", "--dtype", "float64", "--case", "unit", "-f", "json").stdout
+    )
     assert any("changed its input x in place" in line for line in report["diagnosis"])
 
 
@@ -238,9 +227,9 @@ def test_ctrl_c_during_cmd_ends_the_program_too(tmp_path):
 def test_non_python_files_and_unwritable_formats_are_usage_errors(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("this is not python\n")
-    run = audit(f"{text}:f")
+    run = audit_process(f"{text}:f")
     assert run.returncode == 2 and len(run.stderr.decode().strip().splitlines()) == 1
-    refused = audit("bncli", "--case", "unit", "-o", tmp_path / "r.npy")
+    refused = audit_process("bncli", "--case", "unit", "-o", tmp_path / "r.npy")
     assert refused.returncode == 2 and b".npy" in refused.stderr and not (tmp_path / "r.npy").exists()
 
 
@@ -277,17 +266,19 @@ def broken(tmp_path):
 
 def test_self_consistency_never_agrees_with_nan_or_inf(broken):
     for function, expected in (("nan_dx", "dx disagrees"), ("inf_y", "not finite")):
-        run = audit(f"{broken}:{function}", "--case", "unit", "--dtype", "float64", "-f", "table")
+        run = audit_process(f"{broken}:{function}", "--case", "unit", "--dtype", "float64", "-f", "table")
         no_traceback(run)
         line = next(line for line in run.stdout.decode().splitlines() if "self-consistency" in line)
         assert expected in line and "the backward agrees" not in line, line
 
 
 def test_exception_messages_are_their_first_line_and_short(broken):
-    report = json.loads(audit(f"{broken}:long_message", "--case", "unit", "--dtype", "float64", "-f", "json").stdout)
+    report = json.loads(
+        audit_process(f"{broken}:long_message", "--case", "unit", "--dtype", "float64", "-f", "json").stdout
+    )
     error = report["cases"][0]["error"]
     assert "first line" in error and len(error) < 300
-    message = audit(f"{broken}:notfunc").stderr.decode()
+    message = audit_process(f"{broken}:notfunc").stderr.decode()
     assert "is not a function (it is of type int)" in message
 
 
@@ -303,9 +294,11 @@ def test_cmd_outputs_nan_csv_like_npy_and_shapes_strictly(tmp_path):
     )
     nan_script = tmp_path / "out_nan.py"
     nan_script.write_text(script.read_text())
-    nan_case = json.loads(audit("--cmd", f"{sys.executable} {nan_script}", "--case", "unit", "-f", "json").stdout)
+    nan_case = json.loads(
+        audit_process("--cmd", f"{sys.executable} {nan_script}", "--case", "unit", "-f", "json").stdout
+    )
     assert nan_case["cases"][0]["quantities"]["y"]["verdict"] in ("WRONG", "INACCURATE")
-    reshaped = json.loads(audit("--cmd", f"{sys.executable} {script}", "--case", "unit", "-f", "json").stdout)
+    reshaped = json.loads(audit_process("--cmd", f"{sys.executable} {script}", "--case", "unit", "-f", "json").stdout)
     assert reshaped["cases"][0]["verdict"] == "ERROR" and "shape" in reshaped["cases"][0]["error"]
 
 
@@ -316,7 +309,7 @@ def test_cmd_background_processes_end_with_each_call(tmp_path):
     script = tmp_path / "bg.sh"
     script.write_text(f"#!/bin/sh\n(while true; do touch '{marker}'; sleep 0.1; done &)\nexit 0\n")
     script.chmod(0o755)
-    run = audit("--cmd", script, "--case", "unit", "--dtype", "float64", "--timeout", "20")
+    run = audit_process("--cmd", script, "--case", "unit", "--dtype", "float64", "--timeout", "20")
     assert run.returncode == 1  # nothing written: MISSING everything, an ERROR case
     time.sleep(0.5)
     marker.unlink(missing_ok=True)
@@ -330,29 +323,29 @@ def test_values_below_float32_are_refused_not_flushed():
 
 
 def test_list_cases_as_json():
-    listing = json.loads(audit("--list-cases", "-f", "json").stdout)
+    listing = json.loads(audit_process("--list-cases", "-f", "json").stdout)
     assert {"unit", "extreme_tiny"} <= {case["name"] for case in listing["cases"]}
 
 
 def test_list_cases_goes_to_the_output_file_in_its_format(tmp_path):
     listing = tmp_path / "lc.json"
-    run = audit("--list-cases", "-o", listing)
+    run = audit_process("--list-cases", "-o", listing)
     assert run.returncode == 0 and run.stdout == b"", run.stderr.decode()
     assert {"unit", "extreme_tiny"} <= {case["name"] for case in json.loads(listing.read_text())["cases"]}
     text = tmp_path / "lc.txt"
-    assert audit("--list-cases", "-o", text).returncode == 0
+    assert audit_process("--list-cases", "-o", text).returncode == 0
     assert text.read_text().startswith("unit ") and "(--extreme)" in text.read_text()
 
 
 def test_list_cases_as_json_into_any_file(tmp_path):
     listing = tmp_path / "cases.out"
-    run = audit("--list-cases", "-f", "json", "-o", listing)
+    run = audit_process("--list-cases", "-f", "json", "-o", listing)
     assert run.returncode == 0 and run.stdout == b""
     cases = json.loads(listing.read_text())["cases"]
     assert {"name", "description", "extreme"} == set(cases[0]) and cases[-1]["extreme"] is True
 
 
 def test_list_cases_refuses_plot_with_the_reason():
-    run = audit("--list-cases", "--plot")
+    run = audit_process("--list-cases", "--plot")
     lines = run.stderr.decode().strip().splitlines()
     assert run.returncode == 2 and run.stdout == b"" and len(lines) == 1 and "--plot" in lines[0], lines

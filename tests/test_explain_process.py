@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 from conftest import run_process
 
 from bncli.io import read
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
 SAMPLE = read.sample_path()
 SAMPLE_DY = read.sample_path(read.SAMPLE_DY_NAME)
-
-
-def audit(*args, cwd=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "bncli", "audit", *map(str, args)], capture_output=True, cwd=cwd, timeout=timeout
-    )
-
-
-def no_traceback(run):
-    assert b"Traceback" not in run.stderr and b"Warning" not in run.stderr, run.stderr.decode()
 
 
 def test_explain_equals_grad_to_the_last_digit():

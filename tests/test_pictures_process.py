@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
-from conftest import on_terminal, run_process
+from conftest import audit_process, on_terminal, run_process
 
 from bncli.io import read
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
 SAMPLE = read.sample_path()
 SAMPLE_DY = read.sample_path(read.SAMPLE_DY_NAME)
 
 
-def audit(*args, cwd=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "bncli", "audit", *map(str, args)], capture_output=True, cwd=cwd, timeout=timeout
-    )
-
-
-def no_traceback(run):
-    assert b"Traceback" not in run.stderr and b"Warning" not in run.stderr, run.stderr.decode()
-
-
 def test_the_audit_grid_is_drawn_with_plot(tmp_path):
-    run = audit("bncli", "--case", "unit", "--plot", "-f", "table")
+    run = audit_process("bncli", "--case", "unit", "--plot", "-f", "table")
     assert run.returncode == 0 and b"error / budget" in run.stdout
     svg = tmp_path / "audit.svg"
-    assert audit("bncli", "--case", "unit", "--plot", "-o", svg).returncode == 0
+    assert audit_process("bncli", "--case", "unit", "--plot", "-o", svg).returncode == 0
     assert svg.read_text().lstrip().startswith("<svg")
 
 

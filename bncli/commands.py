@@ -180,17 +180,21 @@ def _run_check(
     k, n = model.data.shape
     gradients, jacobians = result.gradients, result.jacobians
     ours = gc.CheckedGradients(dx=gradients.dx, dw=gradients.dw, db=gradients.db, jacobian=jacobians)
-    precision = gc.Precision(numdiff.unit_roundoff(model.dtype))
+    # bncli's float64 core subtracts its mean exactly; in float32 the data's offset shows.
+    precision = gc.Precision(numdiff.unit_roundoff(model.dtype), exact_mean=model.dtype == "float64")
     if check.against:
         theirs = inputs.load_against(check.against, model.data) if against is None else against
         checked, analytic = gc.CheckedGradients(theirs.dx, theirs.dw, theirs.db, jacobians), ours
-        unit = max(precision.unit, gc.evident_unit_roundoff(theirs.dx, theirs.dw, theirs.db))
-        if unit > precision.unit:
-            note(
-                f"--against {check.against}: its numbers carry float32's precision or less "
-                f"(unit roundoff {unit:.2g}); their rounding is judged at that precision"
+        given = gc.evident_precision(theirs.dx, theirs.dw, theirs.db)
+        precision = gc.Precision(max(precision.unit, given.unit), exact_mean=False, printed=given.printed)
+        if given.printed or given.unit > numdiff.unit_roundoff(model.dtype):
+            kind = (
+                f"{-round(np.log10(2 * given.printed)) + 1} significant digits" if given.printed else "float32 numbers"
             )
-        precision = gc.Precision(unit, exact_mean=False)
+            note(
+                f"--against {check.against}: its numbers are {kind}: each is judged with the rounding that allows "
+                f"(unit roundoff {max(given.unit, given.printed):.2g})"
+            )
     else:
         checked, analytic = ours, None
     try:

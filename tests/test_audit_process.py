@@ -349,3 +349,18 @@ def test_list_cases_refuses_plot_with_the_reason():
     run = audit_process("--list-cases", "--plot")
     lines = run.stderr.decode().strip().splitlines()
     assert run.returncode == 2 and run.stdout == b"" and len(lines) == 1 and "--plot" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--eps", "0", "--case", "constant"], "--eps 0: case 'constant' has a constant column"),
+        (["--eps", "1e300", "--case", "unit"], "--eps 1e+300: does not fit float32"),
+    ],
+)
+def test_an_eps_that_leaves_a_case_undefined_or_does_not_fit_its_dtype_is_refused(args, message):
+    """Found by a hostile run: --eps 0 on the constant case was an internal error (exit 70), and 1e300
+    made bncli's own float32 self-audit WRONG."""
+    run = audit_process("bncli", *args)
+    assert run.returncode == 2 and run.stdout == b"", run
+    assert run.stderr.decode().count("\n") == 1 and message in run.stderr.decode()

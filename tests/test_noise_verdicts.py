@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import run_process
 
-from bncli import core
+from bncli import core, numdiff
 from bncli import gradcheck as gc
 
 
@@ -75,10 +75,39 @@ def test_rtol_bounds_the_error_on_the_natural_scale_as_a_user_sets_it():
 
 def test_gradients_printed_with_float32_precision_are_judged_at_that_precision():
     rng = np.random.default_rng(0)
-    assert gc.evident_unit_roundoff(rng.standard_normal(100)) == pytest.approx(1.1e-16, rel=0.01)
-    assert gc.evident_unit_roundoff(rng.standard_normal(100).astype(np.float32).astype(float)) > 5e-8
-    six_digits = np.array([float(f"{v:.6g}") for v in rng.standard_normal(100)])
-    assert gc.evident_unit_roundoff(six_digits) == pytest.approx(5e-6)
+    full = gc.evident_precision(rng.standard_normal(100))
+    assert full.unit == pytest.approx(1.1e-16, rel=0.01) and full.printed == 0 and not full.exact_mean
+    assert gc.evident_precision(rng.standard_normal(100).astype(np.float32).astype(float)).unit > 5e-8
+    six_digits = gc.evident_precision(np.array([float(f"{v:.6g}") for v in rng.standard_normal(100)]))
+    assert six_digits.printed == pytest.approx(5e-6) and six_digits.unit < 1e-15  # rounded in print, per element
+
+
+def test_a_wrong_gradient_printed_with_6_digits_fails_and_a_float32_one_at_an_offset_float32_cannot_resolve():
+    """Found by a hostile run: 6 digits widened the whole budget (an unbiased-variance dx passed), and
+    float32 numbers at data of 1e8 + N(0, 1) let any dx pass, a constant included."""
+    x, dy, dx, _ = unbiased_gradients(3000)
+    six = np.array([[float(f"{v:.6g}") for v in row] for row in dx])
+    precision = gc.evident_precision(six)
+    assert not gc.check_gradients(problem_of(x, dy), gc.CheckedGradients(dx=six), precision=precision).passed
+    rng = np.random.default_rng(2)
+    offset = 1e8 + rng.standard_normal((10, 3))
+    dy = rng.standard_normal((10, 3))
+    constant = np.full((10, 3), 0.5, dtype=np.float32).astype(float)
+    precision = gc.evident_precision(constant)
+    assert not gc.check_gradients(problem_of(offset, dy), gc.CheckedGradients(dx=constant), precision=precision).passed
+
+
+def test_bncli_s_own_float32_gradients_pass_beside_an_offset_column():
+    """Found by a hostile run: columns 1e-8·N, 1e8 + N, 1e8·N at k = 3000 in float32 FAILed at 13.6 noise."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 3)) * [1e-8, 1.0, 1e8] + [0.0, 1e8, 0.0]
+    x32, dy32 = x.astype(np.float32), rng.standard_normal((3000, 3)).astype(np.float32)
+    ones, zeros = np.ones(3, np.float32), np.zeros(3, np.float32)
+    grads = core.backward(dy32, core.forward(x32, ones, zeros))
+    problem = gc.Problem(x32.astype(float), dy32.astype(float), np.ones(3), np.zeros(3), 1e-5)
+    checked = gc.CheckedGradients(*(np.asarray(a, float) for a in (grads.dx, grads.dw, grads.db)))
+    precision = gc.Precision(numdiff.unit_roundoff(np.float32), exact_mean=False)
+    assert gc.check_gradients(problem, checked, precision=precision).passed
 
 
 def write_csv(path, values, header="a,b,c"):

@@ -226,3 +226,13 @@ def test_under_torchrun_each_rank_runs_the_worker_and_rank_0_reports(torch_insta
     report = json.loads(ran.stdout)
     assert report["verdict"] == "PASS"
     assert [c["plan"]["split"] for c in report["cases"] if c["dtype"] == "float64"] == [[12, 4], [8, 2]]
+
+
+@pytest.mark.extras
+def test_the_python_api_takes_a_plan_as_a_list_of_sizes(torch_installed):
+    """Found by a hostile run: shards=[3, 0, 5] raised AttributeError ('list' object has no attribute 'strip')."""
+    import bncli
+
+    report = bncli.audit(str(ROOT / "examples" / "syncbn_torch.py") + ":syncbn", cases=["unit"], dtypes=["float64"],
+                         shards=[3, 0, 5])  # fmt: skip
+    assert report.verdict == "PASS"

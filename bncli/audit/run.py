@@ -167,9 +167,27 @@ def _validate_judging(options: AuditOptions) -> None:
         named = unknown_quantity[0] if unknown_quantity else ""
         raise InputError(f"unknown quantity {named!r} in --quantities; use a comma list of {', '.join(JUDGED)}")
     if options.eps is not None and not (np.isfinite(options.eps) and options.eps >= 0):
-        raise InputError(f"--eps must be a finite number ≥ 0, not {options.eps}")
+        raise InputError(f"--eps {options.eps:g}: must be a finite number ≥ 0")
+    if options.eps is not None:
+        _validate_eps(options)
     if not options.timeout > 0:
         raise InputError(f"--timeout must be a positive number of seconds, not {options.timeout}")
+
+
+def _validate_eps(options: AuditOptions) -> None:
+    """An eps every dtype audited can hold, and one that leaves no selected case's batch norm undefined
+    (eps 0 divides by zero on a constant column)."""
+    for dtype in options.dtypes:
+        if options.eps > float(np.finfo(dtype).max):
+            raise InputError(f"--eps {options.eps:g}: does not fit {dtype} (largest {np.finfo(dtype).max:.3g})")
+    if options.eps == 0:
+        names = options.cases or [case.name for case in CASES if options.extreme or not case.extreme]
+        constant = [name for name in names if (np.ptp(CASES_BY_NAME[name].inputs("float64").x, axis=0) == 0).any()]
+        if constant:
+            raise InputError(
+                f"--eps 0: case {constant[0]!r} has a constant column, where batch norm divides by zero; "
+                "give an eps > 0, or name the cases to run with --case"
+            )
 
 
 def _validate_mode(options: AuditOptions) -> None:

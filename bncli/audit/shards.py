@@ -43,8 +43,11 @@ GRACE_SECONDS = 1.0
 LOCAL, REDUCED = "local sums", "reduced"
 
 
-def parse_plans(text: str) -> tuple[tuple[int, ...], ...]:
-    """``auto`` or one comma list of shard sizes (0 allowed, at least one positive)."""
+def parse_plans(text) -> tuple[tuple[int, ...], ...]:
+    """``auto`` or one comma list of shard sizes (0 allowed, at least one positive); from Python, a
+    sequence of sizes too."""
+    if not isinstance(text, str):
+        text = ",".join(map(str, text)) if isinstance(text, list | tuple) else str(text)
     if text.strip() == "auto":
         return AUTO_PLANS
     try:

@@ -10,7 +10,7 @@ be off by), :mod:`.compare` (one quantity against its numerical value), :mod:`.c
 from .check import SWEEP_STEPS, CheckReport, SweepPoint, check_gradients
 from .compare import Comparison
 from .derivatives import ProgressCallback
-from .noise import NOISE_MULTIPLE, Precision, evident_unit_roundoff
+from .noise import NOISE_MULTIPLE, Precision, evident_precision
 from .problem import METHODS, CheckedGradients, Problem, StepError, default_step
 
 __all__ = [
@@ -27,5 +27,5 @@ __all__ = [
     "SweepPoint",
     "check_gradients",
     "default_step",
-    "evident_unit_roundoff",
+    "evident_precision",
 ]

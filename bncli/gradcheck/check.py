@@ -211,7 +211,7 @@ class _Check:
         for name, numerical, scale in (("dw", dw, natural.dw), ("db", db, natural.db)):
             values = getattr(self.checked, name)
             if values is not None:
-                judged = Judged(values, numerical, scale, rounding[name] + noise.analytic(name))
+                judged = Judged(values, numerical, scale, rounding[name] + noise.analytic(name, values))
                 self.results[name] = compare(name, judged, self.rtol, at_vector, self._ours(name))
 
     def _row_derivatives(self, h: np.ndarray, progress) -> RowDerivatives:
@@ -233,7 +233,9 @@ class _Check:
             else:
                 rounding = 2 * self.noise.loss / np.abs(at_h.applied)
             numerical, noise = self._extrapolated(at_h.dx, None if at_2h is None else at_2h.dx, rounding)
-            judged = Judged(self.checked.dx, numerical, self.noise.natural.dx, noise + self.noise.analytic("dx"))
+            judged = Judged(
+                self.checked.dx, numerical, self.noise.natural.dx, noise + self.noise.analytic("dx", self.checked.dx)
+            )
             self.results["dx"] = compare("dx", judged, self.rtol, at_matrix, self._ours("dx"), keep_errors=True)
         if self.checked.jacobian:
             self._compare_jacobians(at_h, at_2h)
@@ -294,7 +296,7 @@ class _Check:
             if self.progress:
                 self.progress(done, probes)
         if checked.dx is not None:
-            noise = found.array("noise") + self.noise.analytic_dx_column_sums()
+            noise = found.array("noise") + self.noise.analytic_dx_column_sums(checked.dx)
             scale = np.broadcast_to(self.noise.natural.dx_column_sums(), (probes, n))
             judged = Judged(found.array("checked"), found.array("numerical"), scale, noise)
             ours = found.array("analytic") if self.analytic is not None else None

@@ -28,37 +28,40 @@ FLOAT64 = numdiff.unit_roundoff(np.float64)
 
 @dataclass(frozen=True)
 class Precision:
-    """How the checked gradients were computed: the unit roundoff of their arithmetic, and whether
+    """How the checked gradients were computed: the unit roundoff of their arithmetic, whether
     their mean was subtracted exactly (bncli's refined two-pass core) or rounded (as anyone else's
-    may be: rounding the mean shifts every s by ≈ u·|m|/σ, which data with a large offset show)."""
+    may be: rounding the mean shifts every s by ≈ u·|m|/σ, which data with a large offset show),
+    and ``printed``, the relative rounding of numbers written with few digits (half a unit of
+    their last digit), which each element may be off by on top."""
 
     unit: float = FLOAT64
     exact_mean: bool = True
+    printed: float = 0.0
 
 
 # How bncli's own core computes: float64, from an exactly centered x.
 DEFAULT_PRECISION = Precision()
 
 
-def evident_unit_roundoff(*arrays: np.ndarray) -> float:
-    """The unit roundoff that gradients computed elsewhere evidently carry.
+def evident_precision(*arrays: np.ndarray) -> Precision:
+    """How gradients computed elsewhere were evidently computed and written.
 
-    float32's where every value is a float32, or where no value (of a sample of 4096) has
-    more than 9 significant digits, the most a float32 needs (such values were printed from
-    float32, or rounded to fewer digits: then half a unit of their last digit); else float64's.
+    float32 arithmetic where every value is a float32, or where the most digits any value has
+    (of a sample of 4096) is 7 to 9, as float32 numbers printed shortest have; numbers with at
+    most 15 digits were also rounded in print, by half a unit of their last digit. Their mean's
+    rounding is allowed for (``exact_mean`` False).
     """
     values = np.concatenate([np.ravel(a) for a in arrays if a is not None])
     values = values[np.isfinite(values) & (values != 0)]
     if values.size == 0:
-        return FLOAT64
+        return Precision(FLOAT64, exact_mean=False)
     if np.array_equal(values.astype(np.float32).astype(np.float64), values):
-        return numdiff.unit_roundoff(np.float32)
+        return Precision(numdiff.unit_roundoff(np.float32), exact_mean=False)
     if values.size > 4096:
         values = np.random.default_rng(0).choice(values, 4096, replace=False)
     digits = max(_significant_digits(float(v)) for v in values)
-    if digits > 9:
-        return FLOAT64
-    return max(numdiff.unit_roundoff(np.float32), 0.5 * 10.0 ** (1 - digits))
+    unit = numdiff.unit_roundoff(np.float32) if 7 <= digits <= 9 else FLOAT64
+    return Precision(unit, exact_mean=False, printed=0.5 * 10.0 ** (1 - digits) if digits <= 15 else 0.0)
 
 
 def _significant_digits(value: float) -> int:
@@ -76,9 +79,15 @@ class Noise:
 
     def __init__(self, problem: Problem, bn: core.BatchNorm, precision: Precision):
         self.problem = problem
-        self.precision = precision.unit
+        self.precision, self.printed = precision.unit, precision.printed
         self.natural = NaturalScales(bn, problem.dy, problem.weight)
-        mean = np.zeros_like(bn.mean) if precision.exact_mean else bn.mean
+        # A rounded mean shifts s by u·|m|/σ; beyond |m|/σ = u^(-1/2) an implementation at that
+        # precision keeps less than half its digits, and the check asks for half at least.
+        mean = (
+            np.zeros_like(bn.mean)
+            if precision.exact_mean
+            else np.minimum(np.abs(bn.mean), bn.std / np.sqrt(precision.unit))
+        )
         natural = self.natural
         self.rounding = numdiff.RoundingScales(natural.abs_s, mean, bn.std, problem.weight, problem.bias, natural.abs_g)
         # The magnitude each y_t is rounded relative to, in units of |w|: |s_t| (+ 1, see
@@ -92,14 +101,16 @@ class Noise:
         self.offset = 1 + np.abs(mean) / bn.std
         self.std = bn.std
 
-    def analytic(self, name: str) -> np.ndarray:
+    def analytic(self, name: str, checked: np.ndarray | float = 0.0) -> np.ndarray:
         """The rounding bound of an analytic dx, dw or db computed at ``precision``: the audit's
-        budget, so that what the audit calls PASS the check does too."""
-        return BUDGET_MULTIPLES[name] * self.precision * getattr(self.rounding, name)
+        budget, so that what the audit calls PASS the check does too; and the rounding in print
+        of the ``checked`` values themselves."""
+        return BUDGET_MULTIPLES[name] * self.precision * getattr(self.rounding, name) + self.printed * np.abs(checked)
 
-    def analytic_dx_column_sums(self) -> np.ndarray:
-        """Σ_i of :meth:`analytic` dx bounds: a probe's (|v_i| = 1), without forming them."""
-        return BUDGET_MULTIPLES["dx"] * self.precision * self.rounding.dx_column_sums()
+    def analytic_dx_column_sums(self, checked: np.ndarray) -> np.ndarray:
+        """Σ_i of :meth:`analytic` dx bounds: a probe's (|v_i| = 1), without forming the budget's."""
+        printed = self.printed * np.abs(checked).sum(axis=0) if self.printed else 0.0
+        return BUDGET_MULTIPLES["dx"] * self.precision * self.rounding.dx_column_sums() + printed
 
     def analytic_jacobians(self, columns: Sequence[int]) -> np.ndarray:
         """J = u·R has no sums but each s carries the error of the mean: o times its natural scale."""

@@ -19,7 +19,7 @@ from bncli import core
 from bncli.audit import cases, reference
 from bncli.errors import InputError
 from bncli.options import DTYPES, LAYOUTS
-from bncli.present.audit import consistency_line, renderables, report_json, report_text
+from bncli.present.audit import consistency_line, renderables, report_json
 from bncli.testing import assert_batchnorm
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -71,7 +71,7 @@ def swapped(x, weight, bias, eps, dy):
 
 def test_self_test_passes_every_case_in_both_dtypes_including_extremes():
     report = bncli.audit("bncli", extreme=True)
-    assert report.passed and report.verdict == "PASS", report_text(report)
+    assert report.passed and report.verdict == "PASS", report.text
     names = {case.name for case in cases.list_cases()}
     assert {(name, dtype) for name in names for dtype in DTYPES} == set(verdicts(report))
     assert report.consistency[0].consistent
@@ -140,7 +140,7 @@ def test_formula_mistakes_are_wrong_and_named(func, quantities, name):
     for dtype in DTYPES:
         assert verdicts(report)[("unit", dtype)] == "WRONG"
     for quantity in quantities:  # float32 rounding may hide a small mistake in some quantity; float64 shows all
-        assert verdicts(report, quantity)[("unit", "float64")] == "WRONG", report_text(report)
+        assert verdicts(report, quantity)[("unit", "float64")] == "WRONG", report.text
     named = [line for line in report.diagnosis if name in line]
     assert len(named) == 1, report.diagnosis
     assert all(name not in line for line in report.diagnosis if line is not named[0])
@@ -267,7 +267,7 @@ def test_c_example_passes_through_cmd_and_temporary_folders_are_removed(tmp_path
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     report = bncli.audit(None, cmd=str(binary))
-    assert report.passed, report_text(report)
+    assert report.passed, report.text
     assert list(scratch.iterdir()) == []
 
 
@@ -357,7 +357,7 @@ def test_core_keeps_digits_when_the_variance_underflows():
 def test_torch_passes_the_default_battery():
     pytest.importorskip("torch")
     report = bncli.audit("torch")
-    assert report.passed, report_text(report)
+    assert report.passed, report.text
 
 
 def test_rich_rendering_shows_verdicts_failures_diagnosis_and_the_overall_line():

@@ -221,22 +221,6 @@ def _setting(report) -> str:
     return f"layout {report.layout}" + (", eval mode" if report.eval else "")
 
 
-def report_text(report) -> str:
-    """The report as plain text (for AssertionError messages and logs)."""
-    lines = [f"bncli audit of {report.target} ({_setting(report)}): {report.verdict}"]
-    width = max((len(r.name) for r in report.cases), default=4)
-    for r in report.cases + report.yardstick:
-        tag = " (extreme)" if r.extreme else " (yardstick only)" if r in report.yardstick else ""
-        cells = "  ".join(f"{q}={r.quantities[q].verdict}" for q in JUDGED if q in r.quantities)
-        tag += _split_tag(r)
-        lines.append(f"  {r.name:<{width}} {r.dtype:<8} {r.verdict:<10} {cells}{tag}")
-    for r in report.cases:
-        lines.extend("  " + line for line in failure_lines(r))
-    lines.extend(f"  diagnosis: {line}" for line in report.diagnosis)
-    lines.extend("  " + consistency_line(c) for c in report.consistency)
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------- Rich
 
 

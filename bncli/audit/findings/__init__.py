@@ -41,6 +41,10 @@ class Finding:
     text: str
     details: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if self.kind not in KINDS:  # the contract's list: a kind outside it is bncli's own slip
+            raise ValueError(f"unknown finding kind {self.kind!r}")
+
     def json(self) -> dict:
         return {"kind": self.kind, "cases": self.cases, "quantities": self.quantities, "text": self.text,
                 **self.details}  # fmt: skip

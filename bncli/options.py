@@ -37,6 +37,9 @@ STYLES = ("native", "cs231n", "torch", "jax")
 INDEX_COLUMN_CHOICES = ("keep", "drop")  # an unnamed first column holding 0 … k−1 (pandas' index)
 DEFAULT_TIMEOUT = 60.0
 DTYPES = ("float64", "float32")
+# The audit also runs in the half precisions (x and dy in them; weight, bias, eps, running statistics in float32).
+HALF_DTYPES = ("float16", "bfloat16")
+AUDIT_DTYPES = DTYPES + HALF_DTYPES
 METHODS = ("central", "complex")
 FORWARD_PARTS = ("y", "s", "stats")
 GRAD_PARTS = ("dx", "dw", "db", "dy", "jacobian", "check")

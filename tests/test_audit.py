@@ -232,7 +232,7 @@ def test_raising_hanging_and_malformed_targets_are_errors_and_the_audit_goes_on(
         ("missing.py:f", {}, "no file missing.py"),
         (f"{EXAMPLES / 'batchnorm_numpy.py'}:absent", {}, "has no function 'absent'"),
         ("no_such_module_xyz:f", {}, "cannot import no_such_module_xyz"),
-        ("bncli", {"dtypes": ["float16"]}, "unknown dtype"),
+        ("bncli", {"dtypes": ["float8"]}, "unknown dtype"),
         ("bncli", {"layout": "nwc"}, "unknown layout"),
         (None, {"cmd": "no-such-program-xyz"}, "not found"),
     ],

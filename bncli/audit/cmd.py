@@ -82,8 +82,8 @@ class CommandTarget(Target):
 
     def _write_inputs(self, folder: Path, inputs: CaseInputs) -> None:
         x, dy = to_layout(inputs.x, self.layout), to_layout(inputs.dy, self.layout)
-        np.save(folder / "x.npy", x)
-        np.save(folder / "dy.npy", dy)
+        np.save(folder / "x.npy", _storable(x))
+        np.save(folder / "dy.npy", _storable(dy))
         params = {
             "case": inputs.name,
             "dtype": inputs.dtype,
@@ -244,6 +244,12 @@ def _read_csv(path: Path, count: int) -> np.ndarray:
         return parse_text(data, path.name, delimiter=",", header=False, finite=False).values
     except InputError as error:
         raise TargetError(str(error)) from None
+
+
+def _storable(values: np.ndarray) -> np.ndarray:
+    """What a .npy file holds of ``values``: bfloat16 (which the format has no code for) as float32,
+    which holds each value exactly; the program is told the dtype in params.json."""
+    return values.astype(np.float32) if values.dtype.name == "bfloat16" else values
 
 
 def _write_csv(path: Path, values: np.ndarray) -> None:

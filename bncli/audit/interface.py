@@ -7,6 +7,7 @@ import inspect
 import numpy as np
 
 from .cases import RUNNING, CaseInputs, to_layout
+from .precisions import parameter_dtype
 
 # Seconds beyond which a timeout never comes (about 32 years): the clocks' waits do not reach further.
 LONGEST_TIMEOUT = 1e9
@@ -81,8 +82,8 @@ class Target:
         """Every keyword parameter's value for this case (a target is passed those it declares), copies."""
         start_mean, start_var = inputs.start_statistics()
         return {
-            "running_mean": start_mean.astype(inputs.dtype),
-            "running_var": start_var.astype(inputs.dtype),
+            "running_mean": start_mean.astype(parameter_dtype(inputs.dtype)),
+            "running_var": start_var.astype(parameter_dtype(inputs.dtype)),
             "momentum": inputs.momentum,
             "training": inputs.training,
         }

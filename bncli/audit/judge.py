@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..options import HALF_DTYPES
 from .cases import JUDGED, QUANTITIES, CaseInputs, from_layout, layout_index, layout_shape
 from .oneline import reason
-from .reference import Reference, budget
+from .reference import Reference, element_budgets
 
 # A quantity beyond budget before the unit case has decided between WRONG and INACCURATE.
 BEYOND = "BEYOND"
@@ -68,11 +69,12 @@ def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs,
     with np.errstate(invalid="ignore", over="ignore"):
         error = np.abs(obtained - exact) / scale
     error = np.where(np.isnan(error), np.inf, error)
-    bound = budget(name, inputs.dtype)
-    over = error > bound
+    bounds = np.broadcast_to(element_budgets(name, inputs.dtype, ref), error.shape)
+    over = error > bounds
     beyond = int(over.sum())
-    flat = int(np.argmax(error))
-    max_error = float(error.flat[flat])
+    with np.errstate(invalid="ignore"):
+        flat = int(np.argmax(np.where(np.isinf(error), np.inf, error / bounds)))  # the worst beside its budget
+    max_error, bound = float(error.flat[flat]), float(bounds.flat[flat])
     k, n = inputs.x.shape
     if exact.ndim == 2:
         row, column = divmod(flat, n)
@@ -156,7 +158,7 @@ def real_array(name: str, value) -> np.ndarray:
         array = np.asarray(value)
     except Exception as error:  # noqa: BLE001 - whatever the target returned, it is its ERROR
         raise TargetError(f"{name} is not an array: {reason(error)}") from None
-    if array.dtype.kind not in "fiub":
+    if array.dtype.kind not in "fiub" and array.dtype.name not in HALF_DTYPES:  # bfloat16 is ml_dtypes' kind V
         raise TargetError(f"{name} is not an array of real numbers (dtype {array.dtype})")
     return array.astype(np.float64)
 

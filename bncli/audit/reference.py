@@ -10,6 +10,17 @@ a correct, backward-stable implementation attains at that precision on that inpu
 with u the unit roundoff and scale_i the element's natural scale (see
 :class:`bncli.numdiff.RoundingScales`). Errors are reported on that scale: ``error_i =
 |obtained_i − exact_i| / scale_i``, so an element passes when error_i ≤ C_q·u.
+
+In a half precision (x and dy float16 or bfloat16, the parameters float32) a correct
+implementation computes in float32 and rounds y and dx to the input's dtype at the end, as
+PyTorch's CPU kernels do. So y and dx may be off by that last rounding, u_half·|exact_i|, beside
+float32's arithmetic, and dw, db and the running statistics (float32) by float32's alone::
+
+    budget_i = C_q · (u_half·|exact_i|/scale_i + u_float32)      (y, dx)
+    budget_i = C_q · u_float32                                    (dw, db, running statistics)
+
+An implementation that keeps its statistics in the half precision, or sums them there, loses
+u_half·|m|/σ and more: beyond these budgets.
 """
 
 from __future__ import annotations
@@ -19,8 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import core
-from ..numdiff import RoundingScales, unit_roundoff
+from ..numdiff import RoundingScales
 from .cases import CaseInputs
+from .precisions import UNIT_ROUNDOFF, is_half, parameter_dtype
+
+# In a half precision, rounded to the input's dtype at the end; the rest stays float32.
+ROUNDED_TO_INPUT = ("y", "dx")
 
 # C_q, the multiple of u·scale a correct implementation stays within. Measured maxima of
 # error/(u·scale) over every default case, both dtypes and all three layouts
@@ -85,5 +100,18 @@ def _floored(scale: np.ndarray) -> np.ndarray:
 
 
 def budget(name: str, dtype: str) -> float:
-    """C_q·u: the largest error on the natural scale that a correct implementation of ``name`` makes."""
-    return BUDGET_MULTIPLES[name] * unit_roundoff(dtype)
+    """C_q·u: the largest error on the natural scale that a correct implementation of ``name`` makes
+    (in a half precision, an upper bound of :func:`element_budgets`)."""
+    if is_half(dtype) and name not in ROUNDED_TO_INPUT:
+        return BUDGET_MULTIPLES[name] * UNIT_ROUNDOFF[parameter_dtype(dtype)]
+    return BUDGET_MULTIPLES[name] * UNIT_ROUNDOFF[dtype]
+
+
+def element_budgets(name: str, dtype: str, ref: Reference):
+    """Each element's budget on the natural scale: C_q·u, or in a half precision the rounding of y and dx
+    to the input's dtype beside float32's arithmetic (see the module's docstring)."""
+    if not is_half(dtype) or name not in ROUNDED_TO_INPUT:
+        return budget(name, dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rounding = UNIT_ROUNDOFF[dtype] * np.abs(ref.values[name]) / ref.scales[name]
+    return BUDGET_MULTIPLES[name] * (rounding + UNIT_ROUNDOFF[parameter_dtype(dtype)])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import InputError
-from ..options import DEFAULT_TIMEOUT, DTYPES, LAYOUTS
+from ..options import AUDIT_DTYPES, DEFAULT_TIMEOUT, DTYPES, LAYOUTS
 from . import shards, targets
 from .cases import (
     CASES,
@@ -26,10 +26,11 @@ from .cases import (
     list_cases,
 )
 from .consistency import CONSISTENCY_TOLERANCE, ConsistencyResult, consistency
-from .findings import Evidence, Finding, find
+from .findings import Evidence, Finding, find, reweigh
 from .findings.hints import inaccuracy_hints
 from .findings.signatures import computes_in
 from .judge import CaseResult, QuantityResult, TargetError, check_outputs, compare, overall, settle
+from .precisions import finfo, numpy_dtype, parameter_dtype, parameter_eps
 from .reference import Reference, reference
 
 
@@ -115,9 +116,8 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
     InputError
         Unknown case, dtype or layout; a target that cannot be found or imported.
     """
-    options = replace(
-        options, cases=_names(options.cases), dtypes=_names(options.dtypes), quantities=_names(options.quantities)
-    )
+    dtypes = AUDIT_DTYPES if _names(options.dtypes) == ("all",) else _names(options.dtypes)
+    options = replace(options, cases=_names(options.cases), dtypes=dtypes, quantities=_names(options.quantities))
     cases = _selected(options)
     order = ([] if any(case.name == YARDSTICK for case in cases) else [CASES_BY_NAME[YARDSTICK]]) + cases
     selected = {case.name for case in cases}
@@ -152,9 +152,14 @@ def _validate(options: AuditOptions) -> None:
     unknown = [name for name in options.cases if name not in CASES_BY_NAME]
     if unknown:
         raise InputError(f"unknown case {unknown[0]!r}; the cases are: {', '.join(CASES_BY_NAME)}")
-    bad_dtype = [d for d in options.dtypes if d not in DTYPES]
+    bad_dtype = [d for d in options.dtypes if d not in AUDIT_DTYPES]
     if bad_dtype or not options.dtypes:
-        raise InputError(f"unknown dtype {bad_dtype[0] if bad_dtype else ''!r}; use float64 or float32")
+        raise InputError(f"unknown dtype {bad_dtype[0] if bad_dtype else ''!r}; use {', '.join(AUDIT_DTYPES)} or all")
+    if "bfloat16" in options.dtypes:
+        try:
+            numpy_dtype("bfloat16")
+        except ImportError:
+            raise InputError("--dtype bfloat16 needs ml_dtypes, numpy's bfloat16 (pip install ml_dtypes)") from None
     if options.layout not in LAYOUTS:
         raise InputError(f"unknown layout {options.layout!r}; use nc, nchw or nhwc")
     _validate_judging(options)
@@ -178,8 +183,9 @@ def _validate_eps(options: AuditOptions) -> None:
     """An eps every dtype audited can hold, and one that leaves no selected case's batch norm undefined
     (eps 0 divides by zero on a constant column)."""
     for dtype in options.dtypes:
-        if options.eps > float(np.finfo(dtype).max):
-            raise InputError(f"--eps {options.eps:g}: does not fit {dtype} (largest {np.finfo(dtype).max:.3g})")
+        largest = float(finfo(parameter_dtype(dtype)).max)
+        if options.eps > largest:
+            raise InputError(f"--eps {options.eps:g}: does not fit {parameter_dtype(dtype)} (largest {largest:.3g})")
     if options.eps == 0:
         names = options.cases or [case.name for case in CASES if options.extreme or not case.extreme]
         constant = [name for name in names if (np.ptp(CASES_BY_NAME[name].inputs("float64").x, axis=0) == 0).any()]
@@ -226,7 +232,7 @@ def _run_all(target: targets.Target, order: list[Case], options: AuditOptions, p
                 if progress:
                     progress(f"{case.name} {dtype}")
                 inputs = replace(case.inputs(dtype), training=not options.eval)
-                at_eps = inputs if options.eps is None else replace(inputs, eps=options.eps)
+                at_eps = inputs if options.eps is None else replace(inputs, eps=parameter_eps(options.eps, dtype))
                 _run_one(target, case, at_eps, options, runs)
     if options.consistency and "float64" not in options.dtypes:
         note = "it runs only on unit/float64, which the dtypes left out (float32 differences are too coarse)"
@@ -271,7 +277,7 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: A
 def _representable(name: str, ref: Reference, dtype: str) -> bool:
     """A running statistic is judged where its exact value fits the dtype: an extreme case's variance
     may not (y, dx, dw, db always do, or are judged as the contract says: inf where finite is beyond)."""
-    return name not in RUNNING or bool(np.all(np.abs(ref.values[name]) <= np.finfo(dtype).max))
+    return name not in RUNNING or bool(np.all(np.abs(ref.values[name]) <= finfo(parameter_dtype(dtype)).max))
 
 
 def _report(
@@ -285,12 +291,9 @@ def _report(
 ) -> AuditReport:
     """The verdicts settled against the unit case of each dtype (and shard plan), the findings, the notes
     (inputs changed in place), and ``remarks``, further lines for the diagnosis."""
-    results = _precisions(runs.results)
-    yardsticks = {(_plan(r), r.dtype): r for r in results if r.name == YARDSTICK}
-    settled = [settle(r, _yardstick(r, yardsticks)) for r in results]
+    settled, findings, evidence = _judged(_precisions(runs.results), runs, selected)
+    findings += [Finding("inputs_modified", [], [], note) for note in sorted(notes)]
     chosen = [r for r in settled if r.name in selected]
-    evidence = _evidence(runs, settled, selected)
-    findings = find(evidence) + [Finding("inputs_modified", [], [], note) for note in sorted(notes)]
     missing = _never_returned(settled, options.quantities, expects)
     verdict = overall([r.verdict for r in chosen] + (["INCOMPLETE"] if missing else []))
     diagnosis = [finding.text for finding in findings] + shards.plan_findings(settled) + list(remarks)
@@ -308,6 +311,33 @@ def _report(
         yardstick=[r for r in settled if r.name not in selected],
         eval=options.eval,
     )
+
+
+def _judged(results: list[CaseResult], runs: _Runs, selected: set[str]):
+    """The verdicts settled against the unit case, the findings, and the verdicts they settle in turn.
+
+    Where the findings show that the unit case itself fails by precision alone (its statistics kept in
+    a half precision), its formula is right: the other cases are settled again against it, as against a
+    unit case that passes, and the findings read them again."""
+    yardsticks = {(_plan(r), r.dtype): r for r in results if r.name == YARDSTICK}
+    settled = [settle(r, _yardstick(r, yardsticks)) for r in results]
+    evidence = _evidence(runs, settled, selected)
+    findings = find(evidence)
+    reweighed = reweigh(settled, findings)
+    precise = {key: _formula_right(r) for r in reweighed if r.name == YARDSTICK and (key := (_plan(r), r.dtype))}
+    if any(unit != yardsticks[key] and unit.quantities != yardsticks[key].quantities for key, unit in precise.items()):
+        settled = [settle(r, _yardstick(r, precise)) for r in results]
+        evidence = _evidence(runs, settled, selected)
+        findings = find(evidence)
+        reweighed = reweigh(settled, findings)
+    return reweighed, findings, evidence
+
+
+def _formula_right(unit: CaseResult) -> CaseResult:
+    """The unit case as a yardstick: a quantity INACCURATE there (by precision) is as right as one that passes."""
+    return replace(unit, quantities={
+        name: replace(q, verdict="PASS") if q.verdict == "INACCURATE" else q for name, q in unit.quantities.items()
+    })  # fmt: skip
 
 
 def _evidence(runs: _Runs, settled: list[CaseResult], selected: set[str]) -> list[Evidence]:
@@ -343,7 +373,7 @@ def _precisions(results: list[CaseResult]) -> list[CaseResult]:
     def precision(r: CaseResult) -> str | None:
         told = shown.get(r.dtype, set())
         evident = r.computes_in or (next(iter(told)) if len(told) == 1 else None)
-        return evident if evident != r.dtype and not r.error else None
+        return evident if evident != parameter_dtype(r.dtype) and not r.error else None
 
     return [replace(r, computes_in=precision(r)) for r in results]
 

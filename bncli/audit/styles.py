@@ -235,7 +235,8 @@ def _torch(spec: str):
         ) from None
 
     def run_module(x, weight, bias, eps, running):
-        module = target(weight.shape[0], eps=eps).to(x.dtype).train(running["training"])  # fresh: no .grad
+        # fresh (no .grad), in the parameters' dtype: float32 beside half-precision x, as autocast keeps it
+        module = target(weight.shape[0], eps=eps).to(weight.dtype).train(running["training"])
         w, b = _affine(spec, module, weight.shape[0])
         buffers = _running_buffers(torch, module, running)
         with torch.no_grad():
@@ -255,7 +256,7 @@ def _running_buffers(torch, module, running: dict) -> dict:
         for name in ("running_mean", "running_var"):
             buffer = getattr(module, name, None)
             if isinstance(buffer, torch.Tensor) and buffer.numel() == running[name].size:
-                buffer.copy_(torch.from_numpy(running[name]).reshape(buffer.shape))
+                buffer.copy_(as_tensor(torch, running[name]).reshape(buffer.shape))
                 buffers[name] = buffer
     if isinstance(getattr(module, "momentum", None), float):
         module.momentum = running["momentum"]
@@ -267,14 +268,14 @@ def _torch_call(torch, spec: str, forward):
     tensors, backward by autograd; ``running`` the case's start values, momentum and mode."""
 
     def batchnorm(x, weight, bias, eps, dy, running_mean, running_var, momentum, training):
-        tx = torch.from_numpy(x).requires_grad_(True)
-        tw, tb = (torch.from_numpy(a).requires_grad_(True) for a in (weight, bias))
+        tx = as_tensor(torch, x).requires_grad_(True)
+        tw, tb = (as_tensor(torch, a).requires_grad_(True) for a in (weight, bias))
         running = {"running_mean": running_mean, "running_var": running_var, "momentum": momentum,
                    "training": training}  # fmt: skip
         y, w, b, statistics = forward(tx, tw, tb, eps, running)
         if not isinstance(y, torch.Tensor):
             raise InputError(f"target {spec!r}: returned {_kind(y)}; style torch expects the tensor y")
-        y.backward(torch.from_numpy(dy).to(y.dtype))
+        y.backward(as_tensor(torch, dy).to(y.dtype))
         gradients = {"dx": _numpy(tx.grad), "dw": _numpy(w.grad, flat=True), "db": _numpy(b.grad, flat=True)}
         return {"y": _numpy(y), **gradients, **statistics}
 
@@ -287,8 +288,24 @@ def _numpy(tensor, flat: bool = False):
     module gave it); None, a gradient autograd never reached, stays None (that quantity is MISSING)."""
     if tensor is None:
         return None
-    array = tensor.detach().numpy()
+    array = as_array(tensor)
     return array.reshape(-1) if flat else array
+
+
+def as_tensor(torch, array):
+    """A numpy array as a tensor of its dtype, sharing its memory; bfloat16 (ml_dtypes', which
+    ``torch.from_numpy`` does not know) by its bits."""
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view("int16")).view(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+def as_array(tensor):
+    """A tensor as a numpy array; a bfloat16 one as float32, which holds its values exactly."""
+    import torch
+
+    tensor = tensor.detach()
+    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
 
 
 def _affine(spec: str, module, features: int):

@@ -167,7 +167,9 @@ class ProcessTarget(Target):
 
 
 class BncliTarget(Target):
-    """bncli's own core in the case's dtype (the self-test), its running statistics as PyTorch's."""
+    """bncli's own core in the case's dtype (the self-test), its running statistics as PyTorch's. In a half
+    precision it is a mixed-precision implementation: the core in float32 (the parameters' dtype), y and
+    dx rounded to the input's dtype, dw, db and the running statistics float32."""
 
     name = "bncli"
     expects = ("running_mean", "running_var")
@@ -175,15 +177,16 @@ class BncliTarget(Target):
     def call(self, inputs: CaseInputs):
         given = self.keywords(inputs)
         running_mean, running_var = given["running_mean"], given["running_var"]
+        x, dy = inputs.x.astype(inputs.weight.dtype), inputs.dy.astype(inputs.weight.dtype)
         if inputs.training:
-            bn = core.forward(inputs.x, inputs.weight, inputs.bias, inputs.eps)
+            bn = core.forward(x, inputs.weight, inputs.bias, inputs.eps)
             running_mean, running_var = core.update_running(running_mean, running_var, bn, inputs.momentum)
         else:
-            bn = core.forward_eval(inputs.x, running_mean, running_var, inputs.weight, inputs.bias, inputs.eps)
-        grads = core.backward(inputs.dy, bn)
+            bn = core.forward_eval(x, running_mean, running_var, inputs.weight, inputs.bias, inputs.eps)
+        grads = core.backward(dy, bn)
         return {
-            "y": to_layout(bn.y, self.layout),
-            "dx": to_layout(grads.dx, self.layout),
+            "y": to_layout(bn.y.astype(inputs.x.dtype), self.layout),
+            "dx": to_layout(grads.dx.astype(inputs.x.dtype), self.layout),
             "dw": grads.dw,
             "db": grads.db,
             "running_mean": running_mean,
@@ -204,22 +207,23 @@ class TorchTarget(FunctionTarget):
 
 def _torch_batchnorm(torch, layout: str):
     def batchnorm(x, weight, bias, eps, dy, running_mean, running_var, momentum, training):
-        tx = torch.from_numpy(x)
+        tx = styles.as_tensor(torch, x)
         if layout == "nhwc":
             tx = tx.permute(0, 3, 1, 2)  # torch wants channels second; the gradient comes back permuted
         tx = tx.detach().requires_grad_(True)
         tw = torch.from_numpy(weight).requires_grad_(True)
         tb = torch.from_numpy(bias).requires_grad_(True)
         rm, rv = torch.from_numpy(running_mean), torch.from_numpy(running_var)  # updated in place
+        # mixed precision (half x, float32 parameters and statistics) runs in PyTorch's CPU kernels
         y = torch.nn.functional.batch_norm(tx, rm, rv, tw, tb, training=training, momentum=momentum, eps=eps)
-        tdy = torch.from_numpy(dy)
+        tdy = styles.as_tensor(torch, dy)
         if layout == "nhwc":
             tdy = tdy.permute(0, 3, 1, 2)
         y.backward(tdy)
         back = (lambda t: t.permute(0, 2, 3, 1)) if layout == "nhwc" else (lambda t: t)
         return {
-            "y": back(y.detach()).numpy(),
-            "dx": back(tx.grad).numpy(),
+            "y": styles.as_array(back(y)),
+            "dx": styles.as_array(back(tx.grad)),
             "dw": tw.grad.numpy(),
             "db": tb.grad.numpy(),
             "running_mean": rm.numpy(),

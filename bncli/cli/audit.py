@@ -10,9 +10,10 @@ import typer
 
 from .. import options
 from .app import app, run
-from .common import OUTPUT, DType, OneValueEach, Plot, option, output_option, validate_output, value_of
+from .common import OUTPUT, OneValueEach, Plot, option, output_option, validate_output, value_of
 
 AuditFormat = Enum("AuditFormat", {name: name for name in options.AUDIT_FORMATS}, type=str)
+AuditDType = Enum("AuditDType", {name: name for name in (*options.AUDIT_DTYPES, "all")}, type=str)
 Layout = Enum("Layout", {name: name for name in options.LAYOUTS}, type=str)
 Style = Enum("Style", {name: name for name in options.STYLES}, type=str)
 
@@ -86,8 +87,14 @@ def audit(
         option("--extreme", help="Add the extreme cases (squares overflow or underflow), reported apart.", panel=AUDIT),
     ] = False,
     dtype: Annotated[
-        DType | None,
-        option("--dtype", help="Run the cases in this precision only. Default: both.", panel=AUDIT, show_default=False),
+        AuditDType | None,
+        option(
+            "--dtype",
+            help="Run the cases in this precision only (float16, bfloat16: x and dy in it, the parameters float32); "
+            "all: the four. Default: float64 and float32.",
+            panel=AUDIT,
+            show_default=False,
+        ),
     ] = None,
     layout: Annotated[
         Layout,

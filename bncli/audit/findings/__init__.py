@@ -12,22 +12,27 @@ growing like u·(|m|/σ)² (``one_pass_variance``). Cases are listed worst first
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..cases import JUDGED, CaseInputs
-from ..judge import CaseResult, compare, settle
-from ..reference import Reference, reference
+from ..judge import CaseResult, compare, overall, settle
+from ..reference import ROUNDED_TO_INPUT, Reference, element_budgets, reference
 from . import signatures
-from .variants import EVAL_VARIANTS, ONE_PASS_FIX, VARIANTS, Variant, distance, with_eps
+from ..precisions import is_half
+from .variants import EVAL_VARIANTS, ONE_PASS_FIX, VARIANTS, Variant, distance, textbook, with_eps
 
 KINDS = (
     "unbiased_variance", "eps_outside_sqrt", "fixed_eps", "missing_mean_term", "missing_s_term",
     "one_pass_variance", "dw_db_swapped", "eval_gradient_in_training", "lower_precision",
     "intermediate_out_of_range", "identically_zero", "inputs_modified", "biased_running_variance",
-    "reversed_momentum", "batch_statistics_in_eval",
+    "reversed_momentum", "batch_statistics_in_eval", "low_precision_statistics", "cast_to_input_dtype",
 )  # fmt: skip
+# Kinds that show the arithmetic, not the formula: a case they name is INACCURATE at most.
+PRECISION_KINDS = ("lower_precision", "low_precision_statistics")
+# Kinds that show a bug whatever the unit case shows: a case they name is WRONG.
+BUG_KINDS = ("cast_to_input_dtype",)
 SHOWN_CASES = 3
 
 
@@ -128,6 +133,13 @@ def _variant_text(variant: Variant):
 
 def _lower_precision_text(names, shown, details):
     dtype = details[0]["dtype"]
+    if all(name not in ROUNDED_TO_INPUT for name in names):  # a half precision's float32 quantities
+        text = (
+            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} {dtype} numbers on {shown}: the target "
+            f"computes in {dtype} what mixed precision keeps in float32 (the parameters' gradients, the running "
+            f"statistics), so it is judged INACCURATE at most there: fix: accumulate them in float32"
+        )
+        return text, {"dtype": dtype}
     text = (
         f"the target computes in {dtype} whatever it is given: on {shown} every output is a {dtype} number, so it "
         f"is judged INACCURATE at most there ({', '.join(names)} beyond that dtype's budget); compute in the input's "
@@ -147,15 +159,24 @@ def _zero_text(names, shown, _details):
 
 
 def _range_text(names, shown, details):
-    labels = sorted({label for d in details for label in d["intermediates"]})
+    labels = list(dict.fromkeys(label for d in details for label in d["intermediates"]))
     dtypes = sorted({d["dtype"] for d in details})
     listed, _ = _listed(names)
+    statistics = [label for label in labels if label in HALF_STATISTICS]
+    fix = (
+        "compute the mean and variance in float32, as PyTorch's kernels do, and round y and dx at the end"
+        if statistics
+        else "compute 1/σ once and use it (dx = (w/σ)·(dy − mean(dy) − s·mean(dy·s))), or rescale"
+    )
     return (
-        f"{listed} on {shown}: an intermediate such as {' or '.join(labels)} overflows or underflows in "
-        f"{' and '.join(dtypes)} while the result is representable: fix: compute 1/σ once and use it "
-        f"(dx = (w/σ)·(dy − mean(dy) − s·mean(dy·s))), or rescale",
+        f"{listed} on {shown}: an intermediate such as {' or '.join(statistics or labels)} overflows or underflows "
+        f"in {' and '.join(dtypes)} while the result is representable: fix: {fix}",
         {},
     )
+
+
+# The statistics' sums and squares, which a half-precision target that keeps its statistics in its dtype forms.
+HALF_STATISTICS = ("Σx", "Σ(x − m)²", "(x − m)²")
 
 
 def _fixed_eps_text(names, shown, details):
@@ -178,6 +199,29 @@ def _one_pass_text(names, shown, details):
         f"(relative error up to {max(d.get('variance_error', 0) for d in details):.2g}): fix: {ONE_PASS_FIX}"
     )
     return text, {}
+
+
+def reweigh(results: list[CaseResult], findings: list[Finding]) -> list[CaseResult]:
+    """The verdicts the findings settle: on a case a precision finding names, its quantities are INACCURATE
+    at most (the arithmetic loses digits, the formula is right); on a case a bug's finding names (a
+    parameter cast to the input's dtype), they are WRONG, whatever the unit case shows."""
+    to = {}
+    for finding in findings:
+        verdict = "INACCURATE" if finding.kind in PRECISION_KINDS else "WRONG" if finding.kind in BUG_KINDS else None
+        for where in finding.cases if verdict else ():
+            for name in finding.quantities:
+                to[(where, name)] = verdict
+    reweighed = []
+    for result in results:
+        quantities = {
+            name: replace(q, verdict=to[(f"{result.name}/{result.dtype}", name)])
+            if q.verdict in ("WRONG", "INACCURATE") and (f"{result.name}/{result.dtype}", name) in to
+            else q
+            for name, q in result.quantities.items()
+        }
+        verdict = result.verdict if result.error else overall(q.verdict for q in quantities.values())
+        reweighed.append(replace(result, quantities=quantities, verdict=verdict))
+    return reweighed
 
 
 def find(evidence: list[Evidence]) -> list[Finding]:
@@ -212,8 +256,19 @@ def _examine(e: Evidence, collector: _Collector, eps: float | None) -> None:
     if e.computes_in != e.inputs.dtype:
         collector.add("lower_precision", e, e.failed, _lower_precision_text, dtype=e.computes_in)
         return
-    remaining = _zero(e, e.failed, collector)
-    remaining = _out_of_range(e, remaining, collector)
+    if is_half(e.inputs.dtype) and e.result.computes_in:  # dw, db, running statistics in the input's dtype
+        kept = [q for q in e.failed if q not in ROUNDED_TO_INPUT]
+        if kept:
+            collector.add("lower_precision", e, kept, _lower_precision_text, dtype=e.computes_in)
+    remaining = _out_of_range(e, e.failed, collector)
+    remaining = _zero(e, remaining, collector)
+    if is_half(e.inputs.dtype):
+        # Half precision's rounding is coarse: a variant is named only where it matches to rounding, and
+        # what a correct formula on the statistics y implies explains is the statistics' precision.
+        remaining = _closest_variants(e, remaining, collector, eps, strict=True)
+        if e.inputs.training:
+            _half_statistics(e, remaining, collector)
+        return
     remaining = _closest_variants(e, remaining, collector, eps)
     if e.inputs.training:  # in eval mode no variance is computed
         _one_pass(e, remaining, collector)
@@ -230,7 +285,8 @@ def _out_of_range(e: Evidence, quantities: list[str], collector: _Collector) -> 
     """Quantities right on the unit case that collapsed where an intermediate leaves the dtype's range."""
     right_on_unit = [q for q in quantities if e.verdict(q) == "INACCURATE"]
     labels = signatures.out_of_range_intermediates(e.inputs, e.computes_in) if right_on_unit else []
-    collapsed = [q for q in right_on_unit if labels and _collapsed(e, q)]
+    # In a half precision an intermediate out of its range costs digits before it costs a collapse.
+    collapsed = [q for q in right_on_unit if labels and (is_half(e.inputs.dtype) or _collapsed(e, q))]
     if collapsed:
         collector.add("intermediate_out_of_range", e, collapsed, _range_text, intermediates=labels,
                       dtype=e.computes_in)  # fmt: skip
@@ -261,7 +317,52 @@ def _collapsed(e: Evidence, name: str) -> bool:
     return flushed or signatures.residue_pattern(e.inputs, e.ref, obtained) == "s"
 
 
-def _closest_variants(e: Evidence, quantities: list[str], collector: _Collector, eps: float | None) -> list[str]:
+def _half_statistics(e: Evidence, quantities: list[str], collector: _Collector) -> None:
+    """Quantities that a correct batch norm of the statistics y implies gives to rounding, where those
+    statistics err as statistics summed or kept in the half precision do."""
+    implied = signatures.implied_statistics(e.inputs, e.outputs["y"]) if "y" in e.outputs else None
+    if implied is None or not quantities:
+        return
+    mean, std, mean_error, std_error = implied
+    error = signatures.half_statistics_error(e.inputs, mean, std)
+    if error is None:
+        return
+    x, g = e.inputs.x.astype(np.float64), e.inputs.dy.astype(np.float64)
+    w, b = e.inputs.weight.astype(np.float64), e.inputs.bias.astype(np.float64)
+    values = textbook(x, g, w, b, mean, std)
+    # What the statistics' own uncertainty (three standard errors each) moves the batch norm they give by.
+    moved = [textbook(x, g, w, b, mean + 3 * mean_error, std), textbook(x, g, w, b, mean, std + 3 * std_error)]
+    explained = [
+        q for q in quantities
+        if np.all(np.abs(e.outputs[q] - values[q]) <= element_budgets(q, e.inputs.dtype, e.ref) * e.ref.scales[q]
+                  + sum(np.abs(m[q] - values[q]) for m in moved))
+    ]  # fmt: skip
+    if explained:
+        collector.add("low_precision_statistics", e, explained, _half_statistics_text, dtype=e.inputs.dtype, **error)
+
+
+def _half_statistics_text(names, shown, details):
+    dtype = details[0]["dtype"]
+    worst = max(details, key=lambda d: max(d["mean_error"], d["variance_error"]))
+    accumulated = any(d["how"] == "accumulated" for d in details)
+    listed, verb = _listed(names)
+    how = (
+        f"the batch statistics are accumulated in {dtype} (summed or computed there: beyond one rounding to it)"
+        if accumulated
+        else f"the batch statistics are rounded to {dtype} (kept in the input's dtype)"
+    )
+    text = (
+        f"{listed} {verb} a correct batch norm of statistics with {dtype}'s error on {shown}: {how}; the mean is "
+        f"off by {worst['mean_error']:.2g}σ and σ² by {worst['variance_error']:.2g} (relative) at worst, where "
+        f"float32 statistics err by ~1e-7: fix: compute the mean and variance in float32 (x.astype(float32), "
+        f"PyTorch's CPU and CUDA kernels do), then round y and dx to {dtype}"
+    )
+    return text, {"dtype": dtype}
+
+
+def _closest_variants(
+    e: Evidence, quantities: list[str], collector: _Collector, eps: float | None, strict: bool = False
+) -> list[str]:
     """Name each quantity by the variant closest to it (a fixed eps among them); the unnamed ones."""
     variants = VARIANTS if e.inputs.training else EVAL_VARIANTS
     candidates = [(v.kind, v.values(e.inputs), _variant_text(v), {}) for v in variants]
@@ -272,7 +373,7 @@ def _closest_variants(e: Evidence, quantities: list[str], collector: _Collector,
     unnamed = []
     for q in quantities:
         scored = [(d, i) for i, c in enumerate(candidates)
-                  if (d := distance(q, e.outputs[q], c[1], e.ref, e.inputs)) is not None]  # fmt: skip
+                  if (d := distance(q, e.outputs[q], c[1], e.ref, e.inputs, strict)) is not None]  # fmt: skip
         if scored:
             named.setdefault(min(scored)[1], []).append(q)
         else:

@@ -13,13 +13,14 @@ import numpy as np
 
 from ... import core
 from ..cases import CaseInputs
+from ..precisions import UNIT_ROUNDOFF, finfo, is_half, parameter_dtype
+from ..reference import ROUNDED_TO_INPUT
 from ..reference import Reference, budget
 
 # Narrowest first: the precision a target computes in is the narrowest that holds all its outputs.
 LOWER_PRECISIONS = {"float64": ("bfloat16", "float16", "float32"), "float32": ("bfloat16", "float16")}
 # Fewer distinct non-zero outputs than this prove nothing about precision (zeros, small integers).
 EVIDENCE = 8
-UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 
 
 def _representable(values: np.ndarray, dtype: str) -> bool:
@@ -34,13 +35,17 @@ def _representable(values: np.ndarray, dtype: str) -> bool:
 
 def computes_in(outputs: dict[str, np.ndarray], dtype: str) -> str | None:
     """The precision the outputs evidently come from: ``dtype``, or a lower one that holds every output;
-    None when they are too few to tell (zeros, inf and NaN, a few small integers)."""
+    None when they are too few to tell (zeros, inf and NaN, a few small integers). In a half precision,
+    the precision of what should stay float32 (dw, db, the running statistics): float32, or the half
+    one itself when the target computes them there."""
+    if is_half(dtype):
+        outputs = {name: v for name, v in outputs.items() if name not in ROUNDED_TO_INPUT}
     values = np.concatenate([v.ravel() for v in outputs.values()]) if outputs else np.zeros(0)
     distinct = np.unique(values[np.isfinite(values) & (values != 0)])
-    for lower in LOWER_PRECISIONS.get(dtype, ()):
+    for lower in (dtype,) if is_half(dtype) else LOWER_PRECISIONS.get(dtype, ()):
         if _representable(distinct, lower):
             return lower if distinct.size >= EVIDENCE else None
-    return dtype
+    return parameter_dtype(dtype)
 
 
 def identically_zero(obtained: np.ndarray, ref: Reference, name: str, dtype: str) -> bool:
@@ -51,18 +56,29 @@ def identically_zero(obtained: np.ndarray, ref: Reference, name: str, dtype: str
 
 
 def out_of_range_intermediates(inputs: CaseInputs, dtype: str) -> list[str]:
-    """The staged backward's intermediates that ``dtype`` cannot hold on this case (σ³, (v + ε)^-1.5),
-    while y and dx themselves are representable."""
+    """The intermediates that ``dtype`` cannot hold on this case, while y and dx themselves are
+    representable: the staged backward's σ³ and (v + ε)^-1.5, and in a half precision the statistics'
+    own sums and squares (Σx, Σ(x − m)², most (x − m)² below its smallest normal number)."""
     x = inputs.x.astype(np.float64)
     bn = core.forward(x, inputs.weight.astype(np.float64), inputs.bias.astype(np.float64), inputs.eps)
-    info = np.finfo(dtype)
+    info = finfo(dtype)
     with np.errstate(all="ignore"):
         var = bn.var + inputs.eps
         cubed = var[var > 0] ** 1.5
-    beyond = []
-    for label, values in (("σ³", cubed), ("(v + ε)^-1.5", 1 / cubed)):
-        if values.size and ((values > info.max).any() or (values < info.smallest_normal).any()):
-            beyond.append(label)
+        squares = (x - bn.mean) ** 2
+    candidates = [("σ³", cubed), ("(v + ε)^-1.5", 1 / cubed)]
+    if dtype in ("float16", "bfloat16"):
+        candidates = [("Σx", np.abs(x).sum(axis=0)), ("Σ(x − m)²", squares.sum(axis=0)), *candidates]
+    beyond = [
+        label for label, values in candidates
+        if values.size and ((values > info.max) | ((values > 0) & (values < info.smallest_normal))).any()
+    ]  # fmt: skip
+    if dtype in ("float16", "bfloat16"):
+        nonzero = np.where(squares > 0, squares, np.nan)
+        with warnings.catch_warnings():  # a constant column has no square to weigh
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if (np.nanmedian(nonzero, axis=0) < info.smallest_normal).any():
+                beyond.append("(x − m)²")
     return beyond
 
 
@@ -147,3 +163,70 @@ def residue_pattern(inputs: CaseInputs, ref: Reference, dx: np.ndarray) -> str |
         if np.abs(column - (column * s).mean() * s).max() <= 0.1 * size:
             return "s"
     return None
+
+
+def implied_statistics(inputs: CaseInputs, y: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """The mean and σ per column that the target's y evidently normalizes with, and their standard errors:
+    y is affine in x down each column, y = (w/σ')·x + (b − w·m'/σ'), so a least-squares line through
+    (x, y) gives them, uncertain by what y's own rounding scatters about it. A column that cannot carry
+    them (constant x, w = 0) keeps the exact ones; None when y is not finite."""
+    if not np.isfinite(y).all():
+        return None
+    x = inputs.x.astype(np.float64)
+    k = x.shape[0]
+    w, b = inputs.weight.astype(np.float64), inputs.bias.astype(np.float64)
+    bn = core.forward(x, w, b, inputs.eps)
+    with np.errstate(all="ignore"):
+        x_mean = x.mean(axis=0)
+        centred = x - x_mean
+        spread = (centred * centred).sum(axis=0)
+        slope = (centred * (y - y.mean(axis=0))).sum(axis=0) / spread
+        intercept = y.mean(axis=0) - slope * x_mean
+        mean, std = (b - intercept) / slope, w / slope
+        residue = y - (slope * x + intercept)
+        scatter = np.sqrt((residue * residue).sum(axis=0) / max(k - 2, 1))
+        slope_error = scatter / np.sqrt(spread)
+        intercept_error = scatter * np.sqrt(1 / k + x_mean * x_mean / spread)
+        mean_error = (intercept_error + np.abs(mean) * slope_error) / np.abs(slope)
+        std_error = std * slope_error / np.abs(slope)
+    usable = np.isfinite(mean) & np.isfinite(std) & (std > 0) & (w != 0) & (np.ptp(x, axis=0) > 0)
+    usable &= np.isfinite(mean_error) & np.isfinite(std_error)
+    return (
+        np.where(usable, mean, bn.mean),
+        np.where(usable, std, bn.std),
+        np.where(usable, mean_error, 0.0),
+        np.where(usable, std_error, 0.0),
+    )
+
+
+def half_statistics_error(inputs: CaseInputs, mean: np.ndarray, std: np.ndarray) -> dict | None:
+    """How far statistics ``mean`` and ``std`` are from the exact ones (the worst column's mean error in σ,
+    and σ²'s relative error), when that is within what statistics summed in the input's half precision can
+    err by, and beyond one rounding of them to it ("accumulated"), or within it ("rounded"); None when the
+    error is beyond what a half-precision sum makes (another mistake) or the dtype is not a half one.
+
+    A sum of k terms added one after another in precision u errs by at most (k − 1)·u·Σ|terms|; one
+    rounding of the result by u·|result|."""
+    u = UNIT_ROUNDOFF.get(inputs.dtype)
+    if inputs.dtype not in ("float16", "bfloat16") or u is None:
+        return None
+    x = inputs.x.astype(np.float64)
+    k = x.shape[0]
+    bn = core.forward(x, inputs.weight.astype(np.float64), inputs.bias.astype(np.float64), inputs.eps)
+    var = bn.std * bn.std
+    with np.errstate(all="ignore"):
+        mean_error = np.abs(mean - bn.mean)
+        var_error = np.abs(std * std - var)
+        mean_sum_bound = (k + 1) * u * np.abs(x).mean(axis=0)
+        var_sum_bound = (k + 1) * u * (var + 2 * mean_error * np.abs(x - bn.mean).mean(axis=0)) + mean_error**2
+        rounded = (mean_error <= 2 * u * np.abs(bn.mean)) & (var_error <= 2 * u * var)
+    within = (mean_error <= mean_sum_bound) & (var_error <= var_sum_bound)
+    if not within.all():
+        return None
+    worst = int(np.argmax(np.maximum(mean_error / bn.std, var_error / var)))
+    return {
+        "how": "rounded" if rounded.all() else "accumulated",
+        "mean_error": float(mean_error[worst] / bn.std[worst]),
+        "variance_error": float(var_error[worst] / var[worst]),
+        "column": worst,
+    }

@@ -15,7 +15,8 @@ import numpy as np
 
 from ... import core
 from ..cases import CaseInputs
-from ..reference import Reference, budget
+from ..precisions import parameter_dtype
+from ..reference import Reference, element_budgets
 
 # A variant whose output departs this little from a trivial one (y = b: s ≈ 0; a gradient ≈ 0),
 # beside how far the exact output departs from it, has collapsed: it would "match" any output
@@ -134,8 +135,9 @@ def _swapped(inputs):
 
 
 def _one_pass(inputs):
-    """E[x²] − E[x]² in the case's dtype, as numpy code computes it."""
-    x = inputs.x
+    """E[x²] − E[x]² in the case's dtype (a half precision's in float32, as its statistics are), as numpy
+    code computes it."""
+    x = inputs.x.astype(parameter_dtype(inputs.dtype))
     mean = x.mean(axis=0)
     var = np.maximum((x * x).mean(axis=0) - mean * mean, 0)
     std = np.sqrt(var.astype(np.float64) + inputs.eps)
@@ -208,17 +210,22 @@ def collapsed(name: str, values: np.ndarray, inputs: CaseInputs, ref: Reference)
         return bool(departs <= TRIVIAL * np.nanmax(np.abs(ref.values[name] - trivial), initial=0))
 
 
-def distance(name: str, obtained: np.ndarray, values: dict[str, np.ndarray], ref: Reference, inputs: CaseInputs):
+def distance(
+    name: str, obtained: np.ndarray, values: dict[str, np.ndarray], ref: Reference, inputs: CaseInputs, strict=False
+):
     """How far ``obtained`` is from the variant on the natural scale, or None where the variant explains
     nothing: it has no such output, the output is not finite, or the variant's value collapsed to ≈ 0.
 
-    A match is a distance within the budget (the variant's to rounding), or 100× closer to the variant
-    than to the exact value.
+    A match is a distance within the budget (the variant's to rounding), or (unless ``strict``) 100×
+    closer to the variant than to the exact value.
     """
     if name not in values or not np.all(np.isfinite(obtained)) or collapsed(name, values[name], inputs, ref):
         return None
     scale = ref.scales[name]
     with np.errstate(invalid="ignore", over="ignore"):
-        to_variant = float(np.nanmax(np.abs(obtained - values[name]) / scale, initial=0))
+        to_variant = np.abs(obtained - values[name]) / scale
+        within = bool(np.all(to_variant <= element_budgets(name, inputs.dtype, ref)))
+        to_variant = float(np.nanmax(to_variant, initial=0))
         to_exact = float(np.nanmax(np.abs(obtained - ref.values[name]) / scale, initial=0))
-    return to_variant if to_variant <= budget(name, inputs.dtype) or to_variant <= 0.01 * to_exact else None
+    closer = not strict and to_variant <= 0.01 * to_exact
+    return to_variant if within or closer else None

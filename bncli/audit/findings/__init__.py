@@ -18,9 +18,9 @@ import numpy as np
 
 from ..cases import JUDGED, CaseInputs
 from ..judge import CaseResult, compare, overall, settle
+from ..precisions import is_half
 from ..reference import ROUNDED_TO_INPUT, Reference, element_budgets, reference
 from . import signatures
-from ..precisions import is_half
 from .variants import EVAL_VARIANTS, ONE_PASS_FIX, VARIANTS, Variant, distance, textbook, with_eps
 
 KINDS = (

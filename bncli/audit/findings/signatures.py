@@ -14,8 +14,7 @@ import numpy as np
 from ... import core
 from ..cases import CaseInputs
 from ..precisions import UNIT_ROUNDOFF, finfo, is_half, parameter_dtype
-from ..reference import ROUNDED_TO_INPUT
-from ..reference import Reference, budget
+from ..reference import ROUNDED_TO_INPUT, Reference, budget
 
 # Narrowest first: the precision a target computes in is the narrowest that holds all its outputs.
 LOWER_PRECISIONS = {"float64": ("bfloat16", "float16", "float32"), "float32": ("bfloat16", "float16")}

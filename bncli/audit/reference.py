@@ -16,7 +16,7 @@ implementation computes in float32 and rounds y and dx to the input's dtype at t
 PyTorch's CPU kernels do. So y and dx may be off by that last rounding, u_half·|exact_i|, beside
 float32's arithmetic, and dw, db and the running statistics (float32) by float32's alone::
 
-    budget_i = C_q · (u_half·|exact_i|/scale_i + u_float32)      (y, dx)
+    budget_i = C_q · ((u_half·|exact_i| + δ/2)/scale_i + u_float32)      (y, dx; δ the spacing of subnormals)
     budget_i = C_q · u_float32                                    (dw, db, running statistics)
 
 An implementation that keeps its statistics in the half precision, or sums them there, loses
@@ -32,7 +32,7 @@ import numpy as np
 from .. import core
 from ..numdiff import RoundingScales
 from .cases import CaseInputs
-from .precisions import UNIT_ROUNDOFF, is_half, parameter_dtype
+from .precisions import UNIT_ROUNDOFF, finfo, is_half, parameter_dtype
 
 # In a half precision, rounded to the input's dtype at the end; the rest stays float32.
 ROUNDED_TO_INPUT = ("y", "dx")
@@ -112,6 +112,8 @@ def element_budgets(name: str, dtype: str, ref: Reference):
     to the input's dtype beside float32's arithmetic (see the module's docstring)."""
     if not is_half(dtype) or name not in ROUNDED_TO_INPUT:
         return budget(name, dtype)
+    # Below the smallest normal number the last rounding is absolute: half the subnormals' spacing.
+    spacing = float(finfo(dtype).smallest_subnormal)
     with np.errstate(invalid="ignore", over="ignore"):
-        rounding = UNIT_ROUNDOFF[dtype] * np.abs(ref.values[name]) / ref.scales[name]
+        rounding = (UNIT_ROUNDOFF[dtype] * np.abs(ref.values[name]) + spacing / 2) / ref.scales[name]
     return BUDGET_MULTIPLES[name] * (rounding + UNIT_ROUNDOFF[parameter_dtype(dtype)])

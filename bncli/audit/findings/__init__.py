@@ -18,10 +18,20 @@ import numpy as np
 
 from ..cases import JUDGED, CaseInputs
 from ..judge import CaseResult, compare, overall, settle
-from ..precisions import is_half
+from ..precisions import finfo, is_half
 from ..reference import ROUNDED_TO_INPUT, Reference, element_budgets, reference
 from . import signatures
-from .variants import EVAL_VARIANTS, ONE_PASS_FIX, VARIANTS, Variant, distance, textbook, with_eps
+from .variants import (
+    EVAL_VARIANTS,
+    ONE_PASS_FIX,
+    VARIANTS,
+    Variant,
+    cast_down,
+    collapsed,
+    distance,
+    textbook,
+    with_eps,
+)
 
 KINDS = (
     "unbiased_variance", "eps_outside_sqrt", "fixed_eps", "missing_mean_term", "missing_s_term",
@@ -260,7 +270,10 @@ def _examine(e: Evidence, collector: _Collector, eps: float | None) -> None:
         kept = [q for q in e.failed if q not in ROUNDED_TO_INPUT]
         if kept:
             collector.add("lower_precision", e, kept, _lower_precision_text, dtype=e.computes_in)
-    remaining = _out_of_range(e, e.failed, collector)
+    remaining = e.failed
+    if is_half(e.inputs.dtype) and not e.inputs.training:
+        remaining = _cast_down(e, remaining, collector)
+    remaining = _out_of_range(e, remaining, collector)
     remaining = _zero(e, remaining, collector)
     if is_half(e.inputs.dtype):
         # Half precision's rounding is coarse: a variant is named only where it matches to rounding, and
@@ -286,11 +299,11 @@ def _out_of_range(e: Evidence, quantities: list[str], collector: _Collector) -> 
     right_on_unit = [q for q in quantities if e.verdict(q) == "INACCURATE"]
     labels = signatures.out_of_range_intermediates(e.inputs, e.computes_in) if right_on_unit else []
     # In a half precision an intermediate out of its range costs digits before it costs a collapse.
-    collapsed = [q for q in right_on_unit if labels and (is_half(e.inputs.dtype) or _collapsed(e, q))]
-    if collapsed:
-        collector.add("intermediate_out_of_range", e, collapsed, _range_text, intermediates=labels,
+    fallen = [q for q in right_on_unit if labels and (is_half(e.inputs.dtype) or _collapsed(e, q))]
+    if fallen:
+        collector.add("intermediate_out_of_range", e, fallen, _range_text, intermediates=labels,
                       dtype=e.computes_in)  # fmt: skip
-    return [q for q in quantities if q not in collapsed]
+    return [q for q in quantities if q not in fallen]
 
 
 def _one_pass(e: Evidence, quantities: list[str], collector: _Collector) -> None:
@@ -315,6 +328,51 @@ def _collapsed(e: Evidence, name: str) -> bool:
         return False
     flushed = distance(name, obtained, MISSING_S_TERM.values(e.inputs), e.ref, e.inputs) is not None
     return flushed or signatures.residue_pattern(e.inputs, e.ref, obtained) == "s"
+
+
+def _cast_down(e: Evidence, quantities: list[str], collector: _Collector) -> list[str]:
+    """Quantities that are eval mode's with the parameters cast to the input's dtype, to rounding. Where that
+    cast overflows, y = b and dx = 0 down a column whose running variance became inf is what it gives: a
+    collapsed output is the evidence there, for a quantity right on the unit case, or beside one that the
+    cast explains without collapsing."""
+    values, lost = cast_down(e.inputs)
+    within = [q for q in quantities if q in values and _within(e, q, values[q])]
+    shown = [q for q in within if e.verdict(q) == "INACCURATE" or not collapsed(q, values[q], e.inputs, e.ref)]
+    matched = within if shown else []
+    if matched:
+        collector.add("cast_to_input_dtype", e, matched, _cast_text, dtype=e.inputs.dtype, lost=lost)
+    return [q for q in quantities if q not in matched]
+
+
+def _within(e: Evidence, name: str, values: np.ndarray) -> bool:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(
+            np.all(
+                np.abs(e.outputs[name] - values) <= element_budgets(name, e.inputs.dtype, e.ref) * e.ref.scales[name]
+            )
+        )
+
+
+def _cast_text(names, shown, details):
+    dtype = details[0]["dtype"]
+    lost: dict[str, float] = {}
+    for d in details:
+        for name, value in d["lost"].items():
+            lost[name] = max(lost.get(name, 0.0), value)
+    largest = float(finfo(dtype).max)
+    listed, verb = _listed(names)
+    overflow = ""
+    if lost:
+        which = ", ".join(f"{name} (up to {value:.3g})" for name, value in lost.items())
+        overflow = (
+            f"; {which} exceeds {dtype}'s largest number {largest:g} and becomes inf, so the output collapses "
+            f"(y = b, dx = 0) without an error"
+        )
+    text = (
+        f"{listed} {verb} eval mode with the running statistics, weight and bias cast to {dtype} on {shown}"
+        f"{overflow}: fix: keep them in float32, as PyTorch's mixed precision does"
+    )
+    return text, {"dtype": dtype, "parameters": sorted(lost)}
 
 
 def _half_statistics(e: Evidence, quantities: list[str], collector: _Collector) -> None:

@@ -66,13 +66,14 @@ def out_of_range_intermediates(inputs: CaseInputs, dtype: str) -> list[str]:
         cubed = var[var > 0] ** 1.5
         squares = (x - bn.mean) ** 2
     candidates = [("σ³", cubed), ("(v + ε)^-1.5", 1 / cubed)]
-    if dtype in ("float16", "bfloat16"):
+    statistics = dtype in ("float16", "bfloat16") and inputs.training  # eval mode computes none
+    if statistics:
         candidates = [("Σx", np.abs(x).sum(axis=0)), ("Σ(x − m)²", squares.sum(axis=0)), *candidates]
     beyond = [
         label for label, values in candidates
         if values.size and ((values > info.max) | ((values > 0) & (values < info.smallest_normal))).any()
     ]  # fmt: skip
-    if dtype in ("float16", "bfloat16"):
+    if statistics:
         nonzero = np.where(squares > 0, squares, np.nan)
         with warnings.catch_warnings():  # a constant column has no square to weigh
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ... import core
 from ..cases import CaseInputs
+from ..precisions import cast as cast_to
 from ..precisions import parameter_dtype
 from ..reference import Reference, element_budgets
 
@@ -200,6 +201,26 @@ EVAL_VARIANTS = (
         _batch_statistics,
     ),
 )
+
+
+def cast_down(inputs: CaseInputs) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Eval mode with the float32 running statistics, weight and bias cast to the input's half dtype first,
+    as a compiler or a ``.half()`` on the whole model does; and those that the cast sends to inf (by their
+    largest value). Nothing when the cast leaves every one as it is."""
+    start_mean, start_var = inputs.start_statistics()
+    given = {"running_mean": start_mean, "running_var": start_var, "weight": inputs.weight, "bias": inputs.bias}
+    with np.errstate(over="ignore"):
+        cast = {name: cast_to(values, inputs.dtype).astype(np.float64) for name, values in given.items()}
+    lost = {name: float(np.max(np.abs(given[name]))) for name in given if not np.isfinite(cast[name]).all()}
+    if all(np.array_equal(cast[name], given[name]) for name in given):
+        return {}, {}
+    x, g = inputs.x.astype(np.float64), inputs.dy.astype(np.float64)
+    with np.errstate(all="ignore"):
+        scale = 1 / np.sqrt(cast["running_var"] + inputs.eps)  # an inf variance gives 0: y = b, dx = 0
+        y = cast["weight"] * ((x - cast["running_mean"]) * scale) + cast["bias"]
+        dx = cast["weight"] * scale * g
+        s = (x - cast["running_mean"]) * scale
+    return {"y": y, "dx": dx, "dw": (g * s).sum(axis=0), "db": g.sum(axis=0)}, lost
 
 
 def collapsed(name: str, values: np.ndarray, inputs: CaseInputs, ref: Reference) -> bool:

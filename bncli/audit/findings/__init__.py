@@ -344,13 +344,11 @@ def _cast_down(e: Evidence, quantities: list[str], collector: _Collector) -> lis
     return [q for q in quantities if q not in matched]
 
 
-def _within(e: Evidence, name: str, values: np.ndarray) -> bool:
+def _within(e: Evidence, name: str, values: np.ndarray, slack: np.ndarray | float = 0.0) -> bool:
+    """The output is ``values`` to within its budget (and ``slack``, the values' own uncertainty)."""
+    bound = element_budgets(name, e.inputs.dtype, e.ref) * e.ref.scales[name] + slack
     with np.errstate(invalid="ignore", over="ignore"):
-        return bool(
-            np.all(
-                np.abs(e.outputs[name] - values) <= element_budgets(name, e.inputs.dtype, e.ref) * e.ref.scales[name]
-            )
-        )
+        return bool(np.all(np.abs(e.outputs[name] - values) <= bound))
 
 
 def _cast_text(names, shown, details):
@@ -390,11 +388,7 @@ def _half_statistics(e: Evidence, quantities: list[str], collector: _Collector) 
     values = textbook(x, g, w, b, mean, std)
     # What the statistics' own uncertainty (three standard errors each) moves the batch norm they give by.
     moved = [textbook(x, g, w, b, mean + 3 * mean_error, std), textbook(x, g, w, b, mean, std + 3 * std_error)]
-    explained = [
-        q for q in quantities
-        if np.all(np.abs(e.outputs[q] - values[q]) <= element_budgets(q, e.inputs.dtype, e.ref) * e.ref.scales[q]
-                  + sum(np.abs(m[q] - values[q]) for m in moved))
-    ]  # fmt: skip
+    explained = [q for q in quantities if _within(e, q, values[q], sum(np.abs(m[q] - values[q]) for m in moved))]
     if explained:
         collector.add("low_precision_statistics", e, explained, _half_statistics_text, dtype=e.inputs.dtype, **error)
 

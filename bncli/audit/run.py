@@ -183,9 +183,15 @@ def _validate_eps(options: AuditOptions) -> None:
     """An eps every dtype audited can hold, and one that leaves no selected case's batch norm undefined
     (eps 0 divides by zero on a constant column)."""
     for dtype in options.dtypes:
-        largest = float(finfo(parameter_dtype(dtype)).max)
+        kept = parameter_dtype(dtype)
+        largest = float(finfo(kept).max)
         if options.eps > largest:
-            raise InputError(f"--eps {options.eps:g}: does not fit {parameter_dtype(dtype)} (largest {largest:.3g})")
+            raise InputError(f"--eps {options.eps:g}: does not fit {kept} (largest {largest:.3g})")
+        if options.eps > 0 and parameter_eps(options.eps, dtype) == 0:
+            raise InputError(
+                f"--eps {options.eps:g}: is 0 in {kept}, which {dtype} passes eps in "
+                f"(smallest {float(finfo(kept).smallest_subnormal):.3g})"
+            )
     if options.eps == 0:
         names = options.cases or [case.name for case in CASES if options.extreme or not case.extreme]
         constant = [name for name in names if (np.ptp(CASES_BY_NAME[name].inputs("float64").x, axis=0) == 0).any()]
@@ -316,21 +322,18 @@ def _report(
 def _judged(results: list[CaseResult], runs: _Runs, selected: set[str]):
     """The verdicts settled against the unit case, the findings, and the verdicts they settle in turn.
 
-    Where the findings show that the unit case itself fails by precision alone (its statistics kept in
-    a half precision), its formula is right: the other cases are settled again against it, as against a
-    unit case that passes, and the findings read them again."""
+    The findings read the unit case first: where they show that it fails by precision alone (its
+    statistics kept in a half precision), its formula is right, and the other cases are settled
+    against it as against a unit case that passes. Then the findings read the selected cases."""
     yardsticks = {(_plan(r), r.dtype): r for r in results if r.name == YARDSTICK}
     settled = [settle(r, _yardstick(r, yardsticks)) for r in results]
+    # The unit case is read as well when --case left it out: only to settle what it shows.
+    reweighed = reweigh(settled, find(_evidence(runs, settled, selected | {YARDSTICK})))
+    precise = {(_plan(r), r.dtype): _formula_right(r) for r in reweighed if r.name == YARDSTICK}
+    settled = [settle(r, _yardstick(r, precise)) for r in results]
     evidence = _evidence(runs, settled, selected)
     findings = find(evidence)
-    reweighed = reweigh(settled, findings)
-    precise = {key: _formula_right(r) for r in reweighed if r.name == YARDSTICK and (key := (_plan(r), r.dtype))}
-    if any(unit != yardsticks[key] and unit.quantities != yardsticks[key].quantities for key, unit in precise.items()):
-        settled = [settle(r, _yardstick(r, precise)) for r in results]
-        evidence = _evidence(runs, settled, selected)
-        findings = find(evidence)
-        reweighed = reweigh(settled, findings)
-    return reweighed, findings, evidence
+    return reweigh(settled, findings), findings, evidence
 
 
 def _formula_right(unit: CaseResult) -> CaseResult:

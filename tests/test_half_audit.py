@@ -1,0 +1,211 @@
+"""bncli audit in half precision (--dtype float16|bfloat16|all), as real processes, and its budgets.
+
+x and dy come in the half dtype; weight, bias, eps and the running statistics in float32
+(PyTorch's mixed-precision convention). A correct mixed-precision implementation passes; one
+that sums its statistics in the half dtype is INACCURATE with the accumulation named; one that
+casts its running statistics down is WRONG where the cast overflows (running_var > 65504).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_process
+
+from bncli.audit.cases import CASES, CASES_BY_NAME
+from bncli.audit.findings import signatures
+from bncli.audit.judge import compare
+from bncli.audit.precisions import UNIT_ROUNDOFF, cast
+from bncli.audit.reference import reference
+
+TESTS = Path(__file__).resolve().parent
+HALF = TESTS / "half_implementations.py"
+EXAMPLES = TESTS.parent / "examples"
+MIXED = f"{EXAMPLES / 'batchnorm_mixed.py'}:batchnorm"
+
+
+def audit_json(target: str, *options: str, env: dict | None = None) -> tuple[int, dict]:
+    done = run_process("audit", target, "-f", "json", *options, env=env)
+    assert done.returncode in (0, 1), done.stderr.decode()
+    assert b"Traceback" not in done.stderr and b"Warning" not in done.stderr, done.stderr.decode()
+    return done.returncode, json.loads(done.stdout)
+
+
+def of(name: str) -> str:
+    return f"{HALF}:{name}"
+
+
+def found(report: dict, kind: str) -> dict:
+    matches = [f for f in report["findings"] if f["kind"] == kind]
+    assert matches, report["diagnosis"]
+    return matches[0]
+
+
+# ----------------------------------------------------------------------------- inputs and references
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_case_has_half_x_and_dy_and_float32_parameters(dtype):
+    inputs = CASES_BY_NAME["unit"].inputs(dtype)
+    assert (inputs.x.dtype.name, inputs.dy.dtype.name) == (dtype, dtype)
+    assert {a.dtype.name for a in (inputs.weight, inputs.bias, inputs.running_mean, inputs.running_var)} == {"float32"}
+    assert inputs.eps == float(np.float32(inputs.eps))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_every_half_case_is_representable_in_its_dtype(dtype):
+    for case in CASES:
+        inputs = case.inputs(dtype)
+        wide = inputs.x.astype(np.float64)
+        assert np.isfinite(wide).all(), case.name
+        assert np.ptp(wide, axis=0).max() > 0, case.name  # the data did not round to constants
+        assert np.array_equal(cast(wide, dtype).astype(np.float64), wide)
+
+
+def test_the_float16_huge_case_holds_a_running_variance_float16_cannot():
+    inputs = CASES_BY_NAME["huge"].inputs("float16")
+    assert inputs.running_var.min() > 65504
+
+
+def test_the_reference_is_exact_for_the_rounded_inputs():
+    """The float64 reference of the float16 case is bncli's core on exactly those float16 numbers."""
+    inputs = CASES_BY_NAME["offset"].inputs("float16")
+    ref = reference(inputs)
+    x = inputs.x.astype(np.float64)
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    y = inputs.weight.astype(np.float64) * (x - mean) / np.sqrt(var + inputs.eps) + inputs.bias.astype(np.float64)
+    np.testing.assert_allclose(ref.values["y"], y, rtol=1e-12, atol=1e-12)
+
+
+def test_y_rounded_to_float16_passes_and_three_units_more_do_not():
+    """The budget of y in float16 is C_q = 4 times its last rounding (u·|y|, half a unit in the last place),
+    beside float32's arithmetic: the correctly rounded y passes; y moved by three units in its last place
+    (six roundings) is beyond it."""
+    inputs = CASES_BY_NAME["unit"].inputs("float16")
+    ref = reference(inputs)
+    rounded = cast(ref.values["y"], "float16").astype(np.float64)
+    assert compare("y", rounded, ref, inputs, "nc").verdict == "PASS"
+    moved = rounded.copy()
+    moved[3, 1] += 3 * float(np.spacing(np.float16(moved[3, 1])))
+    assert compare("y", moved, ref, inputs, "nc").verdict != "PASS"
+
+
+def test_dw_in_a_half_run_is_judged_at_float32():
+    inputs = CASES_BY_NAME["unit"].inputs("float16")
+    ref = reference(inputs)
+    result = compare("dw", cast(ref.values["dw"], "float16").astype(np.float64), ref, inputs, "nc")
+    assert result.budget == pytest.approx(4 * UNIT_ROUNDOFF["float32"])
+    assert result.verdict != "PASS"
+
+
+def test_implied_statistics_read_back_the_statistics_y_was_made_with():
+    inputs = CASES_BY_NAME["offset"].inputs("float16")
+    x = inputs.x.astype(np.float64)
+    mean, std = x.mean(axis=0) + 0.25, x.std(axis=0) * 1.01
+    y = inputs.weight * (x - mean) / std + inputs.bias
+    got_mean, got_std, mean_error, std_error = signatures.implied_statistics(inputs, y)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-9)
+    np.testing.assert_allclose(got_std, std, rtol=1e-9)
+    assert (mean_error < 1e-9).all() and (std_error < 1e-9).all()
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+@pytest.mark.parametrize("mode", [(), ("--eval",)], ids=["training", "eval"])
+def test_bncli_and_a_mixed_precision_numpy_pass_every_dtype(mode):
+    for target in ("bncli", MIXED):
+        code, report = audit_json(target, "--dtype", "all", *mode)
+        assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
+        assert {c["dtype"] for c in report["cases"]} == {"float64", "float32", "float16", "bfloat16"}
+        half = [c for c in report["cases"] if c["dtype"] == "float16"]
+        assert half[0]["quantities"]["dw"]["budget"] == pytest.approx(4 * 2.0**-24)
+
+
+def test_the_target_is_given_half_x_and_dy_and_float32_parameters(tmp_path):
+    record = tmp_path / "record.jsonl"
+    code, report = audit_json(
+        of("records_dtypes"), "--dtype", "bfloat16", "--case", "unit", env={"BNCLI_TEST_RECORD": str(record)}
+    )
+    assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
+    given = json.loads(record.read_text().splitlines()[0])
+    assert given == {"x": "bfloat16", "weight": "float32", "bias": "float32", "dy": "bfloat16", "eps": given["eps"]}
+    assert given["eps"] == float(np.float32(1e-5))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_statistics_summed_in_the_half_dtype_are_inaccurate_and_the_accumulation_named(dtype):
+    code, report = audit_json(of("accumulated_in_half"), "--dtype", dtype)
+    assert (code, report["verdict"]) == (1, "INACCURATE"), report["diagnosis"]
+    finding = found(report, "low_precision_statistics")
+    assert finding["dtype"] == dtype and "accumulated in " + dtype in finding["text"]
+    assert f"unit/{dtype}" in finding["cases"] and f"offset/{dtype}" in finding["cases"]
+    assert {"y", "dx", "dw"} <= set(finding["quantities"])
+    wrongly_named = {"unbiased_variance", "eps_outside_sqrt", "one_pass_variance", "identically_zero"}
+    assert not wrongly_named & {f["kind"] for f in report["findings"]}
+
+
+def test_a_float16_sum_overflowing_is_named_as_the_statistics_out_of_range():
+    code, report = audit_json(of("accumulated_in_half"), "--dtype", "float16", "--case", "large_batch")
+    finding = found(report, "intermediate_out_of_range")
+    assert "Σ(x − m)²" in finding["text"] and "float32" in finding["text"]
+
+
+def test_a_pure_half_textbook_is_inaccurate_with_its_float16_gradients_named():
+    """examples/batchnorm_numpy.py computes in its input's dtype throughout: dw and db are float16 numbers."""
+    code, report = audit_json(f"{EXAMPLES / 'batchnorm_numpy.py'}:batchnorm", "--dtype", "float16")
+    assert (code, report["verdict"]) == (1, "INACCURATE"), report["diagnosis"]
+    finding = found(report, "lower_precision")
+    assert set(finding["quantities"]) == {"dw", "db"} and finding["dtype"] == "float16"
+
+
+def test_running_statistics_cast_to_float16_in_eval_are_wrong_and_named():
+    code, report = audit_json(of("casts_parameters"), "--dtype", "float16", "--eval")
+    assert (code, report["verdict"]) == (1, "WRONG")
+    finding = found(report, "cast_to_input_dtype")
+    assert "huge/float16" in finding["cases"] and "running_var" in finding["parameters"]
+    assert "65504" in finding["text"] and "y = b" in finding["text"]
+    huge = next(c for c in report["cases"] if c["name"] == "huge")
+    assert huge["quantities"]["y"]["verdict"] == "WRONG"
+
+
+def test_the_same_implementation_passes_in_training():
+    code, report = audit_json(of("casts_parameters"), "--dtype", "float16")
+    assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
+
+
+def test_a_command_gets_float16_as_f2_and_bfloat16_as_float32_npy(tmp_path):
+    program = tmp_path / "show_inputs.py"
+    program.write_text(
+        "import json, sys\nimport numpy as np\n"
+        "folder = sys.argv[1]\nx = np.load(folder + '/x.npy')\n"
+        "params = json.load(open(folder + '/params.json'))\n"
+        "print(params['dtype'], x.dtype.str, file=sys.stderr)\nsys.exit(3)\n"
+    )
+    for dtype, stored in (("float16", "<f2"), ("bfloat16", "<f4")):
+        done = run_process(
+            "audit", "--cmd", f"{sys.executable} {program}", "--dtype", dtype, "--case", "unit", "-f", "json"
+        )
+        report = json.loads(done.stdout)
+        assert report["cases"][0]["error"].endswith(f"{dtype} {stored}"), report["cases"][0]["error"]
+
+
+def test_unknown_dtypes_and_an_eps_float32_cannot_hold_are_refused():
+    done = run_process("audit", "bncli", "--dtype", "float8")
+    assert done.returncode == 2 and b"float16" in done.stderr
+    done = run_process("audit", "bncli", "--dtype", "float16", "--eps", "1e-60")
+    assert done.returncode == 2
+    assert done.stderr.decode().count("\n") == 1 and "float32" in done.stderr.decode()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode", [(), ("--eval",)], ids=["training", "eval"])
+@pytest.mark.parametrize("layout", ["nc", "nchw", "nhwc"])
+def test_pytorch_cpu_kernels_pass_in_every_dtype(mode, layout):
+    pytest.importorskip("torch")
+    code, report = audit_json("torch", "--dtype", "all", "--layout", layout, *mode)
+    assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]

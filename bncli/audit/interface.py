@@ -25,6 +25,19 @@ def declared_keywords(func) -> tuple[str, ...]:
     return tuple(name for name in KEYWORDS if name in parameters and parameters[name].kind in takes)
 
 
+def unfilled_parameters(func, keywords: tuple[str, ...] = ()) -> list[str]:
+    """The parameters without a default that a call ``func(x, weight, bias, eps, dy, **keywords)`` leaves
+    unfilled (none for a builtin without a signature: calling it tells)."""
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    filled = {p.name for p in positional[: len(INPUT_NAMES)]} | set(keywords)
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [p.name for p in parameters if p.default is p.empty and p.kind not in variadic and p.name not in filled]
+
+
 def expected_running(func) -> tuple[str, ...]:
     """The running statistics ``func`` is expected to return: those it declares. A style's adapter, which
     declares them all to pass them on, says with ``expected_running`` (often none) what its target gives."""

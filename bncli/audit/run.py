@@ -204,10 +204,16 @@ def _validate_target(target: targets.Target, options: AuditOptions) -> None:
     """--eval tells a target it is in inference mode by ``training=False``: one that declares no ``training``
     cannot be told, so it cannot be audited in it."""
     if options.eval and "training" not in target.declared:
-        raise InputError(
-            f"--eval: {target.name} declares no training parameter, so it cannot be told it is in inference mode; "
+        style = getattr(target, "style", "native")
+        fix = (
             "declare training=True (and running_mean, running_var) and normalize with the running statistics "
             "when it is False"
+            if style == "native"
+            else f"style {style} calls f(x, weight, bias, eps), which takes none: audit it in training mode"
+        )
+        raise InputError(
+            f"--eval: {target.name} declares no training parameter, so it cannot be told it is in inference mode; "
+            + fix
         )
 
 

@@ -371,6 +371,22 @@ def test_eval_on_a_styled_function_that_has_no_mode_is_one_line_and_exit_2(style
     assert "--eval" in line and "inference mode" in line and "training mode" in line, line
 
 
+@pytest.mark.parametrize("style", [pytest.param(s, marks=NEEDS[s]) for s in ("torch", "jax")])
+@pytest.mark.parametrize("case", ["unit", "blood", "two_rows"])
+def test_autograds_backward_of_an_unbiased_variance_is_named_on_every_case(style, case, tmp_path):
+    """Autograd differentiates the unbiased forward exactly (its s term over k − 1, not k): dx is beyond budget
+    by far on every case, and must be named with y and dw, not only where k is large enough to blur the two."""
+    framework(style)
+    suffix, sources = STYLED[style]
+    code, report = audit_json(
+        "--style", style, write(tmp_path, "unbiased", sources["unbiased"]) + suffix, "--case", case
+    )
+    assert code == 1
+    assert {c["quantities"]["dx"]["verdict"] for c in report["cases"]} == {"WRONG"}
+    found = {f["kind"]: f["quantities"] for f in report["findings"]}
+    assert found.get("unbiased_variance") == ["y", "dx", "dw"], report["diagnosis"]
+
+
 @pytest.mark.parametrize("style, install", [("torch", "pip install torch"), ("jax", "pip install jax")])
 def test_a_missing_framework_is_exit_2_naming_the_install(style, install, tmp_path):
     hidden = tmp_path / "hidden" / style

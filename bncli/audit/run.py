@@ -274,9 +274,8 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: A
         message = f"case {case.name} ({inputs.dtype}): {error}"
         quantities = {q: QuantityResult("ERROR") for q in QUANTITIES}
         return CaseResult(case.name, inputs.dtype, shape, "ERROR", message, quantities, case.extreme), {}, ref
-    named = options.quantities or ()  # asked for by name: shown even where the target never returns them
-    shown = QUANTITIES + tuple(q for q in RUNNING if q in outputs or q in target.expects or q in named)
-    judged = [q for q in named or JUDGED if _representable(q, ref, inputs.dtype)]
+    shown = _shown(outputs, target.expects, options.quantities)
+    judged = [q for q in options.quantities or JUDGED if _representable(q, ref, inputs.dtype)]
     outputs = {q: v for q, v in outputs.items() if q in judged}
     quantities = {
         q: compare(q, outputs[q], ref, inputs, layout)
@@ -286,6 +285,12 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: A
     }
     precision = computes_in(outputs, inputs.dtype)
     return CaseResult(case.name, inputs.dtype, shape, "", None, quantities, case.extreme, precision), outputs, ref
+
+
+def _shown(outputs: dict, expects: Sequence[str], asked: Sequence[str] | None) -> tuple[str, ...]:
+    """The report's columns: y, dx, dw, db, and the running statistics returned, expected or asked for by name
+    (shown even where the target never returns them)."""
+    return QUANTITIES + tuple(q for q in RUNNING if q in outputs or q in expects or q in (asked or ()))
 
 
 def _representable(name: str, ref: Reference, dtype: str) -> bool:

@@ -19,7 +19,6 @@ import sys
 
 from ..errors import InputError
 from . import protocol, worker
-from .interface import unfilled_parameters
 
 
 def _die_with_parent() -> None:
@@ -33,26 +32,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def load_rank_function(spec: str):
-    """The target as each rank calls it, ``func(x, weight, bias, eps, dy)`` and no keyword: a function that
-    requires more (running statistics without defaults) cannot be audited under --shards (InputError)."""
-    func = worker.load_function(spec)
-    unfilled = unfilled_parameters(func)
-    if unfilled:
-        raise InputError(
-            f"target {spec!r}: it requires {', '.join(unfilled)}, which --shards does not pass (each rank calls "
-            "func(x, weight, bias, eps, dy)): give them defaults, or audit it without --shards"
-        )
-    return func
-
-
 def _serve(spec: str, rank: int, world: int, store: str) -> None:
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)  # the target's prints go to stderr
     try:
-        func = load_rank_function(spec)
+        func = worker.load_rank_function(spec)
     except InputError as error:
         protocol.send_reply(replies, protocol.Reply("input-error", str(error)))
         return

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import core
 from ..errors import InputError
-from . import protocol, shard_worker, worker
+from . import protocol, worker
 from .cases import QUANTITIES, CaseInputs
 from .findings.variants import distance
 from .judge import CaseResult, TargetError, check_outputs
@@ -353,7 +353,7 @@ class TorchrunRanks:
     def __init__(self, spec: str):
         import torch.distributed as dist
 
-        self.dist, self.func = dist, shard_worker.load_rank_function(spec)
+        self.dist, self.func = dist, worker.load_rank_function(spec)
 
     def run(self, arguments: list[tuple]) -> list[tuple]:
         dist = self.dist

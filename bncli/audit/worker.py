@@ -89,6 +89,21 @@ def load_function(spec: str):
     return func
 
 
+def load_rank_function(spec: str):
+    """The target as each rank calls it, ``func(x, weight, bias, eps, dy)`` and no keyword: a function that
+    requires more (running statistics without defaults) cannot be audited under --shards (InputError)."""
+    from .interface import unfilled_parameters
+
+    func = load_function(spec)
+    unfilled = unfilled_parameters(func)
+    if unfilled:
+        raise InputError(
+            f"target {spec!r}: it requires {', '.join(unfilled)}, which --shards does not pass (each rank calls "
+            "func(x, weight, bias, eps, dy)): give them defaults, or audit it without --shards"
+        )
+    return func
+
+
 def load_module(spec: str, location: str):
     """``path/to/file.py`` or ``package.module``: the module ``spec`` names a function of."""
     if location.endswith(".py") or os.sep in location or "/" in location:

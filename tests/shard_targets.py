@@ -8,6 +8,7 @@ import os
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -92,3 +93,18 @@ def rank_1_exits(x, weight, bias, eps, dy):
 def sleeps(x, weight, bias, eps, dy):
     """Every rank waits a long time: for interrupting the audit while ranks run."""
     time.sleep(600)
+
+
+def requires_running_statistics(x, weight, bias, eps, dy, running_mean, running_var):
+    """Declares running statistics without defaults: --shards passes none, so it cannot be called there."""
+    return correct(x, weight, bias, eps, dy)
+
+
+def own_shard_only(x, weight, bias, eps, dy):
+    """A plain batch norm of the rank's own shard: neither the forward nor the backward all-reduces."""
+    k = x.shape[0]
+    mean = x.mean(axis=0)
+    std = np.sqrt(((x - mean) ** 2).mean(axis=0) + x.dtype.type(eps))
+    s = (x - mean) / std
+    db, dw = dy.sum(axis=0), (dy * s).sum(axis=0)
+    return {"y": weight * s + bias, "dx": (weight / std) * (dy - db / k - s * dw / k), "dw": dw, "db": db}

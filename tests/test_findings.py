@@ -297,3 +297,27 @@ def test_the_engine_takes_a_cases_inputs_and_gradients_without_a_target():
     correct = implementations.two_pass(*args)
     evidence = gradient_evidence(*case, dict(zip(("dx", "dw", "db"), correct[1:], strict=True)))
     assert find([evidence]) == []
+
+
+def test_the_exactly_differentiated_unbiased_variant_is_the_derivative_of_its_forward():
+    """Central differences of Σ dy·y for the unbiased-variance forward give that variant's dx (autograd's)."""
+    from bncli.audit.findings.variants import VARIANTS
+
+    inputs = CASES_BY_NAME["unit"].inputs("float64")
+    exact = next(v for v in VARIANTS if v.compute.__name__ == "_unbiased_differentiated").values(inputs)
+    k = inputs.x.shape[0]
+
+    def loss(x):
+        mean = x.mean(axis=0)
+        std = np.sqrt(((x - mean) ** 2).sum(axis=0) / (k - 1) + inputs.eps)
+        return float((inputs.dy * (inputs.weight * (x - mean) / std + inputs.bias)).sum())
+
+    step, numerical = 1e-6, np.empty_like(inputs.x)
+    for index in np.ndindex(inputs.x.shape):
+        up, down = inputs.x.copy(), inputs.x.copy()
+        up[index] += step
+        down[index] -= step
+        numerical[index] = (loss(up) - loss(down)) / (2 * step)
+    np.testing.assert_allclose(exact["dx"], numerical, rtol=0, atol=1e-7)
+    hand_written = next(v for v in VARIANTS if v.compute.__name__ == "_unbiased").values(inputs)
+    assert np.abs(hand_written["dx"] - numerical).max() > 1e-3  # the two backwards differ on unit

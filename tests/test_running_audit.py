@@ -15,6 +15,7 @@ from running_implementations import batch_statistics_always, correct
 import bncli
 from bncli.audit.cases import CASES_BY_NAME
 from bncli.audit.reference import reference
+from bncli.errors import InputError
 
 TESTS = Path(__file__).resolve().parent
 RUNNING = TESTS / "running_implementations.py"
@@ -229,13 +230,43 @@ def test_eval_refuses_a_program_and_shards():
         assert "--eval audits a Python function given training=False" in done.stderr.decode()
 
 
-def test_a_cs231n_test_mode_without_a_cache_is_judged_on_y():
-    """The assignment's test mode returns cache None: no backward to call, so dx, dw, db are MISSING."""
+@pytest.mark.parametrize("layout", ["nc", "nchw"])
+def test_a_cs231n_test_mode_without_a_cache_is_judged_on_y_alone(layout):
+    """The assignment's test mode returns cache None: no backward to call, so dx, dw, db are not expected
+    (README: "a forward that returns the cache None is judged on y alone"), and the report says so."""
     example = str(EXAMPLES / "cs231n_layers.py")
-    code, report = audit_json(example, "--layout", "nchw", "--eval", "--case", "unit")
-    assert (code, report["verdict"], report["mode"]) == (1, "INCOMPLETE", "eval"), report["diagnosis"]
-    code, report = audit_json(example, "--layout", "nchw", "--eval", "--case", "unit", "--quantities", "y")
-    assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
+    code, report = audit_json(example, "--layout", layout, "--eval")
+    assert (code, report["verdict"], report["mode"]) == (0, "PASS", "eval"), report["diagnosis"]
+    assert {c["quantities"]["y"]["verdict"] for c in report["cases"] if not c["extreme"]} == {"PASS"}
+    alone = [line for line in report["diagnosis"] if "y is judged alone" in line]
+    assert len(alone) == 1 and "no cache" in alone[0], report["diagnosis"]
+
+
+def test_a_running_statistic_asked_for_that_the_target_never_returns_is_incomplete():
+    """--quantities running_mean on a target that declares none: judging nothing must not PASS."""
+    for asked in ("running_mean", "running_var", "y,running_var"):
+        code, report = audit_json(f"{TESTS / 'implementations.py'}:two_pass", "--quantities", asked)
+        assert (code, report["verdict"]) == (1, "INCOMPLETE"), (asked, report["diagnosis"])
+        never = asked.split(",")[-1]
+        assert any(f"{never} is returned in no case: INCOMPLETE" in line for line in report["diagnosis"]), asked
+        assert {c["quantities"][never]["verdict"] for c in report["cases"]} == {"MISSING"}
+
+
+def test_eval_on_a_function_that_declares_no_training_is_a_usage_error():
+    """It cannot be told it is in inference mode, so it cannot be audited in it."""
+    done = run_process("audit", f"{TESTS / 'implementations.py'}:two_pass", "--eval")
+    assert done.returncode == 2, done.stdout.decode()
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and b"Traceback" not in done.stderr, lines
+    assert "declares no training" in lines[0] and "training=True" in lines[0], lines[0]
+    assert not done.stdout
+
+
+def test_the_python_api_refuses_eval_for_a_callable_without_training():
+    from implementations import two_pass
+
+    with pytest.raises(InputError, match="declares no training"):
+        bncli.audit(two_pass, cases=["unit"], eval=True)
 
 
 @pytest.mark.torch

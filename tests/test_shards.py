@@ -131,6 +131,34 @@ def test_a_backward_without_the_all_reduce_is_named(torch_installed):
 
 
 @pytest.mark.extras
+def test_a_batch_norm_of_each_ranks_own_shard_is_named(torch_installed):
+    """No all-reduce at all: y is wrong too, so the backward's finding (y right, dx wrong) cannot fire."""
+    ran = audit("own_shard_only", "--shards", "2,3")
+    report = json.loads(ran.stdout)
+    assert ran.returncode == 1
+    named = [line for line in report["diagnosis"] if "own shard" in line]
+    assert len(named) == 1 and "all-reduce" in named[0], report["diagnosis"]
+    assert "plan 2,3" in named[0]
+
+
+@pytest.mark.extras
+def test_a_correct_syncbn_is_not_taken_for_a_batch_norm_of_its_own_shard(torch_installed):
+    ran = audit("equal_counts", "--shards", "1,2,5")
+    report = json.loads(ran.stdout)
+    assert not any("own shard" in line for line in report["diagnosis"]), report["diagnosis"]
+
+
+@pytest.mark.extras
+def test_a_function_that_requires_running_statistics_is_a_usage_error_under_shards(torch_installed):
+    ran = audit("requires_running_statistics", "--shards", "2,3")
+    assert ran.returncode == 2, ran.stderr.decode()
+    lines = ran.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert "running_mean, running_var" in lines[0] and "--shards" in lines[0], lines[0]
+    assert not ran.stdout
+
+
+@pytest.mark.extras
 def test_dw_db_as_local_sums_pass_and_the_report_says_so(torch_installed):
     ran = audit("local_dw_db", "--shards", "3,1,2", "--case", "unit", "--case", "blood")
     report = json.loads(ran.stdout)

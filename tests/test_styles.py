@@ -95,6 +95,13 @@ def batchnorm(x, weight, bias, eps):
     var = ((x - mean) ** 2).mean(axis=0)
     return weight * (x - mean) / jnp.sqrt(var + eps) + bias
 """
+TORCH_FUNCTION = """
+import torch
+
+def batchnorm(x, weight, bias, eps):
+    mean = x.mean(0)
+    return weight * (x - mean) / torch.sqrt(((x - mean) ** 2).mean(0) + eps) + bias
+"""
 JAX_UNBIASED = JAX_CORRECT.replace("((x - mean) ** 2).mean(axis=0)", "x.var(axis=0, ddof=1)")
 JAX_NO_MEAN_TERM = """
 import jax
@@ -331,6 +338,53 @@ def test_a_target_that_is_not_what_its_style_expects_is_one_line_and_exit_2(styl
     line = usage_error("--style", style, write(tmp_path, "target", source) + suffix)
     assert expected in line
     assert line.startswith("bncli: error: ")
+
+
+@pytest.mark.torch
+@pytest.mark.jax
+@pytest.mark.parametrize(
+    "style, source, suffix, uses",
+    [("torch", JAX_CORRECT, ":batchnorm", "jax"), ("jax", TORCH_FUNCTION, ":batchnorm", "torch")],
+    ids=["jax-as-torch", "torch-as-jax"],
+)
+def test_a_function_of_the_other_framework_is_one_line_and_exit_2(style, source, suffix, uses, tmp_path):
+    """A jax function called on torch tensors raises in every case: that is the style's mismatch, not the
+    target's ERROR."""
+    framework("torch")
+    framework("jax")
+    line = usage_error("--style", style, write(tmp_path, "target", source) + suffix, "--case", "unit")
+    assert f"uses {uses}" in line and f"--style {uses}" in line, line
+
+
+@pytest.mark.parametrize(
+    "style, source",
+    [
+        pytest.param("torch", TORCH_FUNCTION, marks=pytest.mark.torch),
+        pytest.param("jax", JAX_CORRECT, marks=pytest.mark.jax),
+    ],
+    ids=["torch-function", "jax"],
+)
+def test_eval_on_a_styled_function_that_has_no_mode_is_one_line_and_exit_2(style, source, tmp_path):
+    """f(x, weight, bias, eps) cannot be told it is in inference mode (was WRONG, batch statistics in eval)."""
+    framework(style)
+    line = usage_error("--style", style, write(tmp_path, "target", source) + ":batchnorm", "--eval", "--case", "unit")
+    assert "--eval" in line and "inference mode" in line and "training mode" in line, line
+
+
+@pytest.mark.parametrize("style", [pytest.param(s, marks=NEEDS[s]) for s in ("torch", "jax")])
+@pytest.mark.parametrize("case", ["unit", "blood", "two_rows"])
+def test_autograds_backward_of_an_unbiased_variance_is_named_on_every_case(style, case, tmp_path):
+    """Autograd differentiates the unbiased forward exactly (its s term over k − 1, not k): dx is beyond budget
+    by far on every case, and must be named with y and dw, not only where k is large enough to blur the two."""
+    framework(style)
+    suffix, sources = STYLED[style]
+    code, report = audit_json(
+        "--style", style, write(tmp_path, "unbiased", sources["unbiased"]) + suffix, "--case", case
+    )
+    assert code == 1
+    assert {c["quantities"]["dx"]["verdict"] for c in report["cases"]} == {"WRONG"}
+    found = {f["kind"]: f["quantities"] for f in report["findings"]}
+    assert found.get("unbiased_variance") == ["y", "dx", "dw"], report["diagnosis"]
 
 
 @pytest.mark.parametrize("style, install", [("torch", "pip install torch"), ("jax", "pip install jax")])

@@ -6,7 +6,7 @@ import inspect
 
 import numpy as np
 
-from .cases import RUNNING, CaseInputs, to_layout
+from .cases import QUANTITIES, RUNNING, CaseInputs, to_layout
 from .precisions import parameter_dtype
 
 # Seconds beyond which a timeout never comes (about 32 years): the clocks' waits do not reach further.
@@ -26,11 +26,34 @@ def declared_keywords(func) -> tuple[str, ...]:
     return tuple(name for name in KEYWORDS if name in parameters and parameters[name].kind in takes)
 
 
+def unfilled_parameters(func, keywords: tuple[str, ...] = ()) -> list[str]:
+    """The parameters without a default that a call ``func(x, weight, bias, eps, dy, **keywords)`` leaves
+    unfilled (none for a builtin without a signature: calling it tells)."""
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    filled = {p.name for p in positional[: len(INPUT_NAMES)]} | set(keywords)
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [p.name for p in parameters if p.default is p.empty and p.kind not in variadic and p.name not in filled]
+
+
 def expected_running(func) -> tuple[str, ...]:
     """The running statistics ``func`` is expected to return: those it declares. A style's adapter, which
     declares them all to pass them on, says with ``expected_running`` (often none) what its target gives."""
     declared = getattr(func, "expected_running", None)
     return tuple(declared) if declared is not None else tuple(q for q in RUNNING if q in declared_keywords(func))
+
+
+class ByDesign(dict):
+    """Outputs of which a style's adapter computes only some, by design (a cs231n forward that keeps no
+    cache in test mode leaves no backward to call): the others are not expected of it, and ``reason``,
+    a line for the diagnosis, says why."""
+
+    def __init__(self, outputs: dict, reason: str):
+        super().__init__(outputs)
+        self.reason = reason
 
 
 def snapshot(arguments: tuple) -> list:
@@ -57,11 +80,15 @@ class Target:
     name = "target"
     # The running statistics the target is expected to return (a quantity returned in no case is INCOMPLETE).
     expects: tuple[str, ...] = ()
+    # The keyword parameters (of KEYWORDS) it declares: --eval needs ``training``.
+    declared: tuple[str, ...] = ()
 
     def __init__(self, layout: str, timeout: float):
         self.layout = layout
         self.timeout = timeout if timeout < LONGEST_TIMEOUT else None  # None: wait as long as it takes
         self._changed: dict[str, str] = {}  # input name -> the case it was first seen changed on
+        self.remarks: set[str] = set()  # lines for the diagnosis beside the findings
+        self.unexpected: set[str] = set()  # quantities it does not compute by design (see ByDesign)
 
     @property
     def notes(self) -> set[str]:
@@ -91,6 +118,11 @@ class Target:
     def note_changed(self, changed: list[str], inputs: CaseInputs) -> None:
         for name in changed:
             self._changed.setdefault(name, f"{inputs.name}/{inputs.dtype}")
+
+    def note_by_design(self, outputs: dict, reason: str) -> None:
+        """A call that computed only ``outputs``, by design, for ``reason``: the others are not expected."""
+        self.remarks.add(reason)
+        self.unexpected.update(q for q in QUANTITIES if q not in outputs)
 
     def call(self, inputs: CaseInputs):
         raise NotImplementedError

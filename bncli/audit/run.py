@@ -5,7 +5,7 @@ This is the only module of the audit that imports :mod:`bncli.audit.targets`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -86,7 +86,8 @@ class AuditOptions:
     layout: str = "nc"
     timeout: float = DEFAULT_TIMEOUT
     consistency: bool = True
-    quantities: Sequence[str] = JUDGED  # those judged; the others are SKIPPED
+    # Those judged (the others are SKIPPED); None: y, dx, dw, db and the running statistics the target declares.
+    quantities: Sequence[str] | None = None
     eval: bool = False  # inference mode: training=False, the case's running statistics
     eps: float | None = None  # None: each case's own; else every case runs at this eps
     style: str | None = None  # None: detected from the target's source (bncli.audit.styles.detect)
@@ -117,7 +118,8 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
         Unknown case, dtype or layout; a target that cannot be found or imported.
     """
     dtypes = AUDIT_DTYPES if _names(options.dtypes) == ("all",) else _names(options.dtypes)
-    options = replace(options, cases=_names(options.cases), dtypes=dtypes, quantities=_names(options.quantities))
+    asked = None if options.quantities is None else _names(options.quantities)
+    options = replace(options, cases=_names(options.cases), dtypes=dtypes, quantities=asked)
     cases = _selected(options)
     order = ([] if any(case.name == YARDSTICK for case in cases) else [CASES_BY_NAME[YARDSTICK]]) + cases
     selected = {case.name for case in cases}
@@ -128,10 +130,12 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
         options.target, cmd=options.cmd, layout=options.layout, timeout=options.timeout, style=options.style
     )
     try:
+        _validate_target(target, options)
         runs = _run_all(target, order, options, progress)
     finally:
         target.close()
-    return _report(target.name, target.notes, runs, selected, options, expects=target.expects)
+    remarks = sorted(target.remarks)
+    return _report(target.name, target.notes, runs, selected, options, remarks, target.expects, target.unexpected)
 
 
 def _names(value) -> tuple[str, ...]:
@@ -167,8 +171,8 @@ def _validate(options: AuditOptions) -> None:
 
 
 def _validate_judging(options: AuditOptions) -> None:
-    unknown_quantity = [q for q in options.quantities if q not in JUDGED]
-    if unknown_quantity or not options.quantities:
+    unknown_quantity = [q for q in options.quantities or () if q not in JUDGED]
+    if unknown_quantity or options.quantities == ():
         named = unknown_quantity[0] if unknown_quantity else ""
         raise InputError(f"unknown quantity {named!r} in --quantities; use a comma list of {', '.join(JUDGED)}")
     if options.eps is not None and not (np.isfinite(options.eps) and options.eps >= 0):
@@ -208,6 +212,23 @@ def _validate_mode(options: AuditOptions) -> None:
     if options.eval and (options.cmd is not None or options.shards is not None):
         what = "--cmd program" if options.cmd is not None else "--shards run"
         raise InputError(f"--eval audits a Python function given training=False; a {what} is not passed it")
+
+
+def _validate_target(target: targets.Target, options: AuditOptions) -> None:
+    """--eval tells a target it is in inference mode by ``training=False``: one that declares no ``training``
+    cannot be told, so it cannot be audited in it."""
+    if options.eval and "training" not in target.declared:
+        style = getattr(target, "style", "native")
+        fix = (
+            "declare training=True (and running_mean, running_var) and normalize with the running statistics "
+            "when it is False"
+            if style == "native"
+            else f"style {style} calls f(x, weight, bias, eps), which takes none: audit it in training mode"
+        )
+        raise InputError(
+            f"--eval: {target.name} declares no training parameter, so it cannot be told it is in inference mode; "
+            + fix
+        )
 
 
 def _run_plans(order: list[Case], options: AuditOptions, progress):
@@ -267,8 +288,8 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: A
         message = f"case {case.name} ({inputs.dtype}): {error}"
         quantities = {q: QuantityResult("ERROR") for q in QUANTITIES}
         return CaseResult(case.name, inputs.dtype, shape, "ERROR", message, quantities, case.extreme), {}, ref
-    shown = QUANTITIES + tuple(q for q in RUNNING if q in outputs or q in target.expects)
-    judged = [q for q in options.quantities if _representable(q, ref, inputs.dtype)]
+    shown = _shown(outputs, target.expects, options.quantities)
+    judged = [q for q in options.quantities or JUDGED if _representable(q, ref, inputs.dtype)]
     outputs = {q: v for q, v in outputs.items() if q in judged}
     quantities = {
         q: compare(q, outputs[q], ref, inputs, layout)
@@ -278,6 +299,12 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: A
     }
     precision = computes_in(outputs, inputs.dtype)
     return CaseResult(case.name, inputs.dtype, shape, "", None, quantities, case.extreme, precision), outputs, ref
+
+
+def _shown(outputs: dict, expects: Sequence[str], asked: Sequence[str] | None) -> tuple[str, ...]:
+    """The report's columns: y, dx, dw, db, and the running statistics returned, expected or asked for by name
+    (shown even where the target never returns them)."""
+    return QUANTITIES + tuple(q for q in RUNNING if q in outputs or q in expects or q in (asked or ()))
 
 
 def _representable(name: str, ref: Reference, dtype: str) -> bool:
@@ -294,18 +321,20 @@ def _report(
     options: AuditOptions,
     remarks: Sequence[str] = (),
     expects: Sequence[str] = (),
+    unexpected: Collection[str] = (),
 ) -> AuditReport:
     """The verdicts settled against the unit case of each dtype (and shard plan), the findings, the notes
-    (inputs changed in place), and ``remarks``, further lines for the diagnosis."""
+    (inputs changed in place), and ``remarks``, further lines for the diagnosis; ``expects`` the running
+    statistics the target declares, ``unexpected`` what it does not compute by design."""
     settled, findings, evidence = _judged(_precisions(runs.results), runs, selected)
     findings += [Finding("inputs_modified", [], [], note) for note in sorted(notes)]
     chosen = [r for r in settled if r.name in selected]
-    missing = _never_returned(settled, options.quantities, expects)
+    missing = _never_returned(settled, options.quantities, expects, unexpected)
     verdict = overall([r.verdict for r in chosen] + (["INCOMPLETE"] if missing else []))
     diagnosis = [finding.text for finding in findings] + shards.plan_findings(settled) + list(remarks)
     diagnosis += inaccuracy_hints(chosen, evidence, named={where for f in findings for where in f.cases})
     if missing:
-        diagnosis.append(_incomplete_line(missing, options.quantities))
+        diagnosis.append(_incomplete_line(missing, _expected(options.quantities, expects, unexpected)))
     return AuditReport(
         target=name,
         layout=options.layout,
@@ -381,12 +410,22 @@ def _precisions(results: list[CaseResult]) -> list[CaseResult]:
     return [replace(r, computes_in=precision(r)) for r in results]
 
 
-def _never_returned(results: list[CaseResult], asked: Sequence[str], expects: Sequence[str]) -> list[str]:
-    """The quantities asked for and expected (y, dx, dw, db; the running statistics a target declares)
-    that no case that ran returned (none, when every case was an ERROR)."""
+def _never_returned(
+    results: list[CaseResult], asked: Sequence[str] | None, expects: Sequence[str], unexpected: Collection[str] = ()
+) -> list[str]:
+    """The quantities expected (see :func:`_expected`) that no case that ran returned (none, when every
+    case was an ERROR)."""
     ran = [r for r in results if not r.error]
-    expected = [q for q in asked if q in QUANTITIES or q in expects]
+    expected = _expected(asked, expects, unexpected)
     return [q for q in expected if ran and all(r.quantities[q].verdict == "MISSING" for r in ran)]
+
+
+def _expected(asked: Sequence[str] | None, expects: Sequence[str], unexpected: Collection[str]) -> list[str]:
+    """Those asked for by name, every one (judging one the target never returns must not pass); by default
+    y, dx, dw, db and the running statistics the target declares, but for what it does not compute by design."""
+    if asked is not None:
+        return list(asked)
+    return [q for q in JUDGED if (q in QUANTITIES or q in expects) and q not in unexpected]
 
 
 def _incomplete_line(missing: list[str], asked: Sequence[str]) -> str:

@@ -38,7 +38,7 @@ def _serve(spec: str, rank: int, world: int, store: str) -> None:
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)  # the target's prints go to stderr
     try:
-        func = worker.load_function(spec)
+        func = worker.load_rank_function(spec)
     except InputError as error:
         protocol.send_reply(replies, protocol.Reply("input-error", str(error)))
         return

@@ -29,6 +29,7 @@ from .. import core
 from ..errors import InputError
 from . import protocol, worker
 from .cases import QUANTITIES, CaseInputs
+from .findings.variants import distance
 from .judge import CaseResult, TargetError, check_outputs
 from .reference import reference
 from .targets import Target
@@ -110,6 +111,7 @@ class ShardedTarget(Target):
         self.described: dict[tuple[str, str], dict] = {}
         self.remarks: set[str] = set()  # lines for the diagnosis: ranks whose dw/db convention differs
         self.ranks = TorchrunRanks(spec) if torchrun else LocalRanks(spec, len(plan), self.timeout)
+        self._own_shards_seen = False
 
     def call(self, inputs: CaseInputs):
         sizes = split(self.plan, inputs.x.shape[0])
@@ -124,7 +126,27 @@ class ShardedTarget(Target):
                 per_rank.append(check_outputs(value, shard, "nc"))
             except TargetError as error:
                 raise TargetError(f"rank {rank}: {error}") from None
-        return self._assembled(per_rank, inputs, sizes, about)
+        assembled = self._assembled(per_rank, inputs, sizes, about)
+        self._note_own_shards(assembled, inputs, sizes)
+        return assembled
+
+    def _note_own_shards(self, assembled: dict, inputs: CaseInputs, sizes) -> None:
+        """A remark, once per plan, where y is each rank's batch norm of its own shard alone: nothing is
+        all-reduced, so y is wrong too and the backward's finding (y right, dx wrong) cannot name it."""
+        if self._own_shards_seen or ranks_with_rows(sizes) < 2:
+            return
+        alone, ref = own_shards(inputs, sizes), reference(inputs)
+        matched = [
+            q for q in ("y", "dx") if q in assembled and distance(q, assembled[q], alone, ref, inputs) is not None
+        ]
+        if "y" in matched:
+            self._own_shards_seen = True
+            self.remarks.add(
+                f"plan {label(self.plan)}: {', '.join(matched)} {'is' if len(matched) == 1 else 'are'} each rank's "
+                f"batch norm of its own shard alone (first seen on {inputs.name}/{inputs.dtype}): nothing is "
+                "all-reduced; all-reduce the counts, Σx and Σ(x − m)² in the forward (m and v over the rows of all "
+                "ranks) and Σdy, Σdy·x̂ in the backward"
+            )
 
     def _assembled(self, per_rank: list[dict], inputs: CaseInputs, sizes, about: dict) -> dict:
         names = _returned_by_all(per_rank)
@@ -144,6 +166,19 @@ class ShardedTarget(Target):
 
     def close(self) -> None:
         self.ranks.close()
+
+
+def own_shards(inputs: CaseInputs, sizes) -> dict[str, np.ndarray]:
+    """y and dx of a plain batch norm of each shard alone, in float64, put back together row by row."""
+    x, g = inputs.x.astype(np.float64), inputs.dy.astype(np.float64)
+    weight, bias = inputs.weight.astype(np.float64), inputs.bias.astype(np.float64)
+    parts = {"y": [], "dx": []}
+    for rows in _rows(sizes):
+        if rows.stop > rows.start:
+            bn = core.forward(x[rows], weight, bias, inputs.eps)
+            parts["y"].append(bn.y)
+            parts["dx"].append(core.backward(g[rows], bn).dx)
+    return {name: np.concatenate(blocks) for name, blocks in parts.items()}
 
 
 def _returned_by_all(per_rank: list[dict]) -> list[str]:
@@ -318,7 +353,7 @@ class TorchrunRanks:
     def __init__(self, spec: str):
         import torch.distributed as dist
 
-        self.dist, self.func = dist, worker.load_function(spec)
+        self.dist, self.func = dist, worker.load_rank_function(spec)
 
     def run(self, arguments: list[tuple]) -> list[tuple]:
         dist = self.dist

@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..options import DEFAULT_MOMENTUM, STYLES
 from . import worker
+from .interface import ByDesign
 
 CS231N_FORWARD = {"nc": "batchnorm_forward", "nchw": "spatial_batchnorm_forward"}
 CS231N_BACKWARD = {"nc": "batchnorm_backward", "nchw": "spatial_batchnorm_backward"}
@@ -139,6 +140,10 @@ def _cs231n(spec: str, layout: str):
     forward_name = CS231N_FORWARD[layout]
     backward_name = backward_name or CS231N_BACKWARD[layout]
     forward, backward = (_function_in(module, spec, location, name) for name in (forward_name, backward_name))
+    no_cache = (
+        f'y is judged alone under --eval: {forward_name} returns no cache in mode "test" (as the assignment\'s '
+        f"does), so there is no {backward_name} to call: dx, dw, db are not expected of it there"
+    )
 
     def batchnorm(x, weight, bias, eps, dy, running_mean, running_var, momentum=DEFAULT_MOMENTUM, training=True):
         given = {"running_mean": running_mean, "running_var": running_var}
@@ -147,7 +152,7 @@ def _cs231n(spec: str, layout: str):
         out, cache = _unpacked(forward(x, weight, bias, bn_param), 2, spec, forward_name, "(out, cache)")
         written = _written(bn_param, given, before)
         if cache is None and not training:  # the assignment's test mode keeps no cache: y alone, no backward
-            return {"y": out, **written}
+            return ByDesign({"y": out, **written}, no_cache)
         dx, dgamma, dbeta = _unpacked(backward(dy, cache), 3, spec, backward_name, "(dx, dgamma, dbeta)")
         return {"y": out, "dx": dx, "dw": dgamma, "db": dbeta, **written}
 
@@ -214,13 +219,49 @@ def _check_arguments(spec: str, function, style: str) -> None:
         pass  # a builtin without a signature: calling it tells
 
 
+def _check_framework(spec: str, function, style: str) -> None:
+    """A function whose module uses the other framework and not this style's: called on this style's arrays
+    it raises on every case, which is the style chosen wrongly (bad usage), not the target's ERROR."""
+    module = sys.modules.get(getattr(function, "__module__", None) or "")
+    used = _frameworks_used(module)
+    other = next(name for name in FRAMEWORKS if name != style)
+    if other in used and style not in used:
+        arrays = "torch tensors" if style == "torch" else "jax arrays"
+        raise InputError(
+            f"target {spec!r}: {getattr(function, '__name__', 'it')} uses {other}, not {style}, and style {style} "
+            f"calls it on {arrays}: use --style {other}"
+        )
+
+
+def _frameworks_used(module) -> set[str]:
+    """The frameworks whose modules or functions a module's names refer to (``import jax.numpy as jnp``,
+    ``from torch import sqrt``)."""
+    used = set()
+    for value in vars(module).values() if module is not None else ():
+        name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+        root = name.split(".")[0] if isinstance(name, str) else None
+        if root in FRAMEWORKS:
+            used.add(root)
+    return used
+
+
 def _torch(spec: str):
     """An ``nn.Module`` subclass built as ``NAME(num_features, eps=eps)``, or ``f(x, weight, bias, eps)``."""
     torch = _framework("torch")
     target = worker.load_function(spec)
     if not isinstance(target, type):
         _check_arguments(spec, target, "torch")
-        return _torch_call(torch, spec, lambda x, w, b, eps, _running: (target(x, w, b, eps), w, b, {}))
+        _check_framework(spec, target, "torch")
+
+        def run_function(x, weight, bias, eps, running):
+            if not running["training"]:  # a function has no mode to be told: no inference mode to audit
+                raise InputError(
+                    f"--eval: {spec} is a function f{STYLED_ARGUMENTS}, which style torch cannot tell it is in "
+                    "inference mode; audit it in training mode, or audit an nn.Module (put in .eval())"
+                )
+            return target(x, weight, bias, eps), weight, bias, {}
+
+        return _torch_call(torch, spec, run_function)
     if not issubclass(target, torch.nn.Module):
         raise InputError(
             f"target {spec!r}: {target.__name__} is a class but not a torch.nn.Module subclass; style torch "
@@ -344,6 +385,7 @@ def _jax(spec: str):
 
     function = worker.load_function(spec)
     _check_arguments(spec, function, "jax")
+    _check_framework(spec, function, "jax")
 
     def batchnorm(x, weight, bias, eps, dy):
         y, pullback = jax.vjp(lambda *arrays: function(*arrays, eps), *map(jnp.asarray, (x, weight, bias)))

@@ -10,6 +10,7 @@ be found is an :class:`~bncli.errors.InputError` (bad usage).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from ..errors import InputError
 from . import protocol, styles
 from .cases import CaseInputs, to_layout
 from .cmd import CommandTarget
-from .interface import Target, changed_inputs, declared_keywords, expected_running, snapshot
+from .interface import KEYWORDS, Target, changed_inputs, declared_keywords, expected_running, snapshot
 from .judge import TargetError
 from .oneline import describe
 from .processes import has_ended, kill_group
@@ -107,7 +108,8 @@ class ProcessTarget(Target):
             self.close()
             raise InputError(reply.text)
         assert reply.kind == "ready", reply
-        self.expects = tuple(name for name in reply.text.split(",") if name)
+        ready = json.loads(reply.text)
+        self.declared, self.expects = tuple(ready["declares"]), tuple(ready["expects"])
 
     def call(self, inputs: CaseInputs):
         if self.process is not None and has_ended(self.process):
@@ -129,6 +131,8 @@ class ProcessTarget(Target):
         if reply.kind == "input-error":
             raise InputError(reply.text)
         self.note_changed(reply.changed, inputs)
+        if reply.text:  # an ok reply's text: why it computed only these
+            self.note_by_design(reply.outputs, reply.text)
         return reply.outputs
 
     def _send(self, request: tuple, deadline: float | None) -> None:
@@ -173,6 +177,7 @@ class BncliTarget(Target):
 
     name = "bncli"
     expects = ("running_mean", "running_var")
+    declared = KEYWORDS
 
     def call(self, inputs: CaseInputs):
         given = self.keywords(inputs)

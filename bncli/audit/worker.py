@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def _call(func, args, keywords: dict | None = None) -> protocol.Reply:
     """One call: ``keywords`` those of the running statistics that the function declares."""
     import numpy as np
 
-    from .interface import changed_inputs, snapshot
+    from .interface import ByDesign, changed_inputs, snapshot
     from .judge import TargetError
 
     before = snapshot(args)
@@ -68,7 +69,8 @@ def _call(func, args, keywords: dict | None = None) -> protocol.Reply:
         return protocol.Reply("unusable", str(error))
     except BaseException as error:  # noqa: BLE001 - the result's own methods (items, __array__) raised
         return protocol.Reply("unusable", f"returned what bncli cannot read ({describe(error)})")
-    return protocol.Reply("ok", outputs=outputs, changed=changed_inputs(args, before))
+    by_design = value.reason if isinstance(value, ByDesign) else ""  # the text of an ok reply: why only these
+    return protocol.Reply("ok", by_design, outputs=outputs, changed=changed_inputs(args, before))
 
 
 def load_function(spec: str):
@@ -83,6 +85,21 @@ def load_function(spec: str):
     if not callable(func):
         raise InputError(
             f"target {spec!r}: {attribute!r} in {location} is not a function (it is of type {type(func).__name__})"
+        )
+    return func
+
+
+def load_rank_function(spec: str):
+    """The target as each rank calls it, ``func(x, weight, bias, eps, dy)`` and no keyword: a function that
+    requires more (running statistics without defaults) cannot be audited under --shards (InputError)."""
+    from .interface import unfilled_parameters
+
+    func = load_function(spec)
+    unfilled = unfilled_parameters(func)
+    if unfilled:
+        raise InputError(
+            f"target {spec!r}: it requires {', '.join(unfilled)}, which --shards does not pass (each rank calls "
+            "func(x, weight, bias, eps, dy)): give them defaults, or audit it without --shards"
         )
     return func
 
@@ -152,8 +169,9 @@ def main(load=load_function) -> None:
     from .interface import declared_keywords, expected_running
 
     declared = declared_keywords(func)
-    # The ready reply names the running statistics the function is expected to return.
-    protocol.send_reply(replies, protocol.Reply("ready", ",".join(expected_running(func))))
+    # The ready reply tells what the function declares and which running statistics it is expected to return.
+    ready = {"declares": list(declared), "expects": list(expected_running(func))}
+    protocol.send_reply(replies, protocol.Reply("ready", json.dumps(ready)))
     while (request := protocol.receive_request(requests)) is not None:
         args, keywords = request
         protocol.send_reply(replies, _call(func, args, {name: keywords[name] for name in declared}))

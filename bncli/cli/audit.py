@@ -109,8 +109,8 @@ def audit(
         option(
             "--quantities",
             help="Comma list of the quantities to judge (y, dx, dw, db, running_mean, running_var); one asked "
-            "for and returned in no case makes the audit INCOMPLETE (the running statistics only for a target "
-            "that declares them). Default: all.",
+            "for and returned in no case makes the audit INCOMPLETE. Default: y, dx, dw, db and the running "
+            "statistics the target declares.",
             panel=AUDIT,
             metavar="LIST",
             show_default=False,

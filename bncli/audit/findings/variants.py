@@ -77,12 +77,26 @@ def with_eps(eps: float) -> Callable[[CaseInputs], dict[str, np.ndarray]]:
 
 
 def _unbiased(inputs):
+    """The unbiased variance, with the backward written by hand for the biased one (cached σ, s over k)."""
     x, g, bn = _stats(inputs)
     k = x.shape[0]
     if k < 2:
         return {}
     std = np.sqrt(bn.var * k / (k - 1) + inputs.eps)
     return textbook(x, g, bn.weight, bn.bias, bn.mean, std)
+
+
+def _unbiased_differentiated(inputs):
+    """The unbiased variance differentiated exactly, as autograd does: ∂σ/∂x = (x − m)/((k − 1)·σ), so dx's
+    s term is over k − 1; the hand-written backward's over k is farther from it than the exact dx for small k."""
+    values = _unbiased(inputs)
+    if values:
+        x, g, bn = _stats(inputs)
+        k = x.shape[0]
+        std = np.sqrt(bn.var * k / (k - 1) + inputs.eps)
+        s = (x - bn.mean) / std
+        values["dx"] = (bn.weight / std) * (g - values["db"] / k - s * values["dw"] / (k - 1))
+    return values
 
 
 def _eps_outside(inputs):
@@ -156,6 +170,12 @@ VARIANTS = (
         "unbiased variance (divided by k − 1)",
         "divide by k: training mode uses the biased variance",
         _unbiased,
+    ),
+    Variant(
+        "unbiased_variance",
+        "unbiased variance (divided by k − 1)",
+        "divide by k: training mode uses the biased variance",
+        _unbiased_differentiated,
     ),
     Variant("eps_outside_sqrt", "eps outside the square root (σ = √v + ε)", "use σ = √(v + ε)", _eps_outside),
     Variant(

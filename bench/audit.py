@@ -5,14 +5,17 @@
     .venv/bin/python bench/audit.py torch       # bncli audit torch against --style torch of a module
 
 calibrate runs correct implementations (bncli's core, PyTorch if installed, the
-textbook two-pass numpy of examples/batchnorm_numpy.py, and the C example when
-``cc`` exists) on every case, both dtypes and every layout, and prints the largest
-error of each quantity in units of u·scale: the C_q of bncli.audit.reference.BUDGET_MULTIPLES
-must sit above these with a margin.
+textbook two-pass numpy of examples/batchnorm_numpy.py, the mixed-precision numpy of
+examples/batchnorm_mixed.py, and the C example when ``cc`` exists) on every case, in every
+dtype each computes in, every layout, training and eval mode, and prints the largest error
+of each quantity in units of its budget over C_q (u·scale; in a half precision, y's and dx's
+last rounding beside float32's arithmetic): the C_q of
+bncli.audit.reference.BUDGET_MULTIPLES must sit above these with a margin.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import statistics
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bncli.audit import cases, judge, reference, targets, worker  # noqa: E402
 from bncli.audit.run import AuditOptions, run_audit  # noqa: E402
-from bncli.options import DTYPES, LAYOUTS  # noqa: E402
+from bncli.options import AUDIT_DTYPES, DTYPES, LAYOUTS  # noqa: E402
 
 EXAMPLE = f"{ROOT / 'examples' / 'batchnorm_numpy.py'}:batchnorm"
 SYNCBN = f"{ROOT / 'examples' / 'syncbn_torch.py'}:syncbn"
@@ -43,50 +47,72 @@ def _compiled_example(folder: str) -> str | None:
     return binary
 
 
+MIXED = f"{ROOT / 'examples' / 'batchnorm_mixed.py'}:batchnorm"
+
+
 def _implementations(folder: str) -> dict[str, tuple]:
+    """label: (target, cmd, layouts, extremes, dtypes, training modes). The textbook numpy computes in its
+    input's dtype, so it is calibrated in float64 and float32 only; in the half ones the mixed-precision
+    numpy is. Those that take ``training`` are calibrated in eval mode too."""
+    both = (True, False)
     found = {
-        "bncli": ("bncli", None, LAYOUTS, True),
-        "numpy": (EXAMPLE, None, ("nc", "nchw"), False),
-        "numpy-nhwc": (f"{EXAMPLE}_nhwc", None, ("nhwc",), False),
+        "bncli": ("bncli", None, LAYOUTS, True, AUDIT_DTYPES, both),
+        "numpy": (EXAMPLE, None, ("nc", "nchw"), False, DTYPES, (True,)),
+        "numpy-nhwc": (f"{EXAMPLE}_nhwc", None, ("nhwc",), False, DTYPES, (True,)),
+        "numpy-mixed": (MIXED, None, ("nc",), False, AUDIT_DTYPES, both),
     }
     try:
         import torch  # noqa: F401
 
-        found["torch"] = ("torch", None, LAYOUTS, False)
+        found["torch"] = ("torch", None, LAYOUTS, False, AUDIT_DTYPES, both)
     except ImportError:
         print("torch not installed: calibrating without it")
     binary = _compiled_example(folder)
     if binary:
-        found["C"] = (None, binary, ("nc",), False)
+        found["C"] = (None, binary, ("nc",), False, DTYPES, (True,))
     return found
 
 
+def _in_units(name: str, value, inputs, ref) -> float:
+    """The largest error of ``value`` in units of its budget over C_q (u·scale; a half precision's last
+    rounding beside float32's arithmetic): what C_q must stay above."""
+    error = np.abs(value - ref.values[name]) / ref.scales[name]
+    units = reference.element_budgets(name, inputs.dtype, ref) / reference.BUDGET_MULTIPLES[name]
+    return float(np.max(error / units))
+
+
 def calibrate() -> None:
-    """Largest error/(u·scale) per quantity and dtype over the default cases (extremes: bncli only)."""
+    """Largest error/(budget/C_q) per quantity and dtype over the default cases (extremes: bncli only),
+    training and eval mode."""
     with tempfile.TemporaryDirectory() as folder:
         worst: dict[tuple[str, str, str], tuple[float, str]] = {}
-        for label, (target, cmd, layouts, extremes) in _implementations(folder).items():
+        for label, (target, cmd, layouts, extremes, dtypes, modes) in _implementations(folder).items():
             for layout in layouts:
                 resolved = targets.resolve(target, cmd=cmd, layout=layout, timeout=60)
                 for case in cases.list_cases(extreme=extremes):
-                    for dtype in DTYPES:
-                        inputs = case.inputs(dtype)
+                    for dtype, training in itertools.product(dtypes, modes):
+                        inputs = replace(case.inputs(dtype), training=training)
                         ref = reference.reference(inputs)
                         outputs = judge.check_outputs(resolved.call(inputs), inputs, layout)
-                        u = reference.unit_roundoff(dtype)
                         for name, value in outputs.items():
-                            error = np.abs(value - ref.values[name]) / ref.scales[name] / u
+                            if not reference.representable(name, ref, dtype):
+                                continue
                             key = (label, name, dtype)
-                            if error.max() > worst.get(key, (-1.0, ""))[0]:
-                                worst[key] = (float(error.max()), f"{case.name}/{layout}")
+                            error = _in_units(name, value, inputs, ref)
+                            if error > worst.get(key, (-1.0, ""))[0]:
+                                worst[key] = (error, f"{case.name}/{layout}{'' if training else '/eval'}")
                 resolved.close()
-        print(f"{'implementation':<15}{'quantity':<9}{'dtype':<9}{'max error/(u·scale)':>20}  where   (C_q)")
+        print(f"{'implementation':<15}{'quantity':<13}{'dtype':<9}{'max error/(budget/C_q)':>23}  where   (C_q)")
         for (label, name, dtype), (value, where) in sorted(worst.items()):
-            print(f"{label:<15}{name:<9}{dtype:<9}{value:>20.3g}  {where}   ({reference.BUDGET_MULTIPLES[name]:g})")
-        for name in cases.QUANTITIES:
-            top = max(v for (_, q, _), (v, _) in worst.items() if q == name)
-            budget = reference.BUDGET_MULTIPLES[name]
-            print(f"{name}: max {top:.3g}, C = {budget:g}, margin {budget / top:.2g}×")
+            print(f"{label:<15}{name:<13}{dtype:<9}{value:>23.3g}  {where}   ({reference.BUDGET_MULTIPLES[name]:g})")
+        for dtype in AUDIT_DTYPES:
+            for name in cases.JUDGED:
+                values = [v for (_, q, d), (v, _) in worst.items() if q == name and d == dtype]
+                if values:
+                    budget = reference.BUDGET_MULTIPLES[name]
+                    top = max(values)
+                    margin = f"{budget / top:.2g}×" if top > 0 else "unbounded (every error 0)"
+                    print(f"{dtype:<9}{name:<13} max {top:.3g}, C = {budget:g}, margin {margin}")
 
 
 def speed(repeats: int = 5) -> None:

@@ -19,7 +19,7 @@ from conftest import run_process
 from bncli.audit.cases import CASES, CASES_BY_NAME
 from bncli.audit.findings import signatures
 from bncli.audit.judge import compare
-from bncli.audit.precisions import UNIT_ROUNDOFF, cast
+from bncli.audit.precisions import UNIT_ROUNDOFF, cast, finfo
 from bncli.audit.reference import reference
 
 TESTS = Path(__file__).resolve().parent
@@ -64,6 +64,9 @@ def test_every_half_case_is_representable_in_its_dtype(dtype):
         assert np.isfinite(wide).all(), case.name
         assert np.ptp(wide, axis=0).max() > 0, case.name  # the data did not round to constants
         assert np.array_equal(cast(wide, dtype).astype(np.float64), wide)
+        exact = reference(inputs).values
+        largest = float(finfo(dtype).max)
+        assert all(np.abs(exact[q]).max() < largest for q in ("y", "dx")), case.name  # a correct target can pass
 
 
 def test_the_float16_huge_case_holds_a_running_variance_float16_cannot():

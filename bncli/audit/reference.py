@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import core
 from ..numdiff import RoundingScales
-from .cases import CaseInputs
+from .cases import RUNNING, CaseInputs
 from .precisions import UNIT_ROUNDOFF, finfo, is_half, parameter_dtype
 
 # In a half precision, rounded to the input's dtype at the end; the rest stays float32.
@@ -97,6 +97,12 @@ def _running(inputs: CaseInputs, batch: core.BatchNorm | None, start_mean: np.nd
 def _floored(scale: np.ndarray) -> np.ndarray:
     """Never 0: a constant column that starts at 0 still has a scale to divide by."""
     return np.maximum(scale, np.finfo(np.float64).tiny)
+
+
+def representable(name: str, ref: Reference, dtype: str) -> bool:
+    """A running statistic is judged where its exact value fits its dtype: an extreme case's variance
+    may not (y, dx, dw, db always do, or are judged as the contract says: inf where finite is beyond)."""
+    return name not in RUNNING or bool(np.all(np.abs(ref.values[name]) <= finfo(parameter_dtype(dtype)).max))
 
 
 def budget(name: str, dtype: str) -> float:

@@ -31,7 +31,7 @@ from .findings.hints import inaccuracy_hints
 from .findings.signatures import computes_in
 from .judge import CaseResult, QuantityResult, TargetError, check_outputs, compare, overall, settle
 from .precisions import finfo, numpy_dtype, parameter_dtype, parameter_eps
-from .reference import Reference, reference
+from .reference import Reference, reference, representable
 
 
 @dataclass(repr=False)
@@ -289,7 +289,7 @@ def _run_case(target: targets.Target, case: Case, inputs: CaseInputs, options: A
         quantities = {q: QuantityResult("ERROR") for q in QUANTITIES}
         return CaseResult(case.name, inputs.dtype, shape, "ERROR", message, quantities, case.extreme), {}, ref
     shown = _shown(outputs, target.expects, options.quantities)
-    judged = [q for q in options.quantities or JUDGED if _representable(q, ref, inputs.dtype)]
+    judged = [q for q in options.quantities or JUDGED if representable(q, ref, inputs.dtype)]
     outputs = {q: v for q, v in outputs.items() if q in judged}
     quantities = {
         q: compare(q, outputs[q], ref, inputs, layout)
@@ -305,12 +305,6 @@ def _shown(outputs: dict, expects: Sequence[str], asked: Sequence[str] | None) -
     """The report's columns: y, dx, dw, db, and the running statistics returned, expected or asked for by name
     (shown even where the target never returns them)."""
     return QUANTITIES + tuple(q for q in RUNNING if q in outputs or q in expects or q in (asked or ()))
-
-
-def _representable(name: str, ref: Reference, dtype: str) -> bool:
-    """A running statistic is judged where its exact value fits the dtype: an extreme case's variance
-    may not (y, dx, dw, db always do, or are judged as the contract says: inf where finite is beyond)."""
-    return name not in RUNNING or bool(np.all(np.abs(ref.values[name]) <= finfo(parameter_dtype(dtype)).max))
 
 
 def _report(

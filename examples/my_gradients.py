@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from batchnorm_numpy import batchnorm
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"

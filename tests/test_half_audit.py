@@ -26,6 +26,8 @@ TESTS = Path(__file__).resolve().parent
 HALF = TESTS / "half_implementations.py"
 EXAMPLES = TESTS.parent / "examples"
 MIXED = f"{EXAMPLES / 'batchnorm_mixed.py'}:batchnorm"
+ACCUMULATION = f"{EXAMPLES / 'half_accumulation.py'}:batchnorm"
+CAST = f"{EXAMPLES / 'half_cast_eval.py'}:batchnorm"
 
 
 def audit_json(target: str, *options: str, env: dict | None = None) -> tuple[int, dict]:
@@ -142,7 +144,7 @@ def test_the_target_is_given_half_x_and_dy_and_float32_parameters(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_statistics_summed_in_the_half_dtype_are_inaccurate_and_the_accumulation_named(dtype):
-    code, report = audit_json(of("accumulated_in_half"), "--dtype", dtype)
+    code, report = audit_json(ACCUMULATION, "--dtype", dtype)
     assert (code, report["verdict"]) == (1, "INACCURATE"), report["diagnosis"]
     finding = found(report, "low_precision_statistics")
     assert finding["dtype"] == dtype and "accumulated in " + dtype in finding["text"]
@@ -153,7 +155,7 @@ def test_statistics_summed_in_the_half_dtype_are_inaccurate_and_the_accumulation
 
 
 def test_a_float16_sum_overflowing_is_named_as_the_statistics_out_of_range():
-    code, report = audit_json(of("accumulated_in_half"), "--dtype", "float16", "--case", "large_batch")
+    code, report = audit_json(ACCUMULATION, "--dtype", "float16", "--case", "large_batch")
     finding = found(report, "intermediate_out_of_range")
     assert "Σ(x − m)²" in finding["text"] and "float32" in finding["text"]
 
@@ -167,7 +169,7 @@ def test_a_pure_half_textbook_is_inaccurate_with_its_float16_gradients_named():
 
 
 def test_running_statistics_cast_to_float16_in_eval_are_wrong_and_named():
-    code, report = audit_json(of("casts_parameters"), "--dtype", "float16", "--eval")
+    code, report = audit_json(CAST, "--dtype", "float16", "--eval")
     assert (code, report["verdict"]) == (1, "WRONG")
     finding = found(report, "cast_to_input_dtype")
     assert "huge/float16" in finding["cases"] and "running_var" in finding["parameters"]
@@ -177,7 +179,7 @@ def test_running_statistics_cast_to_float16_in_eval_are_wrong_and_named():
 
 
 def test_the_same_implementation_passes_in_training():
-    code, report = audit_json(of("casts_parameters"), "--dtype", "float16")
+    code, report = audit_json(CAST, "--dtype", "float16")
     assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
 
 

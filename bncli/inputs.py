@@ -153,23 +153,36 @@ def _shape_mismatch(option: str, given: Matrix, data: Matrix, dropped: bool) -> 
     (rows, columns), (k, n) = given.shape, data.shape
     shape = f"shape {rows}×{columns}" + (" without its pandas index column" if dropped else "")
     message = f"{option} {given.source}: {shape}, but the data is {k}×{n}"
+    reason = _index_column_reason(given, data) or _header_reason(given, data, dropped)
+    return f"{message}; {reason}" if reason else message
+
+
+def _index_column_reason(given: Matrix, data: Matrix) -> str | None:
+    """Why the shapes differ by one column, if pandas' index column kept in one of them explains it."""
+    (rows, columns), (k, n) = given.shape, data.shape
     if (rows, columns) == (k, n + 1) and given.has_pandas_index:
-        return f"{message}; its first column is the index pandas' to_csv() writes: --index-column drop leaves it out"
+        return "its first column is the index pandas' to_csv() writes: --index-column drop leaves it out"
     if (rows, columns) == (k, n - 1) and data.has_pandas_index and not data.drop_index:
-        return f"{message}; the data's first column is pandas' index, kept as data: --index-column drop leaves it out"
+        return "the data's first column is pandas' index, kept as data: --index-column drop leaves it out"
+    return None
+
+
+def _header_reason(given: Matrix, data: Matrix, dropped: bool) -> str | None:
+    """Why the shapes differ by one row, if a first line read as a header in one file only explains it."""
+    (rows, columns), (k, n) = given.shape, data.shape
     if (rows, columns) == (k - 1, n) and given.has_header and not data.has_header:
         first = 2 if dropped else 1  # the header's fields as numbered in the file
         column, name = next((j, name) for j, name in enumerate(given.columns, first) if not careful.is_number(name))
         return (
-            f"{message}; its line {given.first_line} was read as a header, as column {column} ({name!r}) is "
-            "not a number, and the data has none"
+            f"its line {given.first_line} was read as a header, as column {column} ({name!r}) is not a number, "
+            "and the data has none"
         )
     if (rows, columns) == (k + 1, n) and data.has_header and not given.has_header and given.first_line:
         return (
-            f"{message}; its line {given.first_line} is all numbers, so it was read as data, not as a header "
-            "like the data's (a header needs a field that is not a number)"
+            f"its line {given.first_line} is all numbers, so it was read as data, not as a header like the "
+            "data's (a header needs a field that is not a number)"
         )
-    return message
+    return None
 
 
 def matched_by_name(option: str, given: Matrix, data: Matrix) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import commands, core
-from .errors import InputError
+from .errors import InputError, collected_notes
 from .inputs import UpstreamGradient
 from .io.matrix import Matrix
 from .options import DEFAULT_EPS, DEFAULT_SEED, DTYPES, METHODS, CheckOptions, ForwardRequest, GradRequest, InputOptions
@@ -89,7 +89,9 @@ def check(
 
     ``against``: yours, as ``{"dx": …, "dw": …, "db": …}`` (any of them) or one array (dx);
     None checks bncli's own. ``dy``: the upstream gradient yours were computed for (default:
-    N(0, 1) draws from ``seed``). The other options are those of ``grad --check``.
+    N(0, 1) draws from ``seed``). The other options are those of ``grad --check``. Nothing is
+    printed: what ``grad --check`` notes on stderr (how precise your numbers evidently are, which
+    classic mistake a failing gradient matches) is in the report's ``notes``.
     """
     if method not in METHODS:
         raise InputError(f"method {method!r}: use {' or '.join(METHODS)}")
@@ -105,16 +107,21 @@ def check(
         against=None if given is None else GIVEN_GRADIENTS,
     )
     request = GradRequest(inputs=_inputs(weight, bias, eps, dtype), seed=seed, check=options)
-    return CheckReport(commands.grad(request, data=data, dy=_upstream(dy, data), against=given))
+    with collected_notes() as notes:
+        result = commands.grad(request, data=data, dy=_upstream(dy, data), against=given)
+    return CheckReport(result, tuple(notes))
 
 
 @dataclass(frozen=True, repr=False)
 class CheckReport:
     """What :func:`check` found: ``passed``, ``verdict`` (the CLI's one line), ``text`` (the check's
     tables as ``grad --check`` writes them into a file), ``json`` (its ``"check"`` object, as a dict).
-    ``result`` is the :class:`bncli.commands.GradResult` the command line renders."""
+    ``result`` is the :class:`bncli.commands.GradResult` the command line renders; ``notes`` the lines
+    ``grad --check`` would write on stderr besides its verdict (a tuple of str, often empty), such as
+    the precision your ``against`` numbers are judged with, or the classic mistake a failing one matches."""
 
     result: commands.GradResult
+    notes: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:

@@ -171,8 +171,8 @@ def _header_reason(given: Matrix, data: Matrix, dropped: bool) -> str | None:
     """Why the shapes differ by one row, if a first line read as a header in one file only explains it."""
     (rows, columns), (k, n) = given.shape, data.shape
     if (rows, columns) == (k - 1, n) and given.has_header and not data.has_header:
-        first = 2 if dropped else 1  # the header's fields as numbered in the file
-        column, name = next((j, name) for j, name in enumerate(given.columns, first) if not careful.is_number(name))
+        fields = [""] * dropped + given.columns  # the header as in the file, the index's empty name first
+        column, name = next((j, name) for j, name in enumerate(fields, 1) if not careful.is_number(name))
         return (
             f"its line {given.first_line} was read as a header, as column {column} ({name!r}) is not a number, "
             "and the data has none"

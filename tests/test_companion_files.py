@@ -140,3 +140,9 @@ def test_a_dy_header_of_numbers_beside_data_with_a_header_is_refused_naming_its_
     stderr = _one_line_error(run_process("grad", data, "--dy", dy))
     assert f"--dy {dy}" in stderr and "5×2" in stderr and "4×2" in stderr
     assert "line 1" in stderr and "header" in stderr and "number" in stderr
+
+
+def test_a_dy_a_row_short_after_its_index_is_dropped_is_one_line_naming_its_header(tmp_path, numpy_data):
+    dy = _write(tmp_path, "dy.csv", _pandas_csv(DY[1:], ["0", "1"]))  # a header of numbers beside the index's ''
+    stderr = _one_line_error(run_process("grad", numpy_data, "--dy", dy, "--index-column", "drop"))
+    assert f"--dy {dy}" in stderr and "3×2 without its pandas index column" in stderr and "line 1" in stderr

@@ -172,6 +172,22 @@ def test_check_carries_the_findings_on_a_failing_against_as_notes(blood, capfd):
     assert any("unbiased variance" in text for text in report.notes), report.notes
 
 
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda: bncli.forward([[1.0, 2.0]]), "a single row"),
+        (lambda: bncli.grad([[1.0, 2.0], [1.0, 3.0]]), "constant column(s) '0'"),
+    ],
+)
+def test_forward_and_grad_print_nothing_and_warn_what_the_commands_note(call, said, capfd):
+    from bncli.api import BncliWarning
+
+    with pytest.warns(BncliWarning) as warned:
+        call()
+    assert capfd.readouterr() == ("", "")
+    assert any(said in str(warning.message) for warning in warned), [str(w.message) for w in warned]
+
+
 def test_grad_against_prints_the_precision_note_on_stderr_as_before(tmp_path):
     data, dx = tmp_path / "x.csv", tmp_path / "dx32.csv"
     data.write_text("a,b\n1.5,10\n2.5,30\n-1,20\n4,0\n")

@@ -5,7 +5,8 @@ DataFrame, whose column names are kept), validates them as the command line vali
 files, and returns what the command line renders: :class:`bncli.commands.ForwardResult`,
 :class:`bncli.commands.GradResult`, or for :func:`check` a :class:`CheckReport` around the
 GradResult. A bad argument is an :class:`~bncli.errors.InputError` with the command line's
-one-line message (its options named as there: ``--eps``, ``--weight``).
+one-line message (its options named as there: ``--eps``, ``--weight``). Nothing is printed: what
+the commands note on stderr is a :class:`BncliWarning` (forward, grad) or the report's ``notes`` (check).
 
 >>> import bncli
 >>> result = bncli.forward([[1.0, 10.0], [3.0, 30.0]])
@@ -15,14 +16,16 @@ one-line message (its options named as there: ``--eps``, ``--weight``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import commands, core
-from .errors import InputError
+from .errors import InputError, collected_notes
 from .inputs import UpstreamGradient
 from .io.matrix import Matrix
 from .options import DEFAULT_EPS, DEFAULT_SEED, DTYPES, METHODS, CheckOptions, ForwardRequest, GradRequest, InputOptions
@@ -42,7 +45,8 @@ def forward(x, weight=1.0, bias=0.0, eps: float = DEFAULT_EPS, *, dtype: str = "
     (default: a DataFrame's own, else "0" … "n-1"). ``dtype``: float64 or float32.
     """
     data = _matrix(x, columns)
-    return commands.forward(ForwardRequest(inputs=_inputs(weight, bias, eps, dtype)), data)
+    with _notes_as_warnings():
+        return commands.forward(ForwardRequest(inputs=_inputs(weight, bias, eps, dtype)), data)
 
 
 def grad(
@@ -65,7 +69,8 @@ def grad(
     data = _matrix(x, columns)
     chosen = () if isinstance(jacobian, bool) else tuple(str(column) for column in jacobian)
     request = GradRequest(inputs=_inputs(weight, bias, eps, dtype), seed=seed, jacobian=bool(jacobian), columns=chosen)
-    return commands.grad(request, data=data, dy=_upstream(dy, data))
+    with _notes_as_warnings():
+        return commands.grad(request, data=data, dy=_upstream(dy, data))
 
 
 def check(
@@ -89,7 +94,9 @@ def check(
 
     ``against``: yours, as ``{"dx": …, "dw": …, "db": …}`` (any of them) or one array (dx);
     None checks bncli's own. ``dy``: the upstream gradient yours were computed for (default:
-    N(0, 1) draws from ``seed``). The other options are those of ``grad --check``.
+    N(0, 1) draws from ``seed``). The other options are those of ``grad --check``. Nothing is
+    printed: what ``grad --check`` notes on stderr (how precise your numbers evidently are, which
+    classic mistake a failing gradient matches) is in the report's ``notes``.
     """
     if method not in METHODS:
         raise InputError(f"method {method!r}: use {' or '.join(METHODS)}")
@@ -105,16 +112,21 @@ def check(
         against=None if given is None else GIVEN_GRADIENTS,
     )
     request = GradRequest(inputs=_inputs(weight, bias, eps, dtype), seed=seed, check=options)
-    return CheckReport(commands.grad(request, data=data, dy=_upstream(dy, data), against=given))
+    with collected_notes() as notes:
+        result = commands.grad(request, data=data, dy=_upstream(dy, data), against=given)
+    return CheckReport(result, tuple(notes))
 
 
 @dataclass(frozen=True, repr=False)
 class CheckReport:
     """What :func:`check` found: ``passed``, ``verdict`` (the CLI's one line), ``text`` (the check's
     tables as ``grad --check`` writes them into a file), ``json`` (its ``"check"`` object, as a dict).
-    ``result`` is the :class:`bncli.commands.GradResult` the command line renders."""
+    ``result`` is the :class:`bncli.commands.GradResult` the command line renders; ``notes`` the lines
+    ``grad --check`` would write on stderr besides its verdict (a tuple of str, often empty), such as
+    the precision your ``against`` numbers are judged with, or the classic mistake a failing one matches."""
 
     result: commands.GradResult
+    notes: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -146,6 +158,21 @@ class CheckReport:
     def __repr__(self) -> str:
         checked = ", ".join(self.result.check.report.results)
         return f"<CheckReport of {checked}: {'PASS' if self.passed else 'FAIL'}>"
+
+
+class BncliWarning(UserWarning):
+    """What the commands note on stderr (a single row, a constant column …), from :func:`forward` and
+    :func:`grad`, which print nothing; :func:`check` puts it on its report's ``notes`` instead."""
+
+
+@contextmanager
+def _notes_as_warnings() -> Iterator[None]:
+    """The commands' notes of what runs inside, as warnings of the caller of forward or grad."""
+    with collected_notes() as notes:
+        yield
+    for text in notes:
+        # stack: this generator, contextlib's __exit__, forward or grad, then their caller
+        warnings.warn(text.removeprefix("warning: "), BncliWarning, stacklevel=4)
 
 
 # --------------------------------------------------------------------- validation

@@ -186,7 +186,7 @@ def _run_check(
         theirs = inputs.load_against(check.against, model.data) if against is None else against
         checked, analytic = gc.CheckedGradients(theirs.dx, theirs.dw, theirs.db, jacobians), ours
         given = gc.evident_precision(theirs.dx, theirs.dw, theirs.db)
-        precision = gc.Precision(max(precision.unit, given.unit), exact_mean=False, printed=given.printed)
+        precision = replace(given, unit=max(precision.unit, given.unit))
         if given.printed or given.unit > numdiff.unit_roundoff(model.dtype):
             kind = (
                 f"{-round(np.log10(2 * given.printed)) + 1} significant digits" if given.printed else "float32 numbers"

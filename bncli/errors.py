@@ -3,13 +3,16 @@
 An :class:`InputError` is bad usage or bad input (exit 2), an :class:`OutputError` a result that
 could not be written (exit 74). Both carry one line for the user; :func:`printable` makes any text
 safe to put in that line, and :func:`note` puts a line that is not an error (a warning, a verdict)
-on stderr.
+on stderr, or, inside :func:`collected_notes` (the Python API), into a list for the caller.
 """
 
 from __future__ import annotations
 
 import sys
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 
 class InputError(Exception):
@@ -45,8 +48,26 @@ def _escaped(ch: str) -> str:
     return ch.encode("unicode_escape").decode("ascii")
 
 
+_collecting: ContextVar[list[str] | None] = ContextVar("bncli_notes", default=None)
+
+
+@contextmanager
+def collected_notes() -> Iterator[list[str]]:
+    """The notes of what runs inside, in the list given, instead of on stderr: a library must not print."""
+    notes: list[str] = []
+    token = _collecting.set(notes)
+    try:
+        yield notes
+    finally:
+        _collecting.reset(token)
+
+
 def note(message: str) -> None:
     """A diagnostic line on stderr; a stderr that is closed or full does not change the outcome."""
+    collecting = _collecting.get()
+    if collecting is not None:
+        collecting.append(message)
+        return
     try:
         print(f"bncli: {printable(message)}", file=sys.stderr, flush=True)
     except (OSError, ValueError, AttributeError):

@@ -130,7 +130,12 @@ def _draw_heatmap(figure, ax, item: pictures.Heatmap) -> None:
     rows, cols = item.matrix.shape
     _ticks(ax, "y", rows, item.row_labels)
     _ticks(ax, "x", cols, item.col_labels)
-    ax.xaxis.tick_top()
+    # Indices on both edges of a large matrix; and the label under it keeps its bottom frame off the edge.
+    ax.tick_params(axis="x", top=True, labeltop=True, bottom=True, labelbottom=True)
+    if item.axis_names:
+        row_name, col_name = (printable(name) for name in item.axis_names)
+        ax.set_ylabel(row_name, parse_math=False)
+        ax.set_xlabel(col_name, parse_math=False)
     ax.set_title(printable(item.title), loc="left", parse_math=False)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InputError, note, printable
-from .io import read
+from .io import careful, read
 from .io.matrix import Matrix
 from .options import InputOptions
 
@@ -54,21 +54,25 @@ def load_matrix(options: InputOptions) -> Matrix:
         matrix = read.read_matrix(read.STDIN_NAME, data, delimiter=delimiter, header=options.header)
     else:
         matrix = read.read_matrix(source, delimiter=delimiter, header=options.header)
-    return with_index_column(matrix, options.index_column)
+    return with_index_column(replace(matrix, drop_index=options.index_column == "drop"))
 
 
-def with_index_column(matrix: Matrix, choice: str) -> Matrix:
-    """The matrix without the index column pandas' to_csv() writes (``choice`` "drop"), or as given and
-    that column named on stderr ("keep"): normalising 0 … k−1 as data is rarely what was meant."""
+def with_index_column(matrix: Matrix) -> Matrix:
+    """The data without the index column pandas' to_csv() writes (--index-column drop), or as given and
+    that column named on stderr: normalising 0 … k−1 as data is rarely what was meant."""
     if not matrix.has_pandas_index:
         return matrix
-    if choice == "drop":
-        return replace(matrix, values=matrix.values[:, 1:], columns=matrix.columns[1:], dropped_index=True)
+    if matrix.drop_index:
+        return without_index_column(matrix)
     note(
         f"{matrix.source}: its first column has no name and holds 0 … {matrix.shape[0] - 1}, the index that "
         "pandas' to_csv() writes; it is normalised as data. --index-column drop drops it (or to_csv(index=False))"
     )
     return matrix
+
+
+def without_index_column(matrix: Matrix) -> Matrix:
+    return replace(matrix, values=matrix.values[:, 1:], columns=matrix.columns[1:])
 
 
 def per_column(option: str, text: str | None, default: float, n: int) -> np.ndarray:
@@ -87,13 +91,6 @@ def per_column(option: str, text: str | None, default: float, n: int) -> np.ndar
     if len(values) != n:
         raise InputError(f"{option}: {len(values)} values, but the data has {n} columns")
     return values
-
-
-def same_shape(option: str, other: Matrix, data: Matrix) -> np.ndarray:
-    if other.shape != data.shape:
-        k, n = data.shape
-        raise InputError(f"{option} {other.source}: shape {other.shape[0]}×{other.shape[1]}, but the data is {k}×{n}")
-    return other.values
 
 
 def resolve_columns(selection: tuple[str, ...], names: list[str]) -> list[int]:
@@ -129,22 +126,69 @@ def _shown_names(names: list[str]) -> str:
 
 def matrix_option(option: str, path: str, data: Matrix) -> np.ndarray:
     """A matrix given to an option (--dy, --against): a path or '-' (stdin), of the data's shape, its
-    columns matched to the data's by name when both have a header, and without its pandas index
-    column when the data's was dropped."""
+    columns matched to the data's by name when both have a header, and without pandas' index column
+    when --index-column drop was given (whether or not the data has one)."""
     if path == "-":
         if data.source == read.STDIN_NAME:
             raise InputError(f"{option} - reads stdin, and so does the data: give FILE as a path")
         given = read.read_matrix(read.STDIN_NAME, read.read_stdin(f"{option} -"))
     else:
         given = read.read_matrix(path)
-    given = with_index_column(given, "drop" if data.dropped_index else "keep")
+    dropped = data.drop_index and given.has_pandas_index
+    if dropped:
+        given = without_index_column(given)
+    if given.shape != data.shape:
+        raise InputError(_shape_mismatch(option, given, data, dropped))
+    if given.has_header and not data.has_header and given.columns != data.columns:
+        note(
+            f"{option} {given.source}: line {given.first_line} ({_shown_names(given.columns)}) is read as a "
+            "header; the data has none, so its columns are matched to the data's by position"
+        )
     return matched_by_name(option, given, data)
 
 
+def _shape_mismatch(option: str, given: Matrix, data: Matrix, dropped: bool) -> str:
+    """The one-line error for ``given`` of another shape than the data, with the likely reason: a
+    pandas index column in one of them, or a first line read as a header in one file but not the other."""
+    (rows, columns), (k, n) = given.shape, data.shape
+    shape = f"shape {rows}×{columns}" + (" without its pandas index column" if dropped else "")
+    message = f"{option} {given.source}: {shape}, but the data is {k}×{n}"
+    reason = _index_column_reason(given, data) or _header_reason(given, data, dropped)
+    return f"{message}; {reason}" if reason else message
+
+
+def _index_column_reason(given: Matrix, data: Matrix) -> str | None:
+    """Why the shapes differ by one column, if pandas' index column kept in one of them explains it."""
+    (rows, columns), (k, n) = given.shape, data.shape
+    if (rows, columns) == (k, n + 1) and given.has_pandas_index:
+        return "its first column is the index pandas' to_csv() writes: --index-column drop leaves it out"
+    if (rows, columns) == (k, n - 1) and data.has_pandas_index and not data.drop_index:
+        return "the data's first column is pandas' index, kept as data: --index-column drop leaves it out"
+    return None
+
+
+def _header_reason(given: Matrix, data: Matrix, dropped: bool) -> str | None:
+    """Why the shapes differ by one row, if a first line read as a header in one file only explains it."""
+    (rows, columns), (k, n) = given.shape, data.shape
+    if (rows, columns) == (k - 1, n) and given.has_header and not data.has_header:
+        fields = [""] * dropped + given.columns  # the header as in the file, the index's empty name first
+        column, name = next((j, name) for j, name in enumerate(fields, 1) if not careful.is_number(name))
+        return (
+            f"its line {given.first_line} was read as a header, as column {column} ({name!r}) is not a number, "
+            "and the data has none"
+        )
+    if (rows, columns) == (k + 1, n) and data.has_header and not given.has_header and given.first_line:
+        return (
+            f"its line {given.first_line} is all numbers, so it was read as data, not as a header like the "
+            "data's (a header needs a field that is not a number)"
+        )
+    return None
+
+
 def matched_by_name(option: str, given: Matrix, data: Matrix) -> np.ndarray:
-    """``given``'s values with its columns in the data's order: by name when both have a header (a header
-    in another order is followed, not ignored), else by position."""
-    values = same_shape(option, given, data)
+    """``given``'s values (of the data's shape) with its columns in the data's order: by name when both
+    have a header (a header in another order is followed, not ignored), else by position."""
+    values = given.values
     if not (given.has_header and data.has_header) or given.columns == data.columns:
         return values
     unknown = [name for name in given.columns if name not in data.columns]

@@ -73,6 +73,9 @@ class Heatmap(Picture):
     title : str
     row_labels, col_labels : sequence of str, optional
         Default: the 0-based indices.
+    axis_names : (str, str), optional
+        What the rows and the columns are (a Jacobian's ``("i: ∂y[i]", "j: ∂x[j]")``), shown
+        under the scale and on the drawn figure's axes.
 
     Notes
     -----
@@ -85,13 +88,21 @@ class Heatmap(Picture):
     ``|value| / max``.
     """
 
-    def __init__(self, matrix, title: str, row_labels: Sequence[str] | None = None, col_labels=None):
+    def __init__(
+        self,
+        matrix,
+        title: str,
+        row_labels: Sequence[str] | None = None,
+        col_labels=None,
+        axis_names: tuple[str, str] | None = None,
+    ):
         self.matrix = np.asarray(matrix, dtype=float)
         if self.matrix.ndim != 2 or 0 in self.matrix.shape:
             raise ValueError(f"a heatmap needs a non-empty 2-D matrix, got shape {self.matrix.shape}")
         self.title = title
         self.row_labels = row_labels
         self.col_labels = col_labels
+        self.axis_names = axis_names
 
     def layout(self, width: int, colour: bool = True) -> tuple[int, int]:
         """(b, cell): blocks of b × b elements (b = 1: every element) in cells this many characters wide.
@@ -120,6 +131,8 @@ class Heatmap(Picture):
         lines = [title_line(self.title), index_ruler(ruler_labels(self.col_labels, range(0, cols, b)), cell, indent)]
         lines += cell_grid(_signed_cells(t, mode, cell), diverging_colors(t, mode), styles, row_labels)
         lines += _diverging_legend(mode, styles, peak)
+        if self.axis_names:
+            lines.append(caption_line("rows {}, columns {}".format(*self.axis_names)))
         if b > 1:
             lines.append(
                 caption_line(

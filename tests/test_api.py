@@ -152,6 +152,65 @@ def test_check_without_against_checks_bnclis_own_gradients(blood):
     assert report.passed and report.result.check.against is None
 
 
+def test_check_prints_nothing_and_carries_its_precision_note_on_the_report(blood, capfd):
+    dy = np.random.default_rng(1).standard_normal(blood.shape)
+    mine = core.backward(dy, core.forward(blood, np.ones(4), np.zeros(4), 1e-5))
+    report = bncli.check(blood, dy, against={"dx": mine.dx.astype(np.float32)})
+    assert report.passed
+    assert capfd.readouterr() == ("", "")
+    assert len(report.notes) == 1 and "float32 numbers" in report.notes[0], report.notes
+    assert bncli.check(blood, dy, against=mine.dx).notes == ()
+
+
+def test_check_carries_the_findings_on_a_failing_against_as_notes(blood, capfd):
+    dy = np.random.default_rng(1).standard_normal(blood.shape)
+    unbiased = blood.var(0, ddof=1) + 1e-5
+    s = (blood - blood.mean(0)) / np.sqrt(unbiased)
+    report = bncli.check(blood, dy, against={"dx": (dy - dy.mean(0) - s * (dy * s).mean(0)) / np.sqrt(unbiased)})
+    assert not report.passed
+    assert capfd.readouterr() == ("", "")
+    assert any("unbiased variance" in text for text in report.notes), report.notes
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda: bncli.forward([[1.0, 2.0]]), "a single row"),
+        (lambda: bncli.grad([[1.0, 2.0], [1.0, 3.0]]), "constant column(s) '0'"),
+    ],
+)
+def test_forward_and_grad_print_nothing_and_warn_what_the_commands_note(call, said, capfd):
+    from bncli.api import BncliWarning
+
+    with pytest.warns(BncliWarning) as warned:
+        call()
+    assert capfd.readouterr() == ("", "")
+    assert any(said in str(warning.message) for warning in warned), [str(w.message) for w in warned]
+
+
+def test_grad_against_prints_the_precision_note_on_stderr_as_before(tmp_path):
+    data, dx = tmp_path / "x.csv", tmp_path / "dx32.csv"
+    data.write_text("a,b\n1.5,10\n2.5,30\n-1,20\n4,0\n")
+    dy = ["--dy", str(read_sample_dy(tmp_path))]
+    ours = run_process("grad", data, *dy, "-f", "csv")
+    values = np.loadtxt(ours.stdout.decode().splitlines()[1:], delimiter=",").astype(np.float32)
+    dx.write_text("a,b\n" + "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in values))
+    run = run_process("grad", data, *dy, "--against", dx, "-f", "json")
+    assert run.returncode == 0, run.stderr.decode()
+    assert run.stderr.decode() == (
+        f"bncli: --against {dx}: its numbers are float32 numbers: each is judged with the rounding that "
+        "allows (unit roundoff 6e-08)\n"
+        "bncli: PASS: dx agree with the numerical derivatives: every error ≤ 8 × its noise (largest 0.023) "
+        "(central, step 9.61e-06·σ)\n"
+    )
+
+
+def read_sample_dy(tmp_path: Path) -> Path:
+    path = tmp_path / "dy.csv"
+    path.write_text("a,b\n1,-1\n2,0.5\n-3,2\n0.25,1\n")
+    return path
+
+
 # ------------------------------------------------------------ the audit report in Python
 
 

@@ -398,3 +398,34 @@ def test_the_command_line_and_the_entry_point_share_signals_without_importing_ea
         if isinstance(node, ast.ImportFrom)
     ]
     assert ("cli", ["main"]) in entry_imports  # the entry point starts the command line, lazily
+
+
+# ---------------------------------------------- every command's input options reach its request
+
+_EVERY_INPUT_OPTION = [
+    *("x.csv", "-d", ";", "--no-header", "--index-column", "drop", "--eps", "0.5", "-w", "2", "-b", "1,3"),
+    *("--dtype", "float32", "--running", "r.json", "--eval"),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "expected"),
+    [
+        ("forward", ["--save-running", "s.json", "--momentum", "0.25"], {"save_running": "s.json", "momentum": 0.25}),
+        ("grad", ["--save-running", "s.json", "--momentum", "0.25"], {"save_running": "s.json", "momentum": 0.25}),
+        ("explain", [], {}),
+    ],
+)
+def test_every_input_option_a_command_declares_reaches_its_request(bncli, monkeypatch, command, extra, expected):
+    import importlib
+
+    from bncli.options import InputOptions
+
+    module = importlib.import_module(f"bncli.cli.{command}")
+    requests = []
+    monkeypatch.setattr(module, f"_{command}", lambda request, outputs: requests.append(request) or 0)
+    run = bncli(command, *_EVERY_INPUT_OPTION, *extra)
+    assert run.code == 0, run
+    common = dict(file="x.csv", delimiter=";", header=False, index_column="drop", eps=0.5, weight="2", bias="1,3")
+    common |= dict(dtype="float32", running="r.json", eval=True)
+    assert requests[0].inputs == InputOptions(**common, **expected)

@@ -14,6 +14,7 @@ from conftest import run_process
 
 from bncli import core, numdiff
 from bncli import gradcheck as gc
+from bncli.io import read
 
 
 def unbiased_gradients(k: int, n: int = 3, seed: int = 0):
@@ -130,3 +131,36 @@ def test_grad_against_an_unbiased_dx_fails_where_it_used_to_pass(tmp_path, k, mo
     if hidden_before:
         assert result["max_rel_error"] < 1e-6  # what a natural-scale tolerance of 1e-6 passed
     assert "FAIL: dx" in run.stderr.decode()
+
+
+# ------------------------------ numbers printed with a fixed number of decimals (%.6f, round(x, 3))
+
+
+@pytest.mark.parametrize("decimals", [3, 6])
+def test_a_gradient_printed_with_fixed_decimals_passes_when_correct_and_fails_when_unbiased(tmp_path, decimals):
+    """Found in round 3: a correct dx written with %.6f FAILed (an element of 1e-9 printed as 0), as the
+    rounding in print was taken as relative only, from the most significant digits any number had."""
+    names = (read.SAMPLE_NAME, read.SAMPLE_DY_NAME)
+    sample, sample_dy = (read.read_matrix(str(read.sample_path(name))) for name in names)
+    x, dy, k = sample.values, sample_dy.values, len(sample.values)
+    correct = core.backward(dy, core.forward(x)).dx  # elements from 4e-13 to 0.09
+    std = np.sqrt(x.var(axis=0, ddof=1) + 1e-5)
+    s = (x - x.mean(axis=0)) / std
+    unbiased = (dy - dy.mean(axis=0) - s * (dy * s).sum(axis=0) / k) / std
+    for dx, code in ((correct, 0), (unbiased, 1)):
+        given = tmp_path / "dx.csv"
+        np.savetxt(given, dx, delimiter=",", header=",".join(sample.columns), comments="", fmt=f"%.{decimals}f")
+        run = run_process("grad", sample.source, "--dy", sample_dy.source, "--against", given, "-f", "json")
+        assert run.returncode == code, run.stderr.decode()
+
+
+def test_fixed_decimals_allow_half_a_unit_of_the_last_decimal_and_no_more():
+    x, dy, wrong, _ = unbiased_gradients(3000)
+    grads = core.backward(dy, core.forward(x))
+    six = np.round(grads.dx, 6)
+    precision = gc.evident_precision(six)
+    assert precision.quantum == pytest.approx(5e-7)
+    assert gc.check_gradients(problem_of(x, dy), gc.CheckedGradients(dx=six), precision=precision).passed
+    six_wrong = np.round(grads.dx * 1.01, 6)
+    precision = gc.evident_precision(six_wrong)
+    assert not gc.check_gradients(problem_of(x, dy), gc.CheckedGradients(dx=six_wrong), precision=precision).passed

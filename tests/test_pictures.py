@@ -475,3 +475,16 @@ def test_a_png_without_matplotlib_is_refused_before_the_work(tmp_path, fmt):
         assert run.returncode == 2 and "needs matplotlib" in lines[-1], run
         assert not any("PASS" in line or "FAIL" in line for line in lines), lines
     assert not marker.exists() and not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.pdf"))
+
+
+def test_the_jacobian_figure_labels_both_axes_as_the_jacobian_table_names_them():
+    pytest.importorskip("matplotlib")
+    import bncli
+    from bncli.present.grad import grad_document
+
+    document = grad_document(bncli.grad(read.read_matrix(str(read.sample_path())).values, jacobian=[3]))
+    (part,) = [part for part in document.parts if part.name == "jacobian"]
+    figure = figures.draw([make() for make in part.pictures])
+    heatmap = figure.axes[0]
+    assert "∂y[i]" in heatmap.get_ylabel() and "∂x[j]" in heatmap.get_xlabel()
+    assert all(spine.get_visible() for spine in heatmap.spines.values())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import sys
 
 import numpy as np
+import pytest
 from conftest import audit_process, on_terminal, run_process
 
 from bncli.io import read
@@ -61,3 +63,35 @@ def test_pictures_fit_a_dumb_terminal_and_label_their_scale(tmp_path):
     assert all(len(line) <= 40 for line in picture), picture
     ticks = next(line for line in picture if line.strip().startswith("-"))
     assert len(ticks.split()) == 3, ticks  # low, 0, high: never glued
+
+
+def _frame_lines(dark: np.ndarray, share: float) -> np.ndarray:
+    """Indices of the rows of ``dark`` (a boolean image) dark over more than ``share`` of their length."""
+    return np.flatnonzero(dark.mean(axis=1) > share)
+
+
+def test_the_jacobian_png_has_a_frame_on_all_four_sides_clear_of_the_edges(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    png = tmp_path / "jacobian.png"
+    run = run_process("grad", SAMPLE, "--only", "jacobian", "-c", "Hb", "--plot", "-o", png)
+    assert run.returncode == 0, run.stderr.decode()
+    pixels = matplotlib.image.imread(png)[..., :3]
+    dark = pixels.max(axis=2) < 0.35  # the frame's black, not the colours of the cells
+    height, width = dark.shape
+    horizontal, vertical = _frame_lines(dark, 0.4), _frame_lines(dark.T, 0.4)
+    margin = 15  # pixels, 0.1 inch at the picture's 150 dpi: the frame is not lost at the picture's edge
+    assert horizontal.size and vertical.size, "no frame found"
+    assert horizontal.max() - horizontal.min() > height / 2, horizontal  # top and bottom
+    assert vertical.max() - vertical.min() > width / 3, vertical  # left and right
+    assert margin <= horizontal.min() and horizontal.max() < height - margin, (horizontal, height)
+    assert margin <= vertical.min() and vertical.max() < width - margin, (vertical, width)
+
+
+def test_the_jacobian_picture_names_its_axes_in_the_terminal_and_in_svg(tmp_path):
+    svg = tmp_path / "jacobian.svg"
+    assert run_process("grad", SAMPLE, "--only", "jacobian", "-c", "Hb", "--plot", "-o", svg).returncode == 0
+    table = run_process("grad", SAMPLE, "--only", "jacobian", "-c", "Hb", "--plot", "-f", "table").stdout.decode()
+    for shown in (table, html.unescape(svg.read_text()).replace("\xa0", " ")):
+        assert "rows i: ∂y[i]" in shown and "columns j: ∂x[j]" in shown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import fields
 from enum import Enum
 from typing import Annotated
 
@@ -190,6 +192,16 @@ Eval = Annotated[bool, option("--eval", help="Inference mode: normalize with --r
 
 def value_of(choice: Enum | None) -> str | None:
     return None if choice is None else choice.value
+
+
+_INPUT_FIELDS = frozenset(field.name for field in fields(options.InputOptions))
+
+
+def input_options(parameters: Mapping[str, object]) -> options.InputOptions:
+    """The input options of a command from its parameters (its ``locals()`` on entry): every one named as
+    a field of InputOptions, a choice by its value; the fields a command does not declare keep their defaults."""
+    chosen = {name: value for name, value in parameters.items() if name in _INPUT_FIELDS}
+    return options.InputOptions(**{name: value_of(v) if isinstance(v, Enum) else v for name, v in chosen.items()})
 
 
 def validate_output(outputs: options.OutputOptions, formats: tuple[str, ...], **what) -> str:

@@ -27,6 +27,7 @@ from .common import (
     Running,
     Seed,
     Weight,
+    input_options,
     option,
     output_option,
     validate_output,
@@ -85,11 +86,7 @@ def explain(
     eval: Eval = False,
 ) -> None:
     """The article's derivation on one column: m, v, s, dm/dx, dv/dx, u, R, J = u·R, dx, dw, db, each checked."""
-    inputs = options.InputOptions(
-        file=file, delimiter=delimiter, header=header, index_column=index_column.value,
-        eps=eps, weight=weight, bias=bias, dtype=dtype.value,
-        running=running, eval=eval,
-    )  # fmt: skip
+    inputs = input_options(locals())
     outputs = options.OutputOptions(format=value_of(format), output=output, precision=precision, full=full)
     request = options.ExplainRequest(inputs=inputs, column=column, dy=dy, seed=seed)
     run(lambda: _explain(request, outputs))

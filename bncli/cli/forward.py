@@ -29,6 +29,7 @@ from .common import (
     SaveRunning,
     Weight,
     check_save_running,
+    input_options,
     option,
     validate_output,
     value_of,
@@ -80,11 +81,7 @@ def forward(
     eval: Eval = False,
 ) -> None:
     """Forward pass: y = w·(x − mean)/sqrt(var + eps) + b for each column."""
-    inputs = options.InputOptions(
-        file=file, delimiter=delimiter, header=header, index_column=index_column.value,
-        eps=eps, weight=weight, bias=bias, dtype=dtype.value,
-        running=running, save_running=save_running, momentum=momentum, eval=eval,
-    )  # fmt: skip
+    inputs = input_options(locals())
     outputs = options.OutputOptions(
         format=value_of(format), output=output, precision=precision, full=full, only=value_of(only)
     )

@@ -32,6 +32,7 @@ from .common import (
     Seed,
     Weight,
     check_save_running,
+    input_options,
     option,
     validate_output,
     value_of,
@@ -171,11 +172,7 @@ def grad(
     eval: Eval = False,
 ) -> None:
     """Backward pass: dx, dw, db for an upstream gradient dy; --jacobian; --check."""
-    inputs = options.InputOptions(
-        file=file, delimiter=delimiter, header=header, index_column=index_column.value,
-        eps=eps, weight=weight, bias=bias, dtype=dtype.value,
-        running=running, save_running=save_running, momentum=momentum, eval=eval,
-    )  # fmt: skip
+    inputs = input_options(locals())
     outputs = options.OutputOptions(
         format=value_of(format), output=output, precision=precision, full=full, only=value_of(only), plot=plot
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -31,12 +32,15 @@ class Precision:
     """How the checked gradients were computed: the unit roundoff of their arithmetic, whether
     their mean was subtracted exactly (bncli's refined two-pass core) or rounded (as anyone else's
     may be: rounding the mean shifts every s by ≈ u·|m|/σ, which data with a large offset show),
-    and ``printed``, the relative rounding of numbers written with few digits (half a unit of
-    their last digit), which each element may be off by on top."""
+    and the rounding of numbers written with few digits, which each element may be off by on top:
+    half a unit of its last digit, of so many significant digits (as %.4g writes; ``printed``, that
+    half unit relative to the power of ten of the element's first digit) or of so many decimals
+    (as %.6f writes; ``quantum``, absolute), whichever is larger."""
 
     unit: float = FLOAT64
     exact_mean: bool = True
     printed: float = 0.0
+    quantum: float = 0.0
 
 
 # How bncli's own core computes: float64, from an exactly centered x.
@@ -48,8 +52,10 @@ def evident_precision(*arrays: np.ndarray) -> Precision:
 
     float32 arithmetic where every value is a float32, or where the most digits any value has
     (of a sample of 4096) is 7 to 9, as float32 numbers printed shortest have; numbers with at
-    most 15 digits were also rounded in print, by half a unit of their last digit. Their mean's
-    rounding is allowed for (``exact_mean`` False).
+    most 15 digits were also rounded in print, by half a unit of their last digit: of the most
+    significant digits any has, or of the finest decimal any has, whichever is larger for the
+    element: that bounds either way of writing them (in the other way, the other is the smaller).
+    Their mean's rounding is allowed for (``exact_mean`` False).
     """
     values = np.concatenate([np.ravel(a) for a in arrays if a is not None])
     values = values[np.isfinite(values) & (values != 0)]
@@ -59,15 +65,18 @@ def evident_precision(*arrays: np.ndarray) -> Precision:
         return Precision(numdiff.unit_roundoff(np.float32), exact_mean=False)
     if values.size > 4096:
         values = np.random.default_rng(0).choice(values, 4096, replace=False)
-    digits = max(_significant_digits(float(v)) for v in values)
-    unit = numdiff.unit_roundoff(np.float32) if 7 <= digits <= 9 else FLOAT64
-    return Precision(unit, exact_mean=False, printed=0.5 * 10.0 ** (1 - digits) if digits <= 15 else 0.0)
+    digits, last = zip(*(_digits(float(v)) for v in values), strict=True)
+    unit = numdiff.unit_roundoff(np.float32) if 7 <= max(digits) <= 9 else FLOAT64
+    if max(digits) > 15:
+        return Precision(unit, exact_mean=False)
+    return Precision(unit, exact_mean=False, printed=0.5 * 10.0 ** (1 - max(digits)), quantum=0.5 * 10.0 ** min(last))
 
 
-def _significant_digits(value: float) -> int:
-    """The significant digits of the shortest text that reads back to ``value``."""
-    mantissa = repr(abs(value)).split("e")[0].replace(".", "")
-    return len(mantissa.strip("0"))
+def _digits(value: float) -> tuple[int, int]:
+    """The significant digits of the shortest text that reads back to ``value``, and the decimal
+    exponent of its last one (1.25 → (3, −2), 4e-13 → (1, −13), 1200.0 → (2, 2))."""
+    shortest = Decimal(repr(abs(value))).normalize().as_tuple()
+    return len(shortest.digits), shortest.exponent
 
 
 class Noise:
@@ -79,7 +88,7 @@ class Noise:
 
     def __init__(self, problem: Problem, bn: core.BatchNorm, precision: Precision):
         self.problem = problem
-        self.precision, self.printed = precision.unit, precision.printed
+        self.precision, self.printed, self.quantum = precision.unit, precision.printed, precision.quantum
         self.natural = NaturalScales(bn, problem.dy, problem.weight)
         # A rounded mean shifts s by u·|m|/σ; beyond |m|/σ = u^(-1/2) an implementation at that
         # precision keeps less than half its digits, and the check asks for half at least.
@@ -105,12 +114,21 @@ class Noise:
         """The rounding bound of an analytic dx, dw or db computed at ``precision``: the audit's
         budget, so that what the audit calls PASS the check does too; and the rounding in print
         of the ``checked`` values themselves."""
-        return BUDGET_MULTIPLES[name] * self.precision * getattr(self.rounding, name) + self.printed * np.abs(checked)
+        return BUDGET_MULTIPLES[name] * self.precision * getattr(self.rounding, name) + self.in_print(checked)
 
     def analytic_dx_column_sums(self, checked: np.ndarray) -> np.ndarray:
         """Σ_i of :meth:`analytic` dx bounds: a probe's (|v_i| = 1), without forming the budget's."""
-        printed = self.printed * np.abs(checked).sum(axis=0) if self.printed else 0.0
-        return BUDGET_MULTIPLES["dx"] * self.precision * self.rounding.dx_column_sums() + printed
+        in_print = self.in_print(checked).sum(axis=0) if self.printed else 0.0
+        return BUDGET_MULTIPLES["dx"] * self.precision * self.rounding.dx_column_sums() + in_print
+
+    def in_print(self, checked: np.ndarray | float) -> np.ndarray | float:
+        """What each checked value may be off by from being written with few digits (see :class:`Precision`)."""
+        if not self.printed:
+            return 0.0
+        size = np.abs(checked)
+        with np.errstate(divide="ignore"):  # 0 has no first digit: its rounding is the quantum's
+            decade = np.where(size > 0, 10.0 ** np.floor(np.log10(np.where(size > 0, size, 1.0))), 0.0)
+        return np.maximum(self.printed * decade, self.quantum)
 
     def analytic_jacobians(self, columns: Sequence[int]) -> np.ndarray:
         """J = u·R has no sums but each s carries the error of the mean: o times its natural scale."""

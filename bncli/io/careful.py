@@ -157,6 +157,11 @@ def _number(field: str) -> float | None:
         return None
 
 
+def is_number(field: str) -> bool:
+    """Whether a field (spaces around it aside) is a number as bncli reads one: a header needs a field that is not."""
+    return _number(field.strip()) is not None
+
+
 def _cell_name(column: int, names: Sequence[str] | None) -> str:
     return f"column {column} ({names[column - 1]!r})" if names else f"column {column}"
 
@@ -198,6 +203,7 @@ def parse_careful(data: bytes, name: str, delimiter: str | None, header: bool | 
     rows, starts = _parse_records(lines, delimiter, name)
     columns, header = column_names(rows[0], header, name)
     commas_delimit = delimiter != "," and _looks_comma_separated(rows[0])
+    first_line = starts[0]
     body, starts = (rows[1:], starts[1:]) if header else (rows, starts)
     if not body:
         raise InputError(f"{name}: a header line but no data rows")
@@ -229,7 +235,7 @@ def parse_careful(data: bytes, name: str, delimiter: str | None, header: bool | 
             first_bad_cell(index + 1)
     if finite and not np.isfinite(values).all():
         first_bad_cell(len(body))
-    return Matrix(values, columns, header, name)
+    return Matrix(values, columns, header, name, first_line=first_line)
 
 
 def column_names(first: list[str], header: bool | None, name: str) -> tuple[list[str], bool]:

@@ -36,9 +36,9 @@ def parse_file(path: str, size: int, delimiter: str | None, header: bool | None)
     layout = _plain_ascii_layout(path, size, delimiter, header)
     if layout is None:
         return _parse_pieces(_file_pieces(path), size, path, delimiter, header)
-    delimiter, columns, header, skipped, comments = layout
+    delimiter, columns, header, skipped, first_line, comments = layout
     values = _polars_numbers(path, delimiter, len(columns), skipped, comments)
-    return None if values is None else Matrix(values, columns, header, path)
+    return None if values is None else Matrix(values, columns, header, path, first_line=first_line)
 
 
 def parse_bytes(data: bytes, name: str, delimiter: str | None, header: bool | None) -> Matrix | None:
@@ -51,7 +51,7 @@ _HEAD_BYTES = 1 << 20
 
 def _plain_ascii_layout(
     path: str, size: int, delimiter: str | None, header: bool | None
-) -> tuple[str, list[str], bool, int, bool] | None:
+) -> tuple[str, list[str], bool, int, int, bool] | None:
     """The layout (see :func:`_fast_layout`) and whether there are # comments, of a file that
     polars may parse from its path; None for any other file.
 
@@ -101,7 +101,7 @@ def _parse_pieces(
     layout = _fast_layout(first_piece, total_bytes, name, delimiter, header)
     if layout is None:
         return None
-    delimiter, columns, header, skipped = layout
+    delimiter, columns, header, skipped, first_line = layout
     values = np.empty((0, len(columns)))
     filled = 0
     for piece in itertools.chain([first_piece], pieces):
@@ -117,14 +117,15 @@ def _parse_pieces(
         values[filled : filled + len(block)] = block
         filled += len(block)
         skipped = 0
-    return Matrix(values[:filled], columns, header, name)
+    return Matrix(values[:filled], columns, header, name, first_line=first_line)
 
 
 def _fast_layout(
     head: bytes, total_bytes: int, name: str, delimiter: str | None, header: bool | None
-) -> tuple[str, list[str], bool, int] | None:
+) -> tuple[str, list[str], bool, int, int] | None:
     """From the first bytes of a large input: the delimiter, the column names, whether a header
-    was read, and the lines before the data; None where the careful reader must decide."""
+    was read, the lines before the data, and the line of the first record; None where the careful
+    reader must decide."""
     located = _first_record(head)
     if located is None:
         return None
@@ -148,8 +149,8 @@ def _fast_layout(
         columns, header = column_names(first, header, name)
     except InputError:
         return None  # the careful reader decides which problem of the whole input comes first
-    skipped = head.count(b"\n", 0, end) + 1 if header else head.count(b"\n", 0, start)
-    return delimiter, columns, header, skipped
+    first_line = head.count(b"\n", 0, start) + 1
+    return delimiter, columns, header, first_line if header else first_line - 1, first_line
 
 
 def _plain_text(piece: bytes) -> bool:

@@ -15,7 +15,9 @@ class Matrix:
     columns: list[str]
     has_header: bool
     source: str
-    dropped_index: bool = False  # its first column, pandas' index, was left out (--index-column drop)
+    # --index-column drop: pandas' index column is left out of this matrix and of those read beside it (--dy …)
+    drop_index: bool = False
+    first_line: int | None = None  # the line of text the first row (header or data) was read from
 
     @property
     def shape(self) -> tuple[int, int]:

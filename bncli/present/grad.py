@@ -76,6 +76,10 @@ def _grad_parts(result: GradResult) -> list[Part]:
     return parts
 
 
+# The Jacobian's rows and columns, as its table's corner names them (∂y[i]/∂x[j]).
+JACOBIAN_AXES = ("i: ∂y[i]", "j: ∂x[j]")
+
+
 def _jacobian_part(result: GradResult) -> Part:
     model, jacobians = result.model, result.jacobians
     columns, k = model.columns, model.data.shape[0]
@@ -96,7 +100,8 @@ def _jacobian_part(result: GradResult) -> Part:
         [table(c) for c in jacobians],
         matrix if len(jacobians) == 1 else None,
         pictures=[
-            partial(_picture, "Heatmap", j, f"∂y/∂x of column {columns[c]} ({k}×{k})") for c, j in jacobians.items()
+            partial(_picture, "Heatmap", j, f"∂y/∂x of column {columns[c]} ({k}×{k})", axis_names=JACOBIAN_AXES)
+            for c, j in jacobians.items()
         ],
         drawn_instead=True,
     )

@@ -20,9 +20,10 @@ def batchnorm(x, weight, bias, eps, dy):
     mean = _sum_in_own_dtype(x) / x.dtype.type(k)
     centred = x - mean
     var = _sum_in_own_dtype(centred * centred) / x.dtype.type(k)
-    x32, dy32 = x.astype(np.float32), dy.astype(np.float32)
-    std = np.sqrt(var.astype(np.float32) + np.float32(eps))
-    s = (x32 - mean.astype(np.float32)) / std
-    db, dw = dy32.sum(axis=0), (dy32 * s).sum(axis=0)
-    dx = (weight / std) * (dy32 - db / k - s * dw / k)
+    wide = np.promote_types(weight.dtype, np.float32)  # float32 beside a half x, as in batchnorm_mixed.py
+    x_, dy_ = x.astype(wide), dy.astype(wide)
+    std = np.sqrt(var.astype(wide) + wide.type(eps))
+    s = (x_ - mean.astype(wide)) / std
+    db, dw = dy_.sum(axis=0), (dy_ * s).sum(axis=0)
+    dx = (weight / std) * (dy_ - db / k - s * dw / k)
     return {"y": (weight * s + bias).astype(x.dtype), "dx": dx.astype(x.dtype), "dw": dw, "db": db}

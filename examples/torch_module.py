@@ -1,6 +1,7 @@
 """A batch-norm layer written as a torch module, its parameters gamma and beta of shape (1, C).
 
 bncli audit --style torch examples/torch_module.py:BatchNorm       # built as BatchNorm(C, eps=eps)
+bncli audit examples/torch_module.py:BatchNorm --dtype all         # float16 and bfloat16 too
 """
 
 import torch
@@ -17,6 +18,9 @@ class BatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(1, num_features))
 
     def forward(self, x):
+        # Mixed precision as PyTorch's own kernels: a half-precision x is normalized in the parameters'
+        # dtype (float32), and y rounded back to x's dtype at the end.
+        given, x = x.dtype, x.to(self.gamma.dtype)
         if self.training:
             mean = x.mean(0, keepdim=True)
             var = x.var(0, keepdim=True, unbiased=False)
@@ -26,4 +30,4 @@ class BatchNorm(nn.Module):
                 self.running_var.lerp_(var * n / max(n - 1, 1), self.momentum)
         else:
             mean, var = self.running_mean, self.running_var
-        return self.gamma * (x - mean) / torch.sqrt(var + self.eps) + self.beta
+        return (self.gamma * (x - mean) / torch.sqrt(var + self.eps) + self.beta).to(given)

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..cases import JUDGED, CaseInputs
 from ..judge import CaseResult, compare, overall, settle
-from ..precisions import finfo, is_half
-from ..reference import ROUNDED_TO_INPUT, Reference, element_budgets, reference
+from ..precisions import UNIT_ROUNDOFF, finfo, is_half
+from ..reference import BUDGET_MULTIPLES, Reference, element_budgets, reference
 from . import signatures
 from .variants import (
     EVAL_VARIANTS,
@@ -143,13 +143,6 @@ def _variant_text(variant: Variant):
 
 def _lower_precision_text(names, shown, details):
     dtype = details[0]["dtype"]
-    if all(name not in ROUNDED_TO_INPUT for name in names):  # a half precision's float32 quantities
-        text = (
-            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} {dtype} numbers on {shown}: the target "
-            f"computes in {dtype} what mixed precision keeps in float32 (the parameters' gradients, the running "
-            f"statistics), so it is judged INACCURATE at most there: fix: accumulate them in float32"
-        )
-        return text, {"dtype": dtype}
     text = (
         f"the target computes in {dtype} whatever it is given: on {shown} every output is a {dtype} number, so it "
         f"is judged INACCURATE at most there ({', '.join(names)} beyond that dtype's budget); compute in the input's "
@@ -266,22 +259,11 @@ def _examine(e: Evidence, collector: _Collector, eps: float | None) -> None:
     if e.computes_in != e.inputs.dtype:
         collector.add("lower_precision", e, e.failed, _lower_precision_text, dtype=e.computes_in)
         return
-    if is_half(e.inputs.dtype) and e.result.computes_in:  # dw, db, running statistics in the input's dtype
-        kept = [q for q in e.failed if q not in ROUNDED_TO_INPUT]
-        if kept:
-            collector.add("lower_precision", e, kept, _lower_precision_text, dtype=e.computes_in)
-    remaining = e.failed
-    if is_half(e.inputs.dtype) and not e.inputs.training:
-        remaining = _cast_down(e, remaining, collector)
-    remaining = _out_of_range(e, remaining, collector)
-    remaining = _zero(e, remaining, collector)
     if is_half(e.inputs.dtype):
-        # Half precision's rounding is coarse: a variant is named only where it matches to rounding, and
-        # what a correct formula on the statistics y implies explains is the statistics' precision.
-        remaining = _closest_variants(e, remaining, collector, eps, strict=True)
-        if e.inputs.training:
-            _half_statistics(e, remaining, collector)
+        _examine_half(e, collector, eps)
         return
+    remaining = _out_of_range(e, e.failed, collector)
+    remaining = _zero(e, remaining, collector)
     remaining = _closest_variants(e, remaining, collector, eps)
     if e.inputs.training:  # in eval mode no variance is computed
         _one_pass(e, remaining, collector)
@@ -298,10 +280,11 @@ def _out_of_range(e: Evidence, quantities: list[str], collector: _Collector) -> 
     """Quantities right on the unit case that collapsed where an intermediate leaves the dtype's range."""
     right_on_unit = [q for q in quantities if e.verdict(q) == "INACCURATE"]
     labels = signatures.out_of_range_intermediates(e.inputs, e.computes_in) if right_on_unit else []
-    # In a half precision an intermediate out of its range costs digits before it costs a collapse.
-    fallen = [q for q in right_on_unit if labels and (is_half(e.inputs.dtype) or _collapsed(e, q))]
+    # The statistics' own sums and squares out of a half dtype's range cost digits before they cost a collapse.
+    statistics = [label for label in labels if label in HALF_STATISTICS]
+    fallen = [q for q in right_on_unit if labels and (statistics or _collapsed(e, q))]
     if fallen:
-        collector.add("intermediate_out_of_range", e, fallen, _range_text, intermediates=labels,
+        collector.add("intermediate_out_of_range", e, fallen, _range_text, intermediates=statistics or labels,
                       dtype=e.computes_in)  # fmt: skip
     return [q for q in quantities if q not in fallen]
 
@@ -328,6 +311,47 @@ def _collapsed(e: Evidence, name: str) -> bool:
         return False
     flushed = distance(name, obtained, MISSING_S_TERM.values(e.inputs), e.ref, e.inputs) is not None
     return flushed or signatures.residue_pattern(e.inputs, e.ref, obtained) == "s"
+
+
+def _examine_half(e: Evidence, collector: _Collector, eps: float | None) -> None:
+    """A half precision's case. Its rounding is coarse: a variant is named only where it matches to rounding;
+    what a correct formula on the statistics y implies explains is the statistics' precision; what stays
+    within the half dtype's own budget (a backward-stable implementation computing in it) is its arithmetic."""
+    remaining = e.failed
+    if not e.inputs.training:
+        remaining = _cast_down(e, remaining, collector)
+    remaining = _out_of_range(e, remaining, collector)
+    remaining = _zero(e, remaining, collector)
+    remaining = _closest_variants(e, remaining, collector, eps, strict=True)
+    if e.inputs.training:
+        remaining = _half_statistics(e, remaining, collector)
+    _half_arithmetic(e, remaining, collector)
+
+
+def _half_arithmetic(e: Evidence, quantities: list[str], collector: _Collector) -> None:
+    """Quantities beyond mixed precision's budget but within C_q·u_half·scale: what computing in the half
+    dtype itself attains."""
+
+    def within_own_budget(q: str) -> bool:
+        with np.errstate(invalid="ignore", over="ignore"):
+            error = np.abs(e.outputs[q] - e.ref.values[q]) / e.ref.scales[q]
+        return bool(np.all(error <= BUDGET_MULTIPLES[q] * UNIT_ROUNDOFF[e.inputs.dtype]))
+
+    within = [q for q in quantities if within_own_budget(q)]
+    if within:
+        collector.add("lower_precision", e, within, _half_arithmetic_text, dtype=e.inputs.dtype)
+
+
+def _half_arithmetic_text(names, shown, details):
+    dtype = " and ".join(sorted({d["dtype"] for d in details}))
+    listed, _ = _listed(names)
+    text = (
+        f"{listed} on {shown} are within {dtype}'s own budget (what a backward-stable implementation computing in "
+        f"{dtype} attains) but beyond mixed precision's: the target computes in {dtype} where PyTorch's kernels "
+        f"compute in float32, so it is judged INACCURATE at most there: fix: compute in float32 (the statistics, "
+        f"the sums, dw and db) and round y and dx to {dtype} at the end"
+    )
+    return text, {"dtype": dtype}
 
 
 def _cast_down(e: Evidence, quantities: list[str], collector: _Collector) -> list[str]:
@@ -373,28 +397,45 @@ def _cast_text(names, shown, details):
     return text, {"dtype": dtype, "parameters": sorted(lost)}
 
 
-def _half_statistics(e: Evidence, quantities: list[str], collector: _Collector) -> None:
+def _half_statistics(e: Evidence, quantities: list[str], collector: _Collector) -> list[str]:
     """Quantities that a correct batch norm of the statistics y implies gives to rounding, where those
     statistics err as statistics summed or kept in the half precision do."""
     implied = signatures.implied_statistics(e.inputs, e.outputs["y"]) if "y" in e.outputs else None
     if implied is None or not quantities:
-        return
+        return quantities
     mean, std, mean_error, std_error = implied
     error = signatures.half_statistics_error(e.inputs, mean, std)
     if error is None:
-        return
-    x, g = e.inputs.x.astype(np.float64), e.inputs.dy.astype(np.float64)
-    w, b = e.inputs.weight.astype(np.float64), e.inputs.bias.astype(np.float64)
-    values = textbook(x, g, w, b, mean, std)
+        return quantities
+    values = _with_statistics(e.inputs, mean, std)
     # What the statistics' own uncertainty (three standard errors each) moves the batch norm they give by.
-    moved = [textbook(x, g, w, b, mean + 3 * mean_error, std), textbook(x, g, w, b, mean, std + 3 * std_error)]
-    explained = [q for q in quantities if _within(e, q, values[q], sum(np.abs(m[q] - values[q]) for m in moved))]
+    moved = [
+        _with_statistics(e.inputs, mean + 3 * mean_error, std),
+        _with_statistics(e.inputs, mean, std + 3 * std_error),
+    ]
+    explained = [
+        q for q in quantities if q in values and _within(e, q, values[q], sum(np.abs(m[q] - values[q]) for m in moved))
+    ]
     if explained:
         collector.add("low_precision_statistics", e, explained, _half_statistics_text, dtype=e.inputs.dtype, **error)
+    return [q for q in quantities if q not in explained]
+
+
+def _with_statistics(inputs: CaseInputs, mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:
+    """A correct batch norm, and PyTorch's running update, with the batch statistics ``mean`` and ``std``."""
+    x, g = inputs.x.astype(np.float64), inputs.dy.astype(np.float64)
+    values = textbook(x, g, inputs.weight.astype(np.float64), inputs.bias.astype(np.float64), mean, std)
+    k = x.shape[0]
+    if k > 1:
+        start_mean, start_var = inputs.start_statistics()
+        keep, new = 1 - inputs.momentum, inputs.momentum
+        values["running_mean"] = keep * start_mean + new * mean
+        values["running_var"] = keep * start_var + new * (std * std - inputs.eps) * (k / (k - 1))
+    return values
 
 
 def _half_statistics_text(names, shown, details):
-    dtype = details[0]["dtype"]
+    dtype = " and ".join(sorted({d["dtype"] for d in details}))
     worst = max(details, key=lambda d: max(d["mean_error"], d["variance_error"]))
     accumulated = any(d["how"] == "accumulated" for d in details)
     listed, verb = _listed(names)

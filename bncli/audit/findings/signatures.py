@@ -14,7 +14,7 @@ import numpy as np
 from ... import core
 from ..cases import CaseInputs
 from ..precisions import UNIT_ROUNDOFF, finfo, is_half, parameter_dtype
-from ..reference import ROUNDED_TO_INPUT, Reference, budget
+from ..reference import Reference, budget
 
 # Narrowest first: the precision a target computes in is the narrowest that holds all its outputs.
 LOWER_PRECISIONS = {"float64": ("bfloat16", "float16", "float32"), "float32": ("bfloat16", "float16")}
@@ -37,8 +37,8 @@ def computes_in(outputs: dict[str, np.ndarray], dtype: str) -> str | None:
     None when they are too few to tell (zeros, inf and NaN, a few small integers). In a half precision,
     the precision of what should stay float32 (dw, db, the running statistics): float32, or the half
     one itself when the target computes them there."""
-    if is_half(dtype):
-        outputs = {name: v for name, v in outputs.items() if name not in ROUNDED_TO_INPUT}
+    if is_half(dtype):  # the parameters' gradients: running statistics mix float32 starts with batch ones
+        outputs = {name: v for name, v in outputs.items() if name in ("dw", "db")}
     values = np.concatenate([v.ravel() for v in outputs.values()]) if outputs else np.zeros(0)
     distinct = np.unique(values[np.isfinite(values) & (values != 0)])
     for lower in (dtype,) if is_half(dtype) else LOWER_PRECISIONS.get(dtype, ()):

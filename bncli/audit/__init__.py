@@ -19,9 +19,9 @@ def audit(func, **options):
     it is passed those of the keywords running_mean, running_var, momentum, training that it
     declares. Or a target name: "FILE.py:FUNC",
     "package.module:FUNC", "torch", "bncli". ``options`` are those of
-    :class:`bncli.audit.run.AuditOptions`: ``cases``, ``extreme``, ``dtypes``,
-    ``layout``, ``timeout``, ``cmd``, ``consistency``, ``quantities`` (those judged; default
-    all), ``eps`` (every case at this eps), ``eval`` (inference mode), ``style`` (native, cs231n, torch, jax; None:
+    :class:`bncli.audit.run.AuditOptions`: ``cases``, ``extreme``, ``dtypes`` (float64, float32, float16,
+    bfloat16, or "all"; default float64 and float32), ``layout``, ``timeout``, ``cmd``, ``consistency``,
+    ``quantities`` (those judged; default y, dx, dw, db and the running statistics the target declares), ``eps`` (every case at this eps), ``eval`` (inference mode), ``style`` (native, cs231n, torch, jax; None:
     detected from a named file). The report has ``.verdict`` (PASS, INACCURATE, INCOMPLETE,
     WRONG, ERROR), ``.passed`` and ``.findings``.
     """

@@ -21,7 +21,8 @@ def audit(func, **options):
     "package.module:FUNC", "torch", "bncli". ``options`` are those of
     :class:`bncli.audit.run.AuditOptions`: ``cases``, ``extreme``, ``dtypes`` (float64, float32, float16,
     bfloat16, or "all"; default float64 and float32), ``layout``, ``timeout``, ``cmd``, ``consistency``,
-    ``quantities`` (those judged; default y, dx, dw, db and the running statistics the target declares), ``eps`` (every case at this eps), ``eval`` (inference mode), ``style`` (native, cs231n, torch, jax; None:
+    ``quantities`` (those judged; default y, dx, dw, db and the running statistics the target declares),
+    ``eps`` (every case at this eps), ``eval`` (inference mode), ``style`` (native, cs231n, torch, jax; None:
     detected from a named file). The report has ``.verdict`` (PASS, INACCURATE, INCOMPLETE,
     WRONG, ERROR), ``.passed`` and ``.findings``.
     """

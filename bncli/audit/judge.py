@@ -18,7 +18,8 @@ import numpy as np
 from ..options import HALF_DTYPES
 from .cases import JUDGED, QUANTITIES, CaseInputs, from_layout, layout_index, layout_shape
 from .oneline import reason
-from .reference import Reference, element_budgets
+from .precisions import finfo, is_half
+from .reference import ROUNDED_TO_INPUT, Reference, element_budgets
 
 # A quantity beyond budget before the unit case has decided between WRONG and INACCURATE.
 BEYOND = "BEYOND"
@@ -69,6 +70,7 @@ def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs,
     with np.errstate(invalid="ignore", over="ignore"):
         error = np.abs(obtained - exact) / scale
     error = np.where(np.isnan(error), np.inf, error)
+    error = np.where(_rounds_to_infinity(name, obtained, exact, inputs.dtype), 0.0, error)
     bounds = np.broadcast_to(element_budgets(name, inputs.dtype, ref), error.shape)
     over = error > bounds
     beyond = int(over.sum())
@@ -93,6 +95,15 @@ def compare(name: str, obtained: np.ndarray, ref: Reference, inputs: CaseInputs,
         expected=float(exact.flat[flat]),
         obtained=float(obtained.flat[flat]),
     )
+
+
+def _rounds_to_infinity(name: str, obtained: np.ndarray, exact: np.ndarray, dtype: str) -> np.ndarray:
+    """Where y or dx is beyond the largest number of the half dtype it comes back in, an infinity of its sign
+    is its correct rounding (a wider dtype may return the finite value, judged as any)."""
+    if not is_half(dtype) or name not in ROUNDED_TO_INPUT:
+        return np.zeros(exact.shape, bool)
+    with np.errstate(invalid="ignore"):
+        return (np.abs(exact) > float(finfo(dtype).max)) & (obtained == np.sign(exact) * np.inf)
 
 
 def settle(result: CaseResult, yardstick: CaseResult | None) -> CaseResult:

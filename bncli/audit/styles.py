@@ -290,17 +290,20 @@ def _torch(spec: str):
 
 
 def _running_buffers(torch, module, running: dict) -> dict:
-    """The module's running_mean and running_var buffers (those it has), set to the case's start values,
-    its momentum to the case's (PyTorch's attribute, when it has one)."""
+    """The module's running_mean and running_var buffers (those it has, by name, as its parameters are found: a
+    submodule's too), set to the case's start values; its momentum, and its submodules', to the case's
+    (PyTorch's attribute, where they have one)."""
     buffers = {}
+    named = dict(module.named_buffers())
     with torch.no_grad():
         for name in ("running_mean", "running_var"):
-            buffer = getattr(module, name, None)
+            buffer = _by_name(named, name)
             if isinstance(buffer, torch.Tensor) and buffer.numel() == running[name].size:
                 buffer.copy_(as_tensor(torch, running[name]).reshape(buffer.shape))
                 buffers[name] = buffer
-    if isinstance(getattr(module, "momentum", None), float):
-        module.momentum = running["momentum"]
+    for part in module.modules():
+        if isinstance(getattr(part, "momentum", None), float):
+            part.momentum = running["momentum"]
     return buffers
 
 

@@ -112,15 +112,12 @@ def _one_pass_text(names, shown, details):
 
 
 def reweigh(results: list[CaseResult], findings: list[Finding]) -> list[CaseResult]:
-    """The verdicts the findings settle: on a case a precision finding names, its quantities are INACCURATE
-    at most (the arithmetic loses digits, the formula is right); on a case a bug's finding names (a
-    parameter cast to the input's dtype), they are WRONG, whatever the unit case shows."""
-    to = {}
-    for finding in findings:
-        verdict = "INACCURATE" if finding.kind in PRECISION_KINDS else "WRONG" if finding.kind in BUG_KINDS else None
-        for where in finding.cases if verdict else ():
-            for name in finding.quantities:
-                to[(where, name)] = verdict
+    """The verdicts the findings settle: a quantity a precision finding names on a case is INACCURATE there at
+    most (the arithmetic loses digits, the formula is right); one a bug's finding names (a classic mistake
+    matched, a parameter cast to the input's dtype) is WRONG there, whatever the unit case shows."""
+    precise = {(where, q) for f in findings if f.kind in PRECISION_KINDS for where, qs in f.named.items() for q in qs}
+    bugs = {(where, q) for f in findings if f.kind in BUG_KINDS for where, qs in f.named.items() for q in qs}
+    to = {**dict.fromkeys(precise, "INACCURATE"), **dict.fromkeys(bugs, "WRONG")}  # a bug shown outweighs digits
     reweighed = []
     for result in results:
         quantities = {
@@ -183,15 +180,16 @@ def _zero(e: Evidence, quantities: list[str], collector: Collector) -> list[str]
     return [q for q in quantities if q not in zero]
 
 
-def _out_of_range(e: Evidence, quantities: list[str], collector: Collector) -> list[str]:
-    """Quantities right on the unit case that collapsed where an intermediate leaves the dtype's range."""
+def _out_of_range(e: Evidence, quantities: list[str], collector: Collector, statistics: bool = False) -> list[str]:
+    """Quantities right on the unit case that collapsed where an intermediate leaves the dtype's range. A half
+    dtype's statistics (their sums and squares) out of its range cost digits before they cost a collapse:
+    where the target computes in it (``statistics``), that is evidence enough."""
     right_on_unit = [q for q in quantities if e.verdict(q) == "INACCURATE"]
     labels = signatures.out_of_range_intermediates(e.inputs, e.computes_in) if right_on_unit else []
-    # The statistics' own sums and squares out of a half dtype's range cost digits before they cost a collapse.
-    statistics = [label for label in labels if label in HALF_STATISTICS]
-    fallen = [q for q in right_on_unit if labels and (statistics or _collapsed(e, q))]
+    sums = [label for label in labels if label in HALF_STATISTICS]
+    fallen = [q for q in right_on_unit if labels and ((statistics and sums) or _collapsed(e, q))]
     if fallen:
-        collector.add("intermediate_out_of_range", e, fallen, _range_text, intermediates=statistics or labels,
+        collector.add("intermediate_out_of_range", e, fallen, _range_text, intermediates=sums or labels,
                       dtype=e.computes_in)  # fmt: skip
     return [q for q in quantities if q not in fallen]
 
@@ -214,6 +212,9 @@ def _collapsed(e: Evidence, name: str) -> bool:
     obtained, exact = e.outputs[name], e.ref.values[name]
     if (~np.isfinite(obtained)).any() or ((obtained == 0) & (exact != 0)).any():
         return True
+    bias = e.inputs.bias.astype(np.float64)
+    if name == "y" and ((obtained == bias) & (exact != bias)).all(axis=0).any():  # s = 0 down a column
+        return True
     if name != "dx":
         return False
     flushed = distance(name, obtained, MISSING_S_TERM.values(e.inputs), e.ref, e.inputs) is not None
@@ -221,24 +222,35 @@ def _collapsed(e: Evidence, name: str) -> bool:
 
 
 def _examine_half(e: Evidence, collector: Collector, eps: float | None) -> None:
-    """A half precision's case. Its rounding is coarse: a variant is named only where it matches to rounding;
-    what a correct formula on the statistics y implies explains is the statistics' precision; what stays
-    within the half dtype's own budget (a backward-stable implementation computing in it) is its arithmetic."""
-    remaining = e.failed
+    """A half precision's case. What should stay float32 but comes back as half-dtype numbers is named first
+    (dw, db computed in it; running statistics kept in it), then parameters cast down in eval mode, then the
+    classic mistakes where they match to mixed precision's rounding. Only then ranges and zeros, and, for a
+    target that computes in the half dtype (its dw and db say so), the mistakes to that dtype's own rounding.
+    What a correct formula on the statistics y implies explains is the statistics' precision; what stays
+    within the half dtype's own budget, for such a target (or one whose statistics are shown to be the half
+    dtype's), its arithmetic."""
+    in_half = half.computes_in_half(e)
+    remaining = half.kept_in_half(e, e.failed, collector, in_half)
     if not e.inputs.training:
         remaining = half.cast_to_dtype(e, remaining, collector)
-    remaining = _out_of_range(e, remaining, collector)
-    remaining = _zero(e, remaining, collector)
     remaining = _closest_variants(e, remaining, collector, eps, strict=True)
+    remaining = _out_of_range(e, remaining, collector, statistics=in_half)
+    remaining = _zero(e, remaining, collector)
+    if in_half:
+        remaining = _closest_variants(e, remaining, collector, eps, match=half.own_distance)
     if e.inputs.training:
-        remaining = half.statistics(e, remaining, collector)
-    half.arithmetic(e, remaining, collector)
+        explained = half.statistics(e, remaining, collector)
+        in_half |= explained != remaining  # its statistics are the half dtype's: it computes there
+        remaining = explained
+    if in_half:
+        half.arithmetic(e, remaining, collector)
 
 
 def _closest_variants(
-    e: Evidence, quantities: list[str], collector: Collector, eps: float | None, strict: bool = False
+    e: Evidence, quantities: list[str], collector: Collector, eps: float | None, strict: bool = False, match=None
 ) -> list[str]:
-    """Name each quantity by the variant closest to it (a fixed eps among them); the unnamed ones."""
+    """Name each quantity by the variant closest to it (a fixed eps among them); the unnamed ones. ``match``
+    (name, obtained, values, evidence) gives the distance of a match or None; default :func:`distance`."""
     variants = VARIANTS if e.inputs.training else EVAL_VARIANTS
     candidates = [(v.kind, v.values(e.inputs), _variant_text(v), {}) for v in variants]
     if eps is not None and e.inputs.training:
@@ -248,7 +260,8 @@ def _closest_variants(
     unnamed = []
     for q in quantities:
         scored = [(d, i) for i, c in enumerate(candidates)
-                  if (d := distance(q, e.outputs[q], c[1], e.ref, e.inputs, strict)) is not None]  # fmt: skip
+                  if (d := (match(q, e.outputs[q], c[1], e) if match else
+                            distance(q, e.outputs[q], c[1], e.ref, e.inputs, strict))) is not None]  # fmt: skip
         if scored:
             named.setdefault(min(scored)[1], []).append(q)
         else:

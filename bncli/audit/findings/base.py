@@ -18,8 +18,13 @@ KINDS = (
 )  # fmt: skip
 # Kinds that show the arithmetic, not the formula: a case they name is INACCURATE at most.
 PRECISION_KINDS = ("lower_precision", "low_precision_statistics")
-# Kinds that show a bug whatever the unit case shows: a case they name is WRONG.
-BUG_KINDS = ("cast_to_input_dtype",)
+# Kinds that show a bug whatever the unit case shows: a case they name is WRONG. A formula's mistake matched
+# positively is one, where the unit case cannot show it (bfloat16 rounds away an eps outside the root there).
+BUG_KINDS = (
+    "cast_to_input_dtype", "unbiased_variance", "eps_outside_sqrt", "fixed_eps", "missing_mean_term",
+    "missing_s_term", "dw_db_swapped", "eval_gradient_in_training", "biased_running_variance", "reversed_momentum",
+    "batch_statistics_in_eval",
+)  # fmt: skip
 SHOWN_CASES = 3
 
 
@@ -32,6 +37,7 @@ class Finding:
     quantities: list[str]
     text: str
     details: dict = field(default_factory=dict)
+    named: dict[str, set[str]] = field(default_factory=dict)  # case -> the quantities it names there
 
     def __post_init__(self):
         if self.kind not in KINDS:  # the contract's list: a kind outside it is bncli's own slip
@@ -86,8 +92,11 @@ class Collector:
         self.kinds: dict[str, dict] = {}
 
     def add(self, kind: str, evidence: Evidence, quantities, describe, **details) -> None:
-        entry = self.kinds.setdefault(kind, {"quantities": set(), "cases": {}, "describe": describe, "details": []})
+        entry = self.kinds.setdefault(
+            kind, {"quantities": set(), "cases": {}, "describe": describe, "details": [], "named": {}}
+        )
         entry["quantities"].update(quantities)
+        entry["named"].setdefault(evidence.where, set()).update(quantities)
         worst = max(evidence.ratio(q) for q in quantities)
         entry["cases"][evidence.where] = max(entry["cases"].get(evidence.where, 0.0), worst)
         entry["details"].append(details)
@@ -101,5 +110,6 @@ class Collector:
                 f" and {len(cases) - SHOWN_CASES} more" if len(cases) > SHOWN_CASES else ""
             )
             text, details = entry["describe"](names, shown, entry["details"])
-            found.append((max(entry["cases"].values()), Finding(kind, cases, names, text, details)))
+            finding = Finding(kind, cases, names, text, details, entry["named"])
+            found.append((max(entry["cases"].values()), finding))
         return [finding for _, finding in sorted(found, key=lambda pair: -pair[0])]

@@ -15,17 +15,78 @@ from . import signatures
 from .base import Collector, Evidence, phrase, within
 from .variants import cast_down, collapsed, textbook
 
+# Fewer distinct non-zero values than this in dw and db prove nothing about the precision they come from.
+EVIDENCE = 4
+
+
+def computes_in_half(e: Evidence) -> bool:
+    """dw and db, which mixed precision keeps float32, are half-dtype numbers: the target computes in it."""
+    returned = [e.outputs[q].ravel() for q in ("dw", "db") if q in e.outputs]
+    values = np.concatenate(returned) if returned else np.zeros(0)
+    distinct = np.unique(values[np.isfinite(values) & (values != 0)])
+    return distinct.size >= EVIDENCE and signatures.representable(distinct, e.inputs.dtype)
+
+
+def _own_budget(name: str, dtype: str) -> float:
+    """C_q·u_half: what a backward-stable implementation computing in the half dtype itself attains."""
+    return BUDGET_MULTIPLES[name] * UNIT_ROUNDOFF[dtype]
+
+
+def _error(e: Evidence, name: str, values: np.ndarray) -> float:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return float(np.nanmax(np.abs(e.outputs[name] - values) / e.ref.scales[name], initial=0))
+
+
+def own_distance(name: str, obtained: np.ndarray, values: dict, e: Evidence) -> float | None:
+    """A variant's match to the half dtype's own rounding, for a target that computes in it: the output is
+    within C_q·u_half·scale of the variant's, not of the exact one, and ten times closer to the variant (a
+    half dtype's budget is wide: near a constant column, where |m|/σ is large, anything is within it)."""
+    if name not in values or not np.isfinite(obtained).all() or collapsed(name, values[name], e.inputs, e.ref):
+        return None
+    budget, to_variant = _own_budget(name, e.inputs.dtype), _error(e, name, values[name])
+    to_exact = _error(e, name, e.ref.values[name])
+    return to_variant if to_variant <= budget < to_exact and to_variant <= 0.1 * to_exact else None
+
+
+def kept_in_half(e: Evidence, quantities: list[str], collector: Collector, in_half: bool) -> list[str]:
+    """dw and db computed in the half dtype (within its own budget), and running statistics kept in it."""
+    gradients = [q for q in quantities if in_half and q in ("dw", "db") and _within_own_budget(e, q)]
+    if gradients:
+        collector.add("lower_precision", e, gradients, _arithmetic_text, dtype=e.inputs.dtype)
+    running = [q for q in quantities if q in ("running_mean", "running_var")]
+    if running and _half_numbers(e, running):
+        largest = float(finfo(e.inputs.dtype).max)
+        lost = {q: float(np.abs(e.ref.values[q]).max()) for q in running if (np.abs(e.ref.values[q]) > largest).any()}
+        collector.add("cast_to_input_dtype", e, running, _kept_text, dtype=e.inputs.dtype, lost=lost, cast=running)
+    else:
+        running = []
+    return [q for q in quantities if q not in gradients + running]
+
+
+def _within_own_budget(e: Evidence, name: str) -> bool:
+    return _error(e, name, e.ref.values[name]) <= _own_budget(name, e.inputs.dtype)
+
+
+def _half_numbers(e: Evidence, names: list[str]) -> bool:
+    """Every value of those outputs is a number of the half dtype (inf included), and enough differ to tell."""
+    values = np.concatenate([e.outputs[q].ravel() for q in names])
+    return np.unique(values[values != 0]).size >= EVIDENCE and signatures.representable(values, e.inputs.dtype)
+
+
+def _kept_text(names, shown, details):
+    dtype = details[0]["dtype"]
+    listed, verb = phrase(names)
+    return (
+        f"{listed} {verb} {dtype} numbers on {shown}: the running statistics are kept in the input's dtype"
+        f"{_overflow(details, dtype)}: fix: keep them in float32, as PyTorch's mixed precision does",
+        {"dtype": dtype, "parameters": sorted({p for d in details for p in d["cast"]})},
+    )
+
 
 def arithmetic(e: Evidence, quantities: list[str], collector: Collector) -> None:
     """Quantities beyond mixed precision's budget but within C_q·u_half·scale: what computing in the half
-    dtype itself attains."""
-
-    def within_own_budget(q: str) -> bool:
-        with np.errstate(invalid="ignore", over="ignore"):
-            error = np.abs(e.outputs[q] - e.ref.values[q]) / e.ref.scales[q]
-        return bool(np.all(error <= BUDGET_MULTIPLES[q] * UNIT_ROUNDOFF[e.inputs.dtype]))
-
-    computed_in_it = [q for q in quantities if within_own_budget(q)]
+    dtype itself attains (for a target whose dw and db show it computes there)."""
+    computed_in_it = [q for q in quantities if _within_own_budget(e, q)]
     if computed_in_it:
         collector.add("lower_precision", e, computed_in_it, _arithmetic_text, dtype=e.inputs.dtype)
 
@@ -47,35 +108,39 @@ def cast_to_dtype(e: Evidence, quantities: list[str], collector: Collector) -> l
     cast overflows, y = b and dx = 0 down a column whose running variance became inf is what it gives: a
     collapsed output is the evidence there, for a quantity right on the unit case, or beside one that the
     cast explains without collapsing."""
-    values, lost = cast_down(e.inputs)
+    values, lost, changed = cast_down(e.inputs)
     cast = [q for q in quantities if q in values and within(e, q, values[q])]
     shown = [q for q in cast if e.verdict(q) == "INACCURATE" or not collapsed(q, values[q], e.inputs, e.ref)]
     matched = cast if shown else []
     if matched:
-        collector.add("cast_to_input_dtype", e, matched, _cast_text, dtype=e.inputs.dtype, lost=lost)
+        collector.add("cast_to_input_dtype", e, matched, _cast_text, dtype=e.inputs.dtype, lost=lost, cast=changed)
     return [q for q in quantities if q not in matched]
 
 
-def _cast_text(names, shown, details):
-    dtype = details[0]["dtype"]
+def _overflow(details, dtype: str) -> str:
+    """ "; running_var (up to 4.2e+07) exceeds float16's largest number …" where a cast overflowed, else ""."""
     lost: dict[str, float] = {}
     for d in details:
         for name, value in d["lost"].items():
             lost[name] = max(lost.get(name, 0.0), value)
-    largest = float(finfo(dtype).max)
-    listed, verb = phrase(names)
-    overflow = ""
-    if lost:
-        which = ", ".join(f"{name} (up to {value:.3g})" for name, value in lost.items())
-        overflow = (
-            f"; {which} exceeds {dtype}'s largest number {largest:g} and becomes inf, so the output collapses "
-            f"(y = b, dx = 0) without an error"
-        )
-    text = (
-        f"{listed} {verb} eval mode with the running statistics, weight and bias cast to {dtype} on {shown}"
-        f"{overflow}: fix: keep them in float32, as PyTorch's mixed precision does"
+    if not lost:
+        return ""
+    which = ", ".join(f"{name} (up to {value:.3g})" for name, value in lost.items())
+    return (
+        f"; {which} exceeds {dtype}'s largest number {float(finfo(dtype).max):g} and becomes inf, so the output "
+        f"collapses (y = b, dx = 0) without an error"
     )
-    return text, {"dtype": dtype, "parameters": sorted(lost)}
+
+
+def _cast_text(names, shown, details):
+    dtype = details[0]["dtype"]
+    cast = sorted({p for d in details for p in d["cast"]})
+    listed, verb = phrase(names)
+    text = (
+        f"{listed} {verb} eval mode with {' and '.join(cast)} cast to {dtype} on {shown}{_overflow(details, dtype)}: "
+        f"fix: keep them in float32, as PyTorch's mixed precision does"
+    )
+    return text, {"dtype": dtype, "parameters": cast}
 
 
 def statistics(e: Evidence, quantities: list[str], collector: Collector) -> list[str]:
@@ -85,7 +150,7 @@ def statistics(e: Evidence, quantities: list[str], collector: Collector) -> list
     if implied is None or not quantities:
         return quantities
     mean, std, mean_error, std_error = implied
-    error = signatures.half_statistics_error(e.inputs, mean, std)
+    error = signatures.half_statistics_error(e.inputs, mean, std, mean_error, std_error)
     if error is None:
         return quantities
     values = _with_statistics(e.inputs, mean, std)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ... import core
 from ..cases import CaseInputs
-from ..precisions import UNIT_ROUNDOFF, finfo, is_half, parameter_dtype
+from ..precisions import UNIT_ROUNDOFF, finfo, parameter_dtype
 from ..reference import Reference, budget
 
 # Narrowest first: the precision a target computes in is the narrowest that holds all its outputs.
@@ -22,7 +22,7 @@ LOWER_PRECISIONS = {"float64": ("bfloat16", "float16", "float32"), "float32": ("
 EVIDENCE = 8
 
 
-def _representable(values: np.ndarray, dtype: str) -> bool:
+def representable(values: np.ndarray, dtype: str) -> bool:
     """Every finite element is exactly a number of ``dtype`` (inf and NaN are in every dtype)."""
     finite = values[np.isfinite(values)]
     with np.errstate(all="ignore"):
@@ -34,15 +34,13 @@ def _representable(values: np.ndarray, dtype: str) -> bool:
 
 def computes_in(outputs: dict[str, np.ndarray], dtype: str) -> str | None:
     """The precision the outputs evidently come from: ``dtype``, or a lower one that holds every output;
-    None when they are too few to tell (zeros, inf and NaN, a few small integers). In a half precision,
-    the precision of what should stay float32 (dw, db, the running statistics): float32, or the half
-    one itself when the target computes them there."""
-    if is_half(dtype):  # the parameters' gradients: running statistics mix float32 starts with batch ones
-        outputs = {name: v for name, v in outputs.items() if name in ("dw", "db")}
+    None when they are too few to tell (zeros, inf and NaN, a few small integers). A half precision has none
+    lower: what its target computes in is told by the findings of its own (:mod:`.half`), quantity by
+    quantity, never by capping a whole case."""
     values = np.concatenate([v.ravel() for v in outputs.values()]) if outputs else np.zeros(0)
     distinct = np.unique(values[np.isfinite(values) & (values != 0)])
-    for lower in (dtype,) if is_half(dtype) else LOWER_PRECISIONS.get(dtype, ()):
-        if _representable(distinct, lower):
+    for lower in LOWER_PRECISIONS.get(dtype, ()):
+        if representable(distinct, lower):
             return lower if distinct.size >= EVIDENCE else None
     return parameter_dtype(dtype)
 
@@ -199,11 +197,14 @@ def implied_statistics(inputs: CaseInputs, y: np.ndarray) -> tuple[np.ndarray, .
     )
 
 
-def half_statistics_error(inputs: CaseInputs, mean: np.ndarray, std: np.ndarray) -> dict | None:
-    """How far statistics ``mean`` and ``std`` are from the exact ones (the worst column's mean error in σ,
-    and σ²'s relative error), when that is within what statistics summed in the input's half precision can
-    err by, and beyond one rounding of them to it ("accumulated"), or within it ("rounded"); None when the
-    error is beyond what a half-precision sum makes (another mistake) or the dtype is not a half one.
+def half_statistics_error(
+    inputs: CaseInputs, mean: np.ndarray, std: np.ndarray, mean_se: np.ndarray, std_se: np.ndarray
+) -> dict | None:
+    """How far statistics ``mean`` and ``std`` (known to ``mean_se`` and ``std_se``, their standard errors) are
+    from the exact ones (the worst column's mean error in σ, and σ²'s relative error), when that is beyond
+    their uncertainty somewhere, within what statistics summed in the input's half precision can err by, and
+    beyond one rounding of them to it ("accumulated"), or within it ("rounded"); None when the error is not
+    there, is beyond what a half-precision sum makes (another mistake), or the dtype is not a half one.
 
     A sum of k terms added one after another in precision u errs by at most (k − 1)·u·Σ|terms|; one
     rounding of the result by u·|result|."""
@@ -219,9 +220,11 @@ def half_statistics_error(inputs: CaseInputs, mean: np.ndarray, std: np.ndarray)
         var_error = np.abs(std * std - var)
         mean_sum_bound = (k + 1) * u * np.abs(x).mean(axis=0)
         var_sum_bound = (k + 1) * u * (var + 2 * mean_error * np.abs(x - bn.mean).mean(axis=0)) + mean_error**2
-        rounded = (mean_error <= 2 * u * np.abs(bn.mean)) & (var_error <= 2 * u * var)
+        var_se = 2 * std * std_se
+        rounded = (mean_error <= 2 * u * np.abs(bn.mean) + 3 * mean_se) & (var_error <= 2 * u * var + 3 * var_se)
+        real = (mean_error > 3 * mean_se) | (var_error > 3 * var_se)
     within = (mean_error <= mean_sum_bound) & (var_error <= var_sum_bound)
-    if not within.all():
+    if not within.all() or not real.any():
         return None
     worst = int(np.argmax(np.maximum(mean_error / bn.std, var_error / var)))
     return {

@@ -223,24 +223,25 @@ EVAL_VARIANTS = (
 )
 
 
-def cast_down(inputs: CaseInputs) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def cast_down(inputs: CaseInputs) -> tuple[dict[str, np.ndarray], dict[str, float], list[str]]:
     """Eval mode with the float32 running statistics, weight and bias cast to the input's half dtype first,
-    as a compiler or a ``.half()`` on the whole model does; and those that the cast sends to inf (by their
-    largest value). Nothing when the cast leaves every one as it is."""
+    as a compiler or a ``.half()`` on the whole model does; those that the cast sends to inf (by their
+    largest value); those it changes. Nothing when the cast leaves every one as it is."""
     start_mean, start_var = inputs.start_statistics()
     given = {"running_mean": start_mean, "running_var": start_var, "weight": inputs.weight, "bias": inputs.bias}
     with np.errstate(over="ignore"):
         cast = {name: cast_to(values, inputs.dtype).astype(np.float64) for name, values in given.items()}
     lost = {name: float(np.max(np.abs(given[name]))) for name in given if not np.isfinite(cast[name]).all()}
-    if all(np.array_equal(cast[name], given[name]) for name in given):
-        return {}, {}
+    changed = [name for name in given if not np.array_equal(cast[name], given[name])]
+    if not changed:
+        return {}, {}, []
     x, g = inputs.x.astype(np.float64), inputs.dy.astype(np.float64)
     with np.errstate(all="ignore"):
         scale = 1 / np.sqrt(cast["running_var"] + inputs.eps)  # an inf variance gives 0: y = b, dx = 0
         y = cast["weight"] * ((x - cast["running_mean"]) * scale) + cast["bias"]
         dx = cast["weight"] * scale * g
         s = (x - cast["running_mean"]) * scale
-    return {"y": y, "dx": dx, "dw": (g * s).sum(axis=0), "db": g.sum(axis=0)}, lost
+    return {"y": y, "dx": dx, "dw": (g * s).sum(axis=0), "db": g.sum(axis=0)}, lost, changed
 
 
 def collapsed(name: str, values: np.ndarray, inputs: CaseInputs, ref: Reference) -> bool:

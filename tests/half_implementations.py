@@ -27,3 +27,46 @@ def records_dtypes(x, weight, bias, eps, dy):
     x32 = x.astype(np.float32)
     mean, var = x32.mean(axis=0), x32.var(axis=0)
     return _finish(x, dy, weight, bias, mean, np.sqrt(var + np.float32(eps)))
+
+
+def _mixed(x, weight, bias, eps, dy, gradients_in=None, eps_outside=False):
+    """Mixed precision (float32 statistics and sums), dw and db rounded to ``gradients_in`` if given."""
+    x32 = x.astype(np.float32)
+    mean, var = x32.mean(axis=0), x32.var(axis=0)
+    std = np.sqrt(var) + np.float32(eps) if eps_outside else np.sqrt(var + np.float32(eps))
+    result = _finish(x, dy, weight, bias, mean, std)
+    if gradients_in is not None:
+        result["dw"], result["db"] = result["dw"].astype(gradients_in), result["db"].astype(gradients_in)
+    return result
+
+
+def gradients_in_half(x, weight, bias, eps, dy):
+    """Mixed precision except that dw and db are rounded to the input's dtype."""
+    return _mixed(x, weight, bias, eps, dy, gradients_in=x.dtype)
+
+
+def eps_outside_mixed(x, weight, bias, eps, dy):
+    """Mixed precision with σ = √v + ε."""
+    return _mixed(x, weight, bias, eps, dy, eps_outside=True)
+
+
+def running_kept_in_half(x, weight, bias, eps, dy, running_mean, running_var, momentum, training):
+    """Mixed precision whose running statistics come back in the input's dtype (a buffer of x's dtype)."""
+    x32 = x.astype(np.float32)
+    mean, var = x32.mean(axis=0), x32.var(axis=0)
+    k = x.shape[0]
+    result = _finish(x, dy, weight, bias, mean, np.sqrt(var + np.float32(eps)))
+    result["running_mean"] = ((1 - momentum) * running_mean + momentum * mean).astype(x.dtype)
+    result["running_var"] = ((1 - momentum) * running_var + momentum * var * np.float32(k / (k - 1))).astype(x.dtype)
+    return result
+
+
+def half_missing_mean_term(x, weight, bias, eps, dy):
+    """The textbook computed in the input's dtype throughout (dw, db too), its dx without −Σdy/k."""
+    mean = x.mean(axis=0, dtype=x.dtype)
+    std = np.sqrt(((x - mean) ** 2).mean(axis=0, dtype=x.dtype) + x.dtype.type(eps))
+    s = (x - mean) / std
+    w, b = weight.astype(x.dtype), bias.astype(x.dtype)
+    db, dw = dy.sum(axis=0, dtype=x.dtype), (dy * s).sum(axis=0, dtype=x.dtype)
+    dx = (w / std) * (dy - s * dw / x.dtype.type(x.shape[0]))
+    return {"y": w * s + b, "dx": dx, "dw": dw, "db": db}

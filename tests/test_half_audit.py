@@ -219,3 +219,55 @@ def test_pytorch_cpu_kernels_pass_in_every_dtype(mode, layout):
     pytest.importorskip("torch")
     code, report = audit_json("torch", "--dtype", "all", "--layout", layout, *mode)
     assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
+
+
+def test_a_formula_mistake_in_a_target_computing_in_half_is_wrong_and_named():
+    code, report = audit_json(of("half_missing_mean_term"), "--dtype", "float16")
+    assert (code, report["verdict"]) == (1, "WRONG")
+    assert "unit/float16" in found(report, "missing_mean_term")["cases"]
+    unit = next(c for c in report["cases"] if c["name"] == "unit")
+    assert unit["quantities"]["dx"]["verdict"] == "WRONG"
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_eps_outside_the_root_in_mixed_precision_is_wrong_and_named_alone(dtype):
+    """bfloat16 rounds the mistake away on the unit case; matched on large_eps, it is WRONG there."""
+    code, report = audit_json(of("eps_outside_mixed"), "--dtype", dtype)
+    assert (code, report["verdict"]) == (1, "WRONG")
+    assert f"large_eps/{dtype}" in found(report, "eps_outside_sqrt")["cases"]
+    assert not {"lower_precision", "low_precision_statistics"} & {f["kind"] for f in report["findings"]}
+
+
+def test_dw_and_db_rounded_to_half_are_named_as_such_and_nothing_else():
+    code, report = audit_json(of("gradients_in_half"), "--dtype", "float16")
+    assert (code, report["verdict"]) == (1, "INACCURATE"), report["diagnosis"]
+    assert {f["kind"] for f in report["findings"]} == {"lower_precision"}
+    assert set(found(report, "lower_precision")["quantities"]) == {"dw", "db"}
+
+
+def test_running_statistics_kept_in_float16_are_wrong_and_named():
+    code, report = audit_json(of("running_kept_in_half"), "--dtype", "float16")
+    assert (code, report["verdict"]) == (1, "WRONG")
+    finding = found(report, "cast_to_input_dtype")
+    assert set(finding["parameters"]) == {"running_mean", "running_var"} and "65504" in finding["text"]
+    assert {f["kind"] for f in report["findings"]} == {"cast_to_input_dtype"}
+
+
+def test_an_output_beyond_float16_comes_back_as_inf_and_passes():
+    """--eps 1e-10 on the constant case: dx is 1.5e5 there, beyond 65504: float16's rounding of it is inf."""
+    code, report = audit_json(MIXED, "--dtype", "float16", "--eps", "1e-10", "--case", "constant")
+    assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
+
+
+@pytest.mark.torch
+def test_a_torch_module_wrapping_batchnorm1d_gets_its_running_statistics_in_eval(tmp_path):
+    pytest.importorskip("torch")
+    module = tmp_path / "wrapped.py"
+    module.write_text(
+        "from torch import nn\n\n\nclass Wrap(nn.Module):\n"
+        "    def __init__(self, num_features, eps=1e-5):\n        super().__init__()\n"
+        "        self.bn = nn.BatchNorm1d(num_features, eps=eps)\n\n"
+        "    def forward(self, x):\n        return self.bn(x)\n"
+    )
+    code, report = audit_json(f"{module}:Wrap", "--style", "torch", "--dtype", "all", "--eval")
+    assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]

@@ -59,7 +59,8 @@ def _implementations(folder: str) -> dict[str, tuple]:
         "bncli": ("bncli", None, LAYOUTS, True, AUDIT_DTYPES, both),
         "numpy": (EXAMPLE, None, ("nc", "nchw"), False, DTYPES, (True,)),
         "numpy-nhwc": (f"{EXAMPLE}_nhwc", None, ("nhwc",), False, DTYPES, (True,)),
-        "numpy-mixed": (MIXED, None, ("nc",), False, AUDIT_DTYPES, both),
+        "numpy-mixed": (MIXED, None, ("nc", "nchw"), False, AUDIT_DTYPES, both),
+        "numpy-mixed-nhwc": (f"{MIXED}_nhwc", None, ("nhwc",), False, AUDIT_DTYPES, both),
     }
     try:
         import torch  # noqa: F401

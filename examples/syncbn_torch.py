@@ -1,6 +1,7 @@
 """A correct synchronised batch norm (SyncBN) on torch.distributed: each rank holds some rows of the batch.
 
 bncli audit examples/syncbn_torch.py:syncbn --shards auto       # even, uneven, an empty shard, one shard: PASS
+bncli audit examples/syncbn_torch.py:syncbn --shards 2,3 --dtype all    # float16 and bfloat16 too
 
 bncli has initialised the process group before the call (gloo, one rank per shard). The
 statistics are weighted by the counts: the global count and Σx are all-reduced, then
@@ -19,7 +20,9 @@ def _all_reduced(tensor):
 
 
 def syncbn(x, weight, bias, eps, dy):
-    x, dy = torch.from_numpy(x), torch.from_numpy(dy)
+    # In the parameters' dtype: float32 beside a float16 or bfloat16 x (mixed precision; y and dx come back
+    # wider than x, which is allowed), so the sums are float32's too.
+    x, dy = (torch.from_numpy(a.astype(weight.dtype)) for a in (x, dy))
     w, b = torch.from_numpy(weight), torch.from_numpy(bias)
     k = _all_reduced(torch.tensor(float(x.shape[0]), dtype=torch.float64))
     mean = _all_reduced(x.sum(dim=0)) / k.to(x.dtype)

@@ -271,3 +271,15 @@ def test_a_torch_module_wrapping_batchnorm1d_gets_its_running_statistics_in_eval
     )
     code, report = audit_json(f"{module}:Wrap", "--style", "torch", "--dtype", "all", "--eval")
     assert (code, report["verdict"]) == (0, "PASS"), report["diagnosis"]
+
+
+def test_the_python_api_takes_dtypes_all_and_none_and_refuses_an_empty_list():
+    import bncli
+    from bncli.errors import InputError
+
+    assert [c.dtype for c in bncli.audit("bncli", dtypes="all", cases=["unit"]).cases] == [
+        "float64", "float32", "float16", "bfloat16"
+    ]  # fmt: skip
+    assert [c.dtype for c in bncli.audit("bncli", dtypes=None, cases=["unit"]).cases] == ["float64", "float32"]
+    with pytest.raises(InputError, match="no dtype given"):
+        bncli.audit("bncli", dtypes=[])

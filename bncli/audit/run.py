@@ -117,7 +117,8 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
     InputError
         Unknown case, dtype or layout; a target that cannot be found or imported.
     """
-    dtypes = AUDIT_DTYPES if _names(options.dtypes) == ("all",) else _names(options.dtypes)
+    dtypes = DTYPES if options.dtypes is None else _names(options.dtypes)
+    dtypes = AUDIT_DTYPES if dtypes == ("all",) else dtypes
     asked = None if options.quantities is None else _names(options.quantities)
     options = replace(options, cases=_names(options.cases), dtypes=dtypes, quantities=asked)
     cases = _selected(options)
@@ -158,7 +159,8 @@ def _validate(options: AuditOptions) -> None:
         raise InputError(f"unknown case {unknown[0]!r}; the cases are: {', '.join(CASES_BY_NAME)}")
     bad_dtype = [d for d in options.dtypes if d not in AUDIT_DTYPES]
     if bad_dtype or not options.dtypes:
-        raise InputError(f"unknown dtype {bad_dtype[0] if bad_dtype else ''!r}; use {', '.join(AUDIT_DTYPES)} or all")
+        what = f"unknown dtype {bad_dtype[0]!r}" if bad_dtype else "no dtype given"
+        raise InputError(f"{what}; use {', '.join(AUDIT_DTYPES)} or all")
     if "bfloat16" in options.dtypes:
         try:
             numpy_dtype("bfloat16")

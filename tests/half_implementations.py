@@ -70,3 +70,12 @@ def half_missing_mean_term(x, weight, bias, eps, dy):
     db, dw = dy.sum(axis=0, dtype=x.dtype), (dy * s).sum(axis=0, dtype=x.dtype)
     dx = (w / std) * (dy - s * dw / x.dtype.type(x.shape[0]))
     return {"y": w * s + b, "dx": dx, "dw": dw, "db": db}
+
+
+def affine_in_half(x, weight, bias, eps, dy):
+    """Mixed precision, except that y's affine step w·s + b is done in the input's dtype (s rounded first)."""
+    result = _mixed(x, weight, bias, eps, dy)
+    x32 = x.astype(np.float32)
+    s = ((x32 - x32.mean(axis=0)) / np.sqrt(x32.var(axis=0) + np.float32(eps))).astype(x.dtype)
+    result["y"] = weight.astype(x.dtype) * s + bias.astype(x.dtype)
+    return result

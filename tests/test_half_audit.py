@@ -283,3 +283,20 @@ def test_the_python_api_takes_dtypes_all_and_none_and_refuses_an_empty_list():
     assert [c.dtype for c in bncli.audit("bncli", dtypes=None, cases=["unit"]).cases] == ["float64", "float32"]
     with pytest.raises(InputError, match="no dtype given"):
         bncli.audit("bncli", dtypes=[])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_an_affine_step_done_in_half_is_inaccurate_and_named_not_wrong(dtype):
+    code, report = audit_json(of("affine_in_half"), "--dtype", dtype)
+    assert (code, report["verdict"]) == (1, "INACCURATE"), report["diagnosis"]
+    assert "more than their one rounding" in found(report, "lower_precision")["text"]
+    assert not {"low_precision_statistics", "unbiased_variance", "eps_outside_sqrt"} & {
+        f["kind"] for f in report["findings"]
+    }
+
+
+def test_a_one_pass_variance_in_float32_is_never_named_a_half_precision_rounding():
+    code, report = audit_json(
+        f"{EXAMPLES / 'one_pass_variance.py'}:batchnorm", "--dtype", "float16", "--layout", "nchw"
+    )
+    assert code == 1 and "lower_precision" not in {f["kind"] for f in report["findings"]}, report["diagnosis"]

@@ -20,7 +20,7 @@ import numpy as np
 from ..cases import CaseInputs
 from ..judge import CaseResult, compare, overall, settle
 from ..precisions import is_half
-from ..reference import reference
+from ..reference import budget, reference
 from . import half, signatures
 from .base import BUG_KINDS, KINDS, PRECISION_KINDS, Collector, Evidence, Finding, phrase
 from .variants import EVAL_VARIANTS, ONE_PASS_FIX, VARIANTS, Variant, distance, with_eps
@@ -210,7 +210,8 @@ def _collapsed(e: Evidence, name: str) -> bool:
     """What an out-of-range intermediate leaves: inf, NaN or 0 where the exact value is not, or the
     variance's term of dx flushed to (nearly) zero: dx is the one without the s term, or off along s."""
     obtained, exact = e.outputs[name], e.ref.values[name]
-    if (~np.isfinite(obtained)).any() or ((obtained == 0) & (exact != 0)).any():
+    beyond_rounding = np.abs(exact) > budget(name, e.inputs.dtype) * e.ref.scales[name]  # 0 is not its rounding
+    if (~np.isfinite(obtained)).any() or ((obtained == 0) & beyond_rounding).any():
         return True
     bias = e.inputs.bias.astype(np.float64)
     if name == "y" and ((obtained == bias) & (exact != bias)).all(axis=0).any():  # s = 0 down a column
@@ -233,8 +234,9 @@ def _examine_half(e: Evidence, collector: Collector, eps: float | None) -> None:
     remaining = half.kept_in_half(e, e.failed, collector, in_half)
     if not e.inputs.training:
         remaining = half.cast_to_dtype(e, remaining, collector)
-    remaining = _closest_variants(e, remaining, collector, eps, strict=True)
-    remaining = _out_of_range(e, remaining, collector, statistics=in_half)
+    unmatched = _closest_variants(e, remaining, collector, eps, strict=True)
+    mistaken = unmatched != remaining  # a classic mistake shows on this case
+    remaining = _out_of_range(e, unmatched, collector, statistics=in_half)
     remaining = _zero(e, remaining, collector)
     if in_half:
         remaining = _closest_variants(e, remaining, collector, eps, match=half.own_distance)
@@ -244,6 +246,8 @@ def _examine_half(e: Evidence, collector: Collector, eps: float | None) -> None:
         remaining = explained
     if in_half:
         half.arithmetic(e, remaining, collector)
+    elif not mistaken:
+        half.rounded_more_than_once(e, remaining, collector)
 
 
 def _closest_variants(

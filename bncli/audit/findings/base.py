@@ -21,7 +21,7 @@ PRECISION_KINDS = ("lower_precision", "low_precision_statistics")
 # Kinds that show a bug whatever the unit case shows: a case they name is WRONG. A formula's mistake matched
 # positively is one, where the unit case cannot show it (bfloat16 rounds away an eps outside the root there).
 BUG_KINDS = (
-    "cast_to_input_dtype", "unbiased_variance", "eps_outside_sqrt", "fixed_eps", "missing_mean_term",
+    "cast_to_input_dtype", "unbiased_variance", "eps_outside_sqrt", "missing_mean_term",
     "missing_s_term", "dw_db_swapped", "eval_gradient_in_training", "biased_running_variance", "reversed_momentum",
     "batch_statistics_in_eval",
 )  # fmt: skip

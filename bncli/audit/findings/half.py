@@ -52,7 +52,7 @@ def kept_in_half(e: Evidence, quantities: list[str], collector: Collector, in_ha
     """dw and db computed in the half dtype (within its own budget), and running statistics kept in it."""
     gradients = [q for q in quantities if in_half and q in ("dw", "db") and _within_own_budget(e, q)]
     if gradients:
-        collector.add("lower_precision", e, gradients, _arithmetic_text, dtype=e.inputs.dtype)
+        collector.add("lower_precision", e, gradients, _gradients_text, dtype=e.inputs.dtype)
     running = [q for q in quantities if q in ("running_mean", "running_var")]
     if running and _half_numbers(e, running):
         largest = float(finfo(e.inputs.dtype).max)
@@ -89,6 +89,44 @@ def arithmetic(e: Evidence, quantities: list[str], collector: Collector) -> None
     computed_in_it = [q for q in quantities if _within_own_budget(e, q)]
     if computed_in_it:
         collector.add("lower_precision", e, computed_in_it, _arithmetic_text, dtype=e.inputs.dtype)
+
+
+def _gradients_text(names, shown, details):
+    dtype = " and ".join(sorted({d["dtype"] for d in details}))
+    listed, _ = phrase(names)
+    text = (
+        f"{listed} {'are' if len(names) > 1 else 'is'} {dtype} numbers on {shown}, within {dtype}'s own budget: "
+        f"computed or returned in {dtype} where mixed precision keeps the parameters' gradients float32, so "
+        f"judged INACCURATE at most there: fix: sum them in float32 and return them in the parameters' dtype"
+    )
+    return text, {"dtype": dtype}
+
+
+def rounded_more_than_once(e: Evidence, quantities: list[str], collector: Collector) -> None:
+    """y (and dx beside it) beyond their one rounding to the half dtype but within its own budget, on a case
+    where no mistake shows, y's error scattered like rounding: a step before the end (the affine w·s + b, say)
+    done in the half dtype. An error that a per-column a + b·s carries is the statistics', not rounding's."""
+    if (
+        "y" not in quantities
+        or not _within_own_budget(e, "y")
+        or signatures.affine_in_s(e.inputs, e.ref, e.outputs["y"])
+    ):
+        return
+    rounded = [q for q in quantities if q in ("y", "dx") and _within_own_budget(e, q)]
+    if rounded:
+        collector.add("lower_precision", e, rounded, _rounded_text, dtype=e.inputs.dtype)
+
+
+def _rounded_text(names, shown, details):
+    dtype = " and ".join(sorted({d["dtype"] for d in details}))
+    listed, verb = phrase(names)
+    text = (
+        f"{listed} on {shown} carry more than their one rounding to {dtype} but stay within {dtype}'s own budget "
+        f"(what a backward-stable implementation computing in {dtype} attains): a step before the end, such as "
+        f"the affine w·s + b, is done in {dtype}, so it is judged INACCURATE at most there: fix: compute y and dx "
+        f"in float32 and round them once"
+    )
+    return text, {"dtype": dtype}
 
 
 def _arithmetic_text(names, shown, details):

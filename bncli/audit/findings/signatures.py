@@ -183,6 +183,8 @@ def implied_statistics(inputs: CaseInputs, y: np.ndarray) -> tuple[np.ndarray, .
         mean, std = (b - intercept) / slope, w / slope
         residue = y - (slope * x + intercept)
         scatter = np.sqrt((residue * residue).sum(axis=0) / max(k - 2, 1))
+        if k <= 3:  # a line through two or three points leaves (almost) no scatter: take y's own rounding
+            scatter = np.maximum(scatter, UNIT_ROUNDOFF[inputs.dtype] * np.sqrt((y * y).mean(axis=0)))
         slope_error = scatter / np.sqrt(spread)
         intercept_error = scatter * np.sqrt(1 / k + x_mean * x_mean / spread)
         mean_error = (intercept_error + np.abs(mean) * slope_error) / np.abs(slope)
@@ -233,3 +235,21 @@ def half_statistics_error(
         "variance_error": float(var_error[worst] / var[worst]),
         "column": worst,
     }
+
+
+def affine_in_s(inputs: CaseInputs, ref: Reference, y: np.ndarray) -> bool:
+    """y's error is mostly a + b·s down each column (what wrong statistics give): a least-squares fit of it
+    on (1, s) leaves less than half of it, on the worst column."""
+    with np.errstate(all="ignore"):
+        residue = y - ref.values["y"]
+        if not np.isfinite(residue).all():
+            return False
+        x = inputs.x.astype(np.float64)
+        centred = x - x.mean(axis=0)
+        s = centred / np.where(centred.std(axis=0) > 0, centred.std(axis=0), 1.0)
+        a = residue.mean(axis=0)
+        b = (residue * s).mean(axis=0) / np.where((s * s).mean(axis=0) > 0, (s * s).mean(axis=0), 1.0)
+        left = np.abs(residue - a - b * s).max(axis=0)
+        size = np.abs(residue).max(axis=0)
+    worst = int(np.argmax(size / ref.scales["y"].max(axis=0)))
+    return bool(size[worst] > 0 and left[worst] < 0.5 * size[worst])

@@ -237,7 +237,8 @@ def _examine_half(e: Evidence, collector: Collector, eps: float | None) -> None:
     unmatched = _closest_variants(e, remaining, collector, eps, strict=True)
     mistaken = unmatched != remaining  # a classic mistake shows on this case
     remaining = _out_of_range(e, unmatched, collector, statistics=in_half)
-    remaining = _zero(e, remaining, collector)
+    if not signatures.out_of_range_intermediates(e.inputs, e.inputs.dtype):  # else a zero may be an overflow's
+        remaining = _zero(e, remaining, collector)
     if in_half:
         remaining = _closest_variants(e, remaining, collector, eps, match=half.own_distance)
     if e.inputs.training:

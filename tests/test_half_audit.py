@@ -300,3 +300,24 @@ def test_a_one_pass_variance_in_float32_is_never_named_a_half_precision_rounding
         f"{EXAMPLES / 'one_pass_variance.py'}:batchnorm", "--dtype", "float16", "--layout", "nchw"
     )
     assert code == 1 and "lower_precision" not in {f["kind"] for f in report["findings"]}, report["diagnosis"]
+
+
+def test_a_command_writing_bfloat16_npy_is_told_to_write_float32(tmp_path):
+    program = tmp_path / "writes_bfloat16.py"
+    program.write_text(
+        "import sys\nimport ml_dtypes\nimport numpy as np\n"
+        "folder = sys.argv[1]\nnp.save(folder + '/y.npy', np.load(folder + '/x.npy').astype(ml_dtypes.bfloat16))\n"
+    )
+    done = run_process(
+        "audit", "--cmd", f"{sys.executable} {program}", "--dtype", "bfloat16", "--case", "unit", "-f", "json"
+    )
+    error = json.loads(done.stdout)["cases"][0]["error"]
+    assert "write it as float32" in error, error
+
+
+def test_dtypes_that_are_not_names_are_an_input_error():
+    import bncli
+    from bncli.errors import InputError
+
+    with pytest.raises(InputError, match="a list of names"):
+        bncli.audit("bncli", dtypes=16)

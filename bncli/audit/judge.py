@@ -170,7 +170,8 @@ def real_array(name: str, value) -> np.ndarray:
     except Exception as error:  # noqa: BLE001 - whatever the target returned, it is its ERROR
         raise TargetError(f"{name} is not an array: {reason(error)}") from None
     if array.dtype.kind not in "fiub" and array.dtype.name not in HALF_DTYPES:  # bfloat16 is ml_dtypes' kind V
-        raise TargetError(f"{name} is not an array of real numbers (dtype {array.dtype})")
+        hint = "; a .npy file has no code for bfloat16: write it as float32" if array.dtype.str == "|V2" else ""
+        raise TargetError(f"{name} is not an array of real numbers (dtype {array.dtype}){hint}")
     return array.astype(np.float64)
 
 

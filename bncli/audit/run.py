@@ -141,7 +141,12 @@ def run_audit(options: AuditOptions, progress: Callable[[str], None] | None = No
 
 def _names(value) -> tuple[str, ...]:
     """A name or a sequence of names, as a tuple."""
-    return (value,) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise InputError(f"{value!r}: give a name or a list of names") from None
 
 
 def _selected(options: AuditOptions) -> list[Case]:

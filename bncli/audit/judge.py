@@ -33,10 +33,11 @@ class TargetError(Exception):
 class QuantityResult:
     """One quantity of one case compared with its reference.
 
-    ``max_error`` and ``budget`` are on the natural scale (error/scale, C_q·u);
-    ``worst`` is the index of the worst element in the layout's shape (None when
-    nothing is over budget), ``feature`` its feature name, ``beyond`` how many
-    elements are over budget, ``ratio`` = max_error / budget.
+    ``max_error`` and ``budget`` are on the natural scale (error/scale, C_q·u), at the
+    element worst beside its own budget (in a half precision each element has its own: see
+    :func:`bncli.audit.reference.element_budgets`); ``worst`` is that element's index in the
+    layout's shape (None when nothing is over budget), ``feature`` its feature name,
+    ``beyond`` how many elements are over budget, ``ratio`` = max_error / budget.
     """
 
     verdict: str

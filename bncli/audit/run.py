@@ -358,12 +358,16 @@ def _judged(results: list[CaseResult], runs: _Runs, selected: set[str]):
     yardsticks = {(_plan(r), r.dtype): r for r in results if r.name == YARDSTICK}
     settled = [settle(r, _yardstick(r, yardsticks)) for r in results]
     # The unit case is read as well when --case left it out: only to settle what it shows.
-    reweighed = reweigh(settled, find(_evidence(runs, settled, selected | {YARDSTICK})))
-    precise = {(_plan(r), r.dtype): _formula_right(r) for r in reweighed if r.name == YARDSTICK}
-    settled = [settle(r, _yardstick(r, precise)) for r in results]
-    evidence = _evidence(runs, settled, selected)
+    evidence = _evidence(runs, settled, selected | {YARDSTICK})
     findings = find(evidence)
-    return reweigh(settled, findings), findings, evidence
+    reweighed = reweigh(settled, findings)
+    precise = {(_plan(r), r.dtype): _formula_right(r) for r in reweighed if r.name == YARDSTICK}
+    resettled = [settle(r, _yardstick(r, precise)) for r in results]
+    if resettled == settled and YARDSTICK in selected:  # the same verdicts and cases: the same findings
+        return reweighed, findings, evidence
+    evidence = _evidence(runs, resettled, selected)
+    findings = find(evidence)
+    return reweigh(resettled, findings), findings, evidence
 
 
 def _formula_right(unit: CaseResult) -> CaseResult:

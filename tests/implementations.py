@@ -108,26 +108,25 @@ def _tree_mean(a):
     return total[0] / a.dtype.type(k)
 
 
-def tree_one_pass(x, weight, bias, eps, dy):
-    """A flax-style fast variance E[x²] − E[x]², reduced as XLA does (not numpy's sums)."""
+def _one_pass(x, weight, bias, eps, dy, mean_of):
+    """E[x²] − E[x]² with the column means ``mean_of`` takes, the rest two-pass's."""
     k = x.shape[0]
-    mean = _tree_mean(x)
-    var = np.maximum(_tree_mean(x * x) - mean * mean, 0)
+    mean = mean_of(x)
+    var = np.maximum(mean_of(x * x) - mean * mean, 0)
     std = np.sqrt(var + x.dtype.type(eps))
     s = (x - mean) / std
     db, dw = dy.sum(axis=0), (dy * s).sum(axis=0)
     return weight * s + bias, (weight / std) * (dy - db / k - s * dw / k), dw, db
+
+
+def tree_one_pass(x, weight, bias, eps, dy):
+    """A flax-style fast variance E[x²] − E[x]², reduced as XLA does (not numpy's sums)."""
+    return _one_pass(x, weight, bias, eps, dy, _tree_mean)
 
 
 def numpy_one_pass(x, weight, bias, eps, dy):
     """E[x²] − E[x]² with numpy's own (pairwise) sums."""
-    k = x.shape[0]
-    mean = x.mean(axis=0)
-    var = np.maximum((x * x).mean(axis=0) - mean * mean, 0)
-    std = np.sqrt(var + x.dtype.type(eps))
-    s = (x - mean) / std
-    db, dw = dy.sum(axis=0), (dy * s).sum(axis=0)
-    return weight * s + bias, (weight / std) * (dy - db / k - s * dw / k), dw, db
+    return _one_pass(x, weight, bias, eps, dy, lambda a: a.mean(axis=0))
 
 
 def sum_without_axis(x, weight, bias, eps, dy):

@@ -27,6 +27,11 @@ def computes_in_half(e: Evidence) -> bool:
     return distinct.size >= EVIDENCE and signatures.representable(distinct, e.inputs.dtype)
 
 
+def _dtypes(details) -> str:
+    """The half dtypes a finding's cases ran in, as text: "float16", or "bfloat16 and float16"."""
+    return " and ".join(sorted({d["dtype"] for d in details}))
+
+
 def _own_budget(name: str, dtype: str) -> float:
     """C_q·u_half: what a backward-stable implementation computing in the half dtype itself attains."""
     return BUDGET_MULTIPLES[name] * UNIT_ROUNDOFF[dtype]
@@ -92,7 +97,7 @@ def arithmetic(e: Evidence, quantities: list[str], collector: Collector) -> None
 
 
 def _gradients_text(names, shown, details):
-    dtype = " and ".join(sorted({d["dtype"] for d in details}))
+    dtype = _dtypes(details)
     listed, _ = phrase(names)
     text = (
         f"{listed} {'are' if len(names) > 1 else 'is'} {dtype} numbers on {shown}, within {dtype}'s own budget: "
@@ -118,7 +123,7 @@ def rounded_more_than_once(e: Evidence, quantities: list[str], collector: Collec
 
 
 def _rounded_text(names, shown, details):
-    dtype = " and ".join(sorted({d["dtype"] for d in details}))
+    dtype = _dtypes(details)
     listed, verb = phrase(names)
     text = (
         f"{listed} on {shown} carry more than their one rounding to {dtype} but stay within {dtype}'s own budget "
@@ -130,7 +135,7 @@ def _rounded_text(names, shown, details):
 
 
 def _arithmetic_text(names, shown, details):
-    dtype = " and ".join(sorted({d["dtype"] for d in details}))
+    dtype = _dtypes(details)
     listed, _ = phrase(names)
     text = (
         f"{listed} on {shown} are within {dtype}'s own budget (what a backward-stable implementation computing in "
@@ -219,7 +224,7 @@ def _with_statistics(inputs: CaseInputs, mean: np.ndarray, std: np.ndarray) -> d
 
 
 def _statistics_text(names, shown, details):
-    dtype = " and ".join(sorted({d["dtype"] for d in details}))
+    dtype = _dtypes(details)
     worst = max(details, key=lambda d: max(d["mean_error"], d["variance_error"]))
     accumulated = any(d["how"] == "accumulated" for d in details)
     listed, verb = phrase(names)

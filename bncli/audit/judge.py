@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..options import HALF_DTYPES
 from .cases import JUDGED, QUANTITIES, CaseInputs, from_layout, layout_index, layout_shape
 from .oneline import reason
 from .precisions import finfo, is_half
@@ -170,7 +169,7 @@ def real_array(name: str, value) -> np.ndarray:
         array = np.asarray(value)
     except Exception as error:  # noqa: BLE001 - whatever the target returned, it is its ERROR
         raise TargetError(f"{name} is not an array: {reason(error)}") from None
-    if array.dtype.kind not in "fiub" and array.dtype.name not in HALF_DTYPES:  # bfloat16 is ml_dtypes' kind V
+    if array.dtype.kind not in "fiub" and not is_half(array.dtype.name):  # bfloat16 is ml_dtypes' kind V
         hint = "; a .npy file has no code for bfloat16: write it as float32" if array.dtype.str == "|V2" else ""
         raise TargetError(f"{name} is not an array of real numbers (dtype {array.dtype}){hint}")
     return array.astype(np.float64)

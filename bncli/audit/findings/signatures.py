@@ -13,7 +13,7 @@ import numpy as np
 
 from ... import core
 from ..cases import CaseInputs
-from ..precisions import UNIT_ROUNDOFF, finfo, parameter_dtype
+from ..precisions import UNIT_ROUNDOFF, finfo, is_half, parameter_dtype
 from ..reference import Reference, budget
 
 # Narrowest first: the precision a target computes in is the narrowest that holds all its outputs.
@@ -64,7 +64,7 @@ def out_of_range_intermediates(inputs: CaseInputs, dtype: str) -> list[str]:
         cubed = var[var > 0] ** 1.5
         squares = (x - bn.mean) ** 2
     candidates = [("σ³", cubed), ("(v + ε)^-1.5", 1 / cubed)]
-    statistics = dtype in ("float16", "bfloat16") and inputs.training  # eval mode computes none
+    statistics = is_half(dtype) and inputs.training  # eval mode computes none
     if statistics:
         candidates = [("Σx", np.abs(x).sum(axis=0)), ("Σ(x − m)²", squares.sum(axis=0)), *candidates]
     beyond = [
@@ -210,9 +210,9 @@ def half_statistics_error(
 
     A sum of k terms added one after another in precision u errs by at most (k − 1)·u·Σ|terms|; one
     rounding of the result by u·|result|."""
-    u = UNIT_ROUNDOFF.get(inputs.dtype)
-    if inputs.dtype not in ("float16", "bfloat16") or u is None:
+    if not is_half(inputs.dtype):
         return None
+    u = UNIT_ROUNDOFF[inputs.dtype]
     x = inputs.x.astype(np.float64)
     k = x.shape[0]
     bn = core.forward(x, inputs.weight.astype(np.float64), inputs.bias.astype(np.float64), inputs.eps)
@@ -233,7 +233,6 @@ def half_statistics_error(
         "how": "rounded" if rounded.all() else "accumulated",
         "mean_error": float(mean_error[worst] / bn.std[worst]),
         "variance_error": float(var_error[worst] / var[worst]),
-        "column": worst,
     }
 
 
